@@ -1,0 +1,86 @@
+import { parseCookie, parseSetCookie, stringifySetCookie, type SetCookie } from 'cookie'
+import type { CookieConfig } from '../config.js'
+
+// Values pass through untouched: the sidecar's own never need escaping, the app's are its own.
+const verbatim = { decode: (s: string): string => s, encode: (s: string): string => s }
+
+/**
+ * The sidecar's cookie on the wire: read from the Cookie header, removed from what the app
+ * receives, and written with attributes built once at start.
+ */
+export class SessionCookieHeaders {
+  readonly name: string
+  readonly #needle: string
+  readonly #attributes: string
+  readonly #clear: string
+
+  constructor (config: CookieConfig) {
+    this.name = config.name
+    this.#needle = `${config.name}=`
+    const attributes: Omit<SetCookie, 'name' | 'value'> = {
+      domain: config.domain,
+      path: config.path,
+      secure: config.secure,
+      httpOnly: config.httpOnly,
+      sameSite: config.sameSite,
+      maxAge: config.maxAge
+    }
+    // Built once by the cookie library; each response only prepends `name=value`.
+    const sample = stringifySetCookie({ name: config.name, value: 'v', ...attributes }, verbatim)
+    this.#attributes = sample.slice(this.#needle.length + 1)
+    this.#clear = stringifySetCookie({ name: config.name, value: '', ...attributes, maxAge: 0, expires: new Date(0) }, verbatim)
+  }
+
+  /** Cheap pre-check before any parsing: most requests without our cookie stop here. */
+  mayHold (cookieHeader: string | undefined): cookieHeader is string {
+    return cookieHeader !== undefined && cookieHeader.includes(this.#needle)
+  }
+
+  read (cookieHeader: string): string | undefined {
+    return parseCookie(cookieHeader, verbatim)[this.name]
+  }
+
+  /**
+   * The Cookie header without the sidecar's cookie, other pairs byte for byte as sent (the
+   * cookie library can only re-serialise, which would drop duplicate names and re-encode).
+   * Undefined when nothing is left.
+   */
+  remove (cookieHeader: string): string | undefined {
+    const kept = cookieHeader.split(';').filter((pair) => {
+      const eq = pair.indexOf('=')
+      return (eq < 0 ? pair : pair.slice(0, eq)).trim() !== this.name
+    })
+    const joined = kept.map((p) => p.trim()).filter((p) => p !== '').join('; ')
+    return joined === '' ? undefined : joined
+  }
+
+  set (value: string): string {
+    return `${this.#needle}${value}${this.#attributes}`
+  }
+
+  /** Expires the cookie at once (same name, domain and path, or browsers keep it). */
+  get clear (): string {
+    return this.#clear
+  }
+}
+
+/** `cookies.domain`: gives the app's own cookies the fleet's Domain. */
+export class AppCookieDomain {
+  readonly #domain: string
+  readonly #names: ReadonlySet<string> | undefined
+
+  constructor (domain: string, names: readonly string[]) {
+    this.#domain = domain
+    this.#names = names.length === 0 ? undefined : new Set(names)
+  }
+
+  rewrite (header: string | string[]): string | string[] {
+    return Array.isArray(header) ? header.map((h) => this.#one(h)) : this.#one(header)
+  }
+
+  #one (header: string): string {
+    const parsed = parseSetCookie(header, verbatim)
+    if (parsed.name === '' || (this.#names !== undefined && !this.#names.has(parsed.name))) return header
+    return stringifySetCookie({ ...parsed, domain: this.#domain }, verbatim)
+  }
+}

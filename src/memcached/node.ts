@@ -1,0 +1,163 @@
+import { MemcacheClient } from 'memcache-client'
+import type { Logger } from 'pino'
+import { codes } from '../errors.js'
+import type { Address } from './address.js'
+import type { MemcachedOps } from '../metrics.js'
+
+/** A stored copy as read with `gets`. */
+export interface StoredValue {
+  readonly value: string
+  readonly cas: string
+}
+
+export type Command = 'gets' | 'add' | 'cas' | 'touch' | 'delete'
+
+/** Thrown when a node failed to answer in time or at all (not for NOT_FOUND / EXISTS replies). */
+export class NodeUnavailable extends Error {
+  readonly code = codes.MEMCACHED_UNAVAILABLE
+  constructor (readonly address: string, readonly command: Command, reason: string) {
+    super(`memcached ${address} ${command}: ${reason}`)
+  }
+}
+
+export interface NodeOptions {
+  /** Longest one command may take, connect included. */
+  readonly timeoutMs: number
+  /** Item TTL in seconds. */
+  readonly ttl: number
+  readonly log: Logger
+  readonly ops: MemcachedOps
+}
+
+const BACKOFF_MIN_MS = 500
+const BACKOFF_MAX_MS = 30_000
+// memcached's replies to a store that did not happen: protocol outcomes, not node failures.
+const PROTOCOL_REPLIES = new Set(['NOT_STORED', 'EXISTS', 'NOT_FOUND'])
+
+/**
+ * One memcached server: its own client (memcache-client fails over randomly between servers,
+ * so it must never hold more than one), a hard deadline on every command, and a down mark with
+ * exponential backoff that steers writes and placement away while the node is failing.
+ */
+export class MemcachedNode {
+  readonly address: string
+  readonly #client: MemcacheClient
+  readonly #options: NodeOptions
+  #downUntil = 0
+  #failures = 0
+
+  constructor (address: Address, options: NodeOptions) {
+    this.address = address.text
+    this.#options = options
+    this.#client = new MemcacheClient({
+      server: { server: `${address.host}:${address.port}`, maxConnections: 1 },
+      // Without connectTimeout a black-holed connect never settles.
+      connectTimeout: options.timeoutMs,
+      cmdTimeout: options.timeoutMs,
+      // After a connect timeout the library drops the socket's error listener; a dangling
+      // socket keeps one, so a late ECONNREFUSED cannot crash the process.
+      keepDangleSocket: true,
+      dangleSocketWaitTimeout: 1000,
+      lifetime: options.ttl,
+      logger: quietLogger(options.log)
+    })
+  }
+
+  /** True while the node is inside its backoff window after a failure. */
+  get down (): boolean {
+    return this.#downUntil > Date.now()
+  }
+
+  async gets (key: string): Promise<StoredValue | undefined> {
+    const hit = await this.#run('gets', () => this.#client.gets<string>(key))
+    if (hit === undefined) return undefined
+    return { value: String(hit.value), cas: String(hit.casUniq) }
+  }
+
+  /** Stores only if absent. Resolves false when the key exists. */
+  async add (key: string, value: string): Promise<boolean> {
+    return await this.#store('add', () => this.#client.add(key, value, { lifetime: this.#options.ttl }))
+  }
+
+  /** Stores only if unchanged since `gets`. Resolves false on EXISTS / NOT_FOUND. */
+  async cas (key: string, value: string, cas: string): Promise<boolean> {
+    return await this.#store('cas', () => this.#client.cas(key, value, { casUniq: cas, lifetime: this.#options.ttl }))
+  }
+
+  /** Refreshes the TTL. Resolves false when the key does not exist (expired or destroyed). */
+  async touch (key: string): Promise<boolean> {
+    return await this.#store('touch', () => this.#client.touch(key, this.#options.ttl))
+  }
+
+  /** Resolves false when there was nothing to delete. */
+  async delete (key: string): Promise<boolean> {
+    return await this.#store('delete', () => this.#client.delete(key))
+  }
+
+  close (): void {
+    this.#client.shutdown()
+  }
+
+  async #store (command: Command, send: () => Promise<unknown>): Promise<boolean> {
+    try {
+      await this.#run(command, send)
+      return true
+    } catch (err) {
+      if (err instanceof NodeUnavailable) throw err
+      return false
+    }
+  }
+
+  async #run<T> (command: Command, send: () => Promise<T>): Promise<T> {
+    const started = performance.now()
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<never>((_resolve, reject) => {
+      // memcache-client checks its own timeout on a coarse interval: this bound is exact.
+      timer = setTimeout(() => reject(new NodeUnavailable(this.address, command, `timed out after ${this.#options.timeoutMs} ms`)), this.#options.timeoutMs)
+    })
+    try {
+      const result = await Promise.race([send(), deadline])
+      this.#succeeded()
+      this.#options.ops.observe(this.address, command, result === undefined && command === 'gets' ? 'miss' : 'ok', performance.now() - started)
+      return result
+    } catch (err) {
+      const message = (err as Error).message
+      if (!(err instanceof NodeUnavailable) && PROTOCOL_REPLIES.has(message)) {
+        this.#succeeded()
+        this.#options.ops.observe(this.address, command, 'miss', performance.now() - started)
+        throw err
+      }
+      const failure = err instanceof NodeUnavailable ? err : new NodeUnavailable(this.address, command, message)
+      this.#failed(failure)
+      this.#options.ops.observe(this.address, command, 'error', performance.now() - started)
+      throw failure
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  #succeeded (): void {
+    if (this.#failures > 0) {
+      this.#options.log.info({ node: this.address, code: codes.MEMCACHED_UNAVAILABLE }, 'memcached node is answering again')
+      this.#failures = 0
+      this.#downUntil = 0
+    }
+  }
+
+  #failed (err: NodeUnavailable): void {
+    const backoff = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(this.#failures, 16))
+    this.#failures++
+    this.#downUntil = Date.now() + backoff
+    this.#options.log.warn({ node: this.address, code: err.code, command: err.command, backoffMs: backoff }, err.message)
+  }
+}
+
+/**
+ * memcache-client prints unexpected replies with console.log unless given a logger. Its
+ * messages can quote reply lines, which may hold session data: log that it happened, not what.
+ */
+function quietLogger (log: Logger): Record<'error' | 'warn' | 'info' | 'debug', () => void> {
+  const report = (): void => log.warn({ code: codes.MEMCACHED_UNAVAILABLE }, 'memcache-client reported an unexpected reply')
+  const ignore = (): void => {}
+  return { error: report, warn: report, info: ignore, debug: ignore }
+}

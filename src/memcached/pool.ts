@@ -1,0 +1,90 @@
+import { createHash } from 'node:crypto'
+import type { Logger } from 'pino'
+import type { MemcachedOps } from '../metrics.js'
+import { AddressAllowList, parseAddress } from './address.js'
+import { MemcachedNode } from './node.js'
+
+export interface PoolOptions {
+  /** Where new sessions go, canonical `host:port` text. */
+  readonly nodes: readonly string[]
+  readonly replicas: 1 | 2
+  readonly allow: readonly string[]
+  readonly timeoutMs: number
+  readonly ttl: number
+  readonly log: Logger
+  readonly ops: MemcachedOps
+}
+
+/**
+ * Every memcached node this sidecar talks to: the configured ones, and those that signed
+ * cookies name (created on first use, after the allow list passes them). Placement of new
+ * sessions uses the configured nodes only.
+ */
+export class NodePool {
+  readonly #nodes = new Map<string, MemcachedNode>()
+  readonly #placement: readonly string[]
+  readonly #replicas: 1 | 2
+  readonly #allow: AddressAllowList
+  readonly #options: PoolOptions
+
+  constructor (options: PoolOptions) {
+    this.#options = options
+    this.#placement = options.nodes
+    this.#replicas = options.replicas
+    this.#allow = new AddressAllowList(options.allow)
+  }
+
+  /**
+   * The node at `text`, or undefined when the address is malformed or not allowed: such an
+   * address is never contacted.
+   */
+  node (text: string): MemcachedNode | undefined {
+    const known = this.#nodes.get(text)
+    if (known !== undefined) return known
+    const address = parseAddress(text)
+    // Only the canonical spelling is accepted, so one node never gets two clients.
+    if (address === undefined || address.text !== text || address.family === 6 || !this.#allow.allows(address)) return undefined
+    const node = new MemcachedNode(address, this.#options)
+    this.#nodes.set(text, node)
+    return node
+  }
+
+  /** True when a cookie naming this address may be acted on. */
+  allows (text: string): boolean {
+    return this.#nodes.has(text) || this.node(text) !== undefined
+  }
+
+  /** True when the address may be contacted and its node is not in a backoff window. */
+  isLive (text: string): boolean {
+    const node = this.node(text)
+    return node !== undefined && !node.down
+  }
+
+  /**
+   * The configured nodes in rendezvous (highest random weight) order for a key. Only new
+   * sessions and relocations pay for this, never a request for an existing session.
+   */
+  ranked (key: string): string[] {
+    return this.#placement
+      .map((a) => ({ a, score: createHash('sha256').update(a).update('\0').update(key).digest().readUInt32BE(0) }))
+      .sort((x, y) => y.score - x.score)
+      .map((x) => x.a)
+  }
+
+  /**
+   * Placement of a new session: the first live nodes in rendezvous order (primary, then the
+   * backup when replicas is 2). With no live node, the first in order: the write is retried
+   * when they return.
+   */
+  place (key: string): { primary: string, backup: string | undefined } {
+    const ranked = this.ranked(key)
+    const live = ranked.filter((a) => this.isLive(a))
+    const order = live.length > 0 ? [...live, ...ranked.filter((a) => !live.includes(a))] : ranked
+    return { primary: order[0] as string, backup: this.#replicas === 2 ? order[1] : undefined }
+  }
+
+  close (): void {
+    for (const node of this.#nodes.values()) node.close()
+    this.#nodes.clear()
+  }
+}

@@ -1,0 +1,43 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+export type RequestOutcome = 'hit' | 'miss-loaded' | 'new' | 'none' | 'ignored' | 'stale' | 'degraded'
+export type OpResult = 'ok' | 'miss' | 'error'
+
+/** What a memcached node reports about each command. */
+export interface MemcachedOps {
+  observe: (node: string, command: string, result: OpResult, ms: number) => void
+}
+
+/**
+ * The sidecar's Prometheus metrics, in a registry of its own so several sidecars can live in
+ * one process (tests) without colliding in prom-client's global one.
+ */
+export class Metrics implements MemcachedOps {
+  readonly registry = new Registry()
+  readonly requests = new Counter({ name: 'sidecar_requests_total', help: 'Requests by session outcome', labelNames: ['outcome'], registers: [this.registry] })
+  readonly forgedCookies = new Counter({ name: 'sidecar_forged_cookies_total', help: 'Session cookies that failed to parse or verify, or named a disallowed address', registers: [this.registry] })
+  readonly refusedUpdates = new Counter({ name: 'sidecar_refused_updates_total', help: 'Session updates from the app refused, by reason', labelNames: ['reason'], registers: [this.registry] })
+  readonly staleReads = new Counter({ name: 'sidecar_stale_reads_total', help: 'Sessions served from a copy older than the cookie version', registers: [this.registry] })
+  readonly failovers = new Counter({ name: 'sidecar_failovers_total', help: 'Sessions served while a node named in the cookie failed', registers: [this.registry] })
+  readonly relocations = new Counter({ name: 'sidecar_relocations_total', help: 'Sessions moved to other memcached nodes because a node was down', registers: [this.registry] })
+  readonly writeFailures = new Counter({ name: 'sidecar_write_failures_total', help: 'Session writes that reached no memcached node (kept locally, retried)', registers: [this.registry] })
+  readonly memcachedOps = new Histogram({
+    name: 'sidecar_memcached_op_seconds',
+    help: 'memcached commands by node, command and result',
+    labelNames: ['node', 'command', 'result'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    registers: [this.registry]
+  })
+
+  readonly pendingWrites = new Gauge({ name: 'sidecar_pending_writes', help: 'Session writes queued or in flight to memcached', registers: [this.registry] })
+  readonly cachedSessions = new Gauge({ name: 'sidecar_cached_sessions', help: 'Sessions in the local cache', registers: [this.registry] })
+  readonly cachedBytes = new Gauge({ name: 'sidecar_cached_bytes', help: 'Bytes accounted to the local cache', registers: [this.registry] })
+
+  constructor (defaults = true) {
+    if (defaults) collectDefaultMetrics({ register: this.registry })
+  }
+
+  observe (node: string, command: string, result: OpResult, ms: number): void {
+    this.memcachedOps.observe({ node, command, result }, ms / 1000)
+  }
+}

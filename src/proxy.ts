@@ -1,0 +1,304 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import proxy from '@fastify/http-proxy'
+import type { IncomingHttpHeaders } from 'node:http'
+import type { Logger } from 'pino'
+import type { SidecarConfig } from './config.js'
+import { codes, upstreamErrorBodies } from './errors.js'
+import { AppCookieDomain, SessionCookieHeaders } from './http/cookies.js'
+import { HeaderProtocol, type AppUpdates } from './http/protocol.js'
+import type { Metrics } from './metrics.js'
+import type { NodePool } from './memcached/pool.js'
+import { CookieCodec, type CookieFields } from './session/cookie.js'
+import { decodeJson, decodeObject, isObject, mergePatch, RefusedUpdate, type SessionObject } from './session/data.js'
+import type { SessionRecord } from './session/record.js'
+import { keyHash, type Change, type SessionStore } from './session/store.js'
+
+/** What the sidecar knows about one request's session, from the cookie to the response. */
+class RequestSession {
+  /** The session served to the app, if any. */
+  record: SessionRecord | undefined = undefined
+  /** The client's verified cookie, if it sent one. */
+  cookie: CookieFields | undefined = undefined
+  /** A Set-Cookie to send even without a change: reissue (old secret, newer state) or clear. */
+  setCookie: string | undefined = undefined
+  /** Session headers the app sent, taken out of its response. */
+  updates: AppUpdates | undefined = undefined
+}
+
+// Requests on ignored paths share one marker: no allocation, no session work.
+const IGNORED = new RequestSession()
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    session: RequestSession | null
+  }
+}
+
+export interface ProxyDeps {
+  readonly config: SidecarConfig
+  readonly log: Logger
+  readonly store: SessionStore
+  readonly pool: NodePool
+  readonly metrics: Metrics
+}
+
+/** The client-facing fastify app: one catch-all proxy route with the session hooks around it. */
+export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDeps): Promise<FastifyInstance> {
+  const { session, memcached, upstream } = config
+  const codec = new CookieCodec(session.secrets)
+  const protocol = new HeaderProtocol(session.headerPrefix)
+  const cookies = new SessionCookieHeaders(session.cookie)
+  const appCookieDomain = config.cookies.domain === undefined ? undefined : new AppCookieDomain(config.cookies.domain, config.cookies.names)
+  const ignore = session.ignore
+  const sync = memcached.write === 'sync'
+  const outcome = {
+    hit: metrics.requests.labels('hit'),
+    loaded: metrics.requests.labels('miss-loaded'),
+    created: metrics.requests.labels('new'),
+    none: metrics.requests.labels('none'),
+    ignored: metrics.requests.labels('ignored'),
+    stale: metrics.requests.labels('stale'),
+    degraded: metrics.requests.labels('degraded')
+  }
+
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    logController: new Fastify.LogController({ disableRequestLogging: true }),
+    // Clients' own headers are bounded by Node (16 KiB); this bounds bodies the proxy buffers: none.
+    bodyLimit: 1024 * 1024,
+    return503OnClosing: true
+  })
+  app.decorateRequest('session', null)
+
+  /** The session cookie to send for a record, memoised so a repeat request skips the HMAC. */
+  const cookieFor = (record: SessionRecord): string => {
+    record.cookie ??= codec.encode(record)
+    return record.cookie
+  }
+
+  /** Serve `record` for a request that carried `value` (verified as `cookie`). */
+  const serve = (state: RequestSession, record: SessionRecord, cookie: CookieFields, value: string, oldSecret: boolean): void => {
+    state.record = record
+    // Never lower the client's version: after a stale read the cookie stays ahead.
+    if (record.version < cookie.version) return
+    const current = cookieFor(record)
+    if (current !== value || oldSecret) state.setCookie = current
+  }
+
+  const loadSession = (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void => {
+    if (ignore !== null && ignore.test(pathOf(request.url))) {
+      request.session = IGNORED
+      outcome.ignored.inc()
+      done()
+      return
+    }
+    const state = new RequestSession()
+    request.session = state
+    const header = request.headers.cookie
+    const value = cookies.mayHold(header) ? cookies.read(header) : undefined
+    if (value === undefined) {
+      outcome.none.inc()
+      done()
+      return
+    }
+    const fields = CookieCodec.parse(value)
+    if (fields === undefined) return forged(request, done)
+    const now = Date.now()
+    const local = store.local(fields.key)
+    // The exact cookie this node issued or verified for this state: no HMAC needed.
+    if (local !== undefined && local.cookie === value && store.fresh(local, fields.version, now)) {
+      state.record = local
+      state.cookie = fields
+      outcome.hit.inc()
+      done()
+      return
+    }
+    const verified = codec.verify(value)
+    if (verified === undefined) return forged(request, done)
+    if (!pool.allows(verified.primary) || (verified.backup !== undefined && !pool.allows(verified.backup))) return forged(request, done)
+    state.cookie = verified
+    if (local !== undefined && store.fresh(local, verified.version, now)) {
+      serve(state, local, verified, value, verified.oldSecret)
+      outcome.hit.inc()
+      done()
+      return
+    }
+    store.load(verified, local).then((loaded) => {
+      switch (loaded.outcome) {
+        case 'gone':
+          state.setCookie = cookies.clear
+          outcome.none.inc()
+          break
+        case 'unavailable':
+          outcome.degraded.inc()
+          break
+        default:
+          serve(state, loaded.record as SessionRecord, verified, value, verified.oldSecret)
+          ;(loaded.outcome === 'miss-loaded' ? outcome.loaded : loaded.outcome === 'stale' ? outcome.stale : outcome.degraded).inc()
+      }
+      done()
+    }, (err: unknown) => {
+      request.log.error({ err, code: codes.MEMCACHED_UNAVAILABLE }, 'session load failed; serving without a session')
+      done()
+    })
+  }
+
+  const forged = (request: FastifyRequest, done: () => void): void => {
+    metrics.forgedCookies.inc()
+    outcome.none.inc()
+    request.log.debug('session cookie did not verify; treated as absent')
+    done()
+  }
+
+  const rewriteRequestHeaders = (request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders => {
+    protocol.stripRequest(headers)
+    const state = request.session
+    if (state === null || state === IGNORED) return headers
+    if (headers.cookie !== undefined && headers.cookie.includes(cookies.name)) {
+      const rest = cookies.remove(headers.cookie)
+      if (rest === undefined) delete headers.cookie
+      else headers.cookie = rest
+    }
+    const record = state.record
+    if (record !== undefined) {
+      headers[protocol.idHeader] = record.key
+      headers[protocol.dataHeader] = record.header
+    }
+    return headers
+  }
+
+  const rewriteHeaders = (headers: IncomingHttpHeaders, request?: FastifyRequest): IncomingHttpHeaders => {
+    // The upstream's keep-alive parameters describe its connection to us, not the client's.
+    delete headers['keep-alive']
+    const updates = protocol.takeUpdates(headers as Record<string, string | string[] | undefined>)
+    if (updates !== undefined && request?.session != null && request.session !== IGNORED) request.session.updates = updates
+    if (appCookieDomain !== undefined && headers['set-cookie'] !== undefined) {
+      headers['set-cookie'] = appCookieDomain.rewrite(headers['set-cookie']) as string[]
+    }
+    return headers
+  }
+
+  const onResponse = (request: FastifyRequest, reply: FastifyReply, res: { stream: NodeJS.ReadableStream }): void => {
+    const state = request.session
+    if (state === null || state === IGNORED || (state.updates === undefined && state.setCookie === undefined)) {
+      reply.send(res.stream)
+      return
+    }
+    const pending = state.updates === undefined ? undefined : applyUpdates(request, state, state.updates)
+    if (pending === undefined) {
+      if (state.setCookie !== undefined) reply.header('set-cookie', state.setCookie)
+      reply.send(res.stream)
+      return
+    }
+    pending.then(() => {
+      if (state.setCookie !== undefined) reply.header('set-cookie', state.setCookie)
+      reply.send(res.stream)
+    }, (err: unknown) => {
+      request.log.error({ err }, 'session update failed')
+      reply.send(res.stream)
+    })
+  }
+
+  /** Applies the app's updates; returns a promise only when the response must wait (sync). */
+  const applyUpdates = (request: FastifyRequest, state: RequestSession, updates: AppUpdates): Promise<void> | undefined => {
+    const record = state.record
+    if (updates.destroy) {
+      if (record !== undefined) {
+        const deleted = store.destroy(record)
+        state.setCookie = cookies.clear
+        state.record = undefined
+        if (sync) return withTimeout(deleted, memcached.timeoutMs)
+      } else if (state.cookie !== undefined) {
+        state.setCookie = cookies.clear
+      }
+      return undefined
+    }
+    let change: Change
+    try {
+      change = decodeChange(updates, session.maxBytes)
+    } catch (err) {
+      if (!(err instanceof RefusedUpdate)) throw err
+      metrics.refusedUpdates.labels(err.reason).inc()
+      request.log.error({ code: codes.SESSION_UPDATE_REFUSED, header: err.header, reason: err.reason, session: record === undefined ? undefined : keyHash(record.key) }, 'session update refused; previous session kept')
+      // Regeneration protects against fixation: honour it even when the data was refused.
+      if (!updates.regenerate) return undefined
+      change = { set: undefined, merge: undefined, regenerate: true }
+    }
+    let applied
+    try {
+      applied = store.apply(record, state.cookie?.version ?? 0, change)
+    } catch (err) {
+      if (!(err instanceof RefusedUpdate)) throw err
+      metrics.refusedUpdates.labels(err.reason).inc()
+      request.log.error({ code: codes.SESSION_UPDATE_REFUSED, header: err.header, reason: err.reason }, 'session update refused; previous session kept')
+      return undefined
+    }
+    if (applied === undefined) return undefined
+    if (record === undefined) outcome.created.inc()
+    state.record = applied.record
+    state.setCookie = cookieFor(applied.record)
+    if (!sync || applied.written === undefined) return undefined
+    const finalRecord = applied.record
+    return withTimeout(applied.written, memcached.timeoutMs).then(() => {
+      // A conflict may have given the write a higher version or other nodes: say so.
+      const now = store.local(finalRecord.key)
+      if (now !== undefined && now !== finalRecord && now.version >= finalRecord.version) state.setCookie = cookieFor(now)
+    })
+  }
+
+  await app.register(proxy, {
+    upstream: upstream.url,
+    preHandler: loadSession,
+    // Bodies stream through untouched.
+    proxyPayloads: false,
+    undici: {
+      connections: 128,
+      pipelining: 1,
+      keepAliveTimeout: 60_000,
+      headersTimeout: upstream.timeoutMs,
+      bodyTimeout: upstream.timeoutMs,
+      // Room for a large X-Session-Set so it can be refused gracefully instead of a 502.
+      maxHeaderSize: 128 * 1024,
+      connect: { timeout: Math.min(upstream.timeoutMs, 10_000) }
+    },
+    replyOptions: {
+      rewriteRequestHeaders,
+      rewriteHeaders,
+      onResponse,
+      // Never replay a request: the app may have acted on it, and its session headers with it.
+      retryDelay: () => null,
+      onError: (reply, { error }) => {
+        const status = (error as { statusCode?: number }).statusCode === 504 ? 504 : 502
+        reply.log.warn({ code: status === 504 ? codes.UPSTREAM_TIMEOUT : codes.UPSTREAM_UNAVAILABLE, cause: (error.cause as Error | undefined)?.message ?? error.message }, 'upstream failed')
+        reply.code(status).type('text/plain; charset=utf-8').send(upstreamErrorBodies[status])
+      }
+    },
+    disableRequestLogging: true
+  } as Parameters<typeof proxy>[1])
+
+  return app
+}
+
+function decodeChange (updates: AppUpdates, maxBytes: number): Change {
+  let set: SessionObject | undefined
+  let merge: SessionObject | undefined
+  if (updates.set !== undefined) set = decodeObject(updates.set, 'X-Session-Set', maxBytes)
+  if (updates.merge !== undefined) {
+    const patch = decodeJson(updates.merge, 'X-Session-Merge', maxBytes)
+    if (!isObject(patch)) throw new RefusedUpdate('not-an-object', 'X-Session-Merge')
+    if (set !== undefined) set = mergePatch(set, patch) as SessionObject
+    else merge = patch
+  }
+  return { set, merge, regenerate: updates.regenerate }
+}
+
+function pathOf (url: string): string {
+  const q = url.indexOf('?')
+  return q < 0 ? url : url.slice(0, q)
+}
+
+async function withTimeout (work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([work, new Promise((resolve) => { timer = setTimeout(resolve, ms) })])
+  clearTimeout(timer)
+}

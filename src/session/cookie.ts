@@ -1,0 +1,81 @@
+import { createHmac, timingSafeEqual } from 'node:crypto'
+import { KEY_PATTERN } from './key.js'
+
+/** The fields of a format-1 cookie: `1~key~primary[~backup]~version~mac`. */
+export interface CookieFields {
+  readonly key: string
+  readonly primary: string
+  readonly backup: string | undefined
+  readonly version: number
+}
+
+export interface VerifiedCookie extends CookieFields {
+  /** True when an older secret signed it: reissue with the current one. */
+  readonly oldSecret: boolean
+}
+
+const SEPARATOR = '~'
+const MAC_BYTES = 16
+const MAC_CHARS = 22 // base64url of 16 bytes, no padding
+const VERSION = /^[1-9][0-9]{0,14}$/
+// Addresses as parseAddress prints them; full parsing happens before any contact.
+const ADDRESS = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$/
+// Anything longer is not ours: 2 addresses of 253+7 chars plus the fixed fields.
+const MAX_COOKIE = 600
+
+/**
+ * Format 1 of the session cookie: encode, and verify against every configured secret in
+ * constant time. Anything that does not parse or verify is "no cookie".
+ */
+export class CookieCodec {
+  readonly #secrets: readonly Buffer[]
+
+  constructor (secrets: readonly string[]) {
+    if (secrets.length === 0) throw new TypeError('at least one secret is required')
+    this.#secrets = secrets.map((s) => Buffer.from(s, 'utf8'))
+  }
+
+  encode (fields: CookieFields): string {
+    const body = fields.backup === undefined
+      ? `1~${fields.key}~${fields.primary}~${fields.version}`
+      : `1~${fields.key}~${fields.primary}~${fields.backup}~${fields.version}`
+    return `${body}~${this.#mac(this.#secrets[0] as Buffer, body).toString('base64url')}`
+  }
+
+  /** Parses the fields without checking the MAC; undefined when the shape is wrong. */
+  static parse (value: string): CookieFields | undefined {
+    if (value.length > MAX_COOKIE || value.charCodeAt(0) !== 49 /* 1 */ || value.charCodeAt(1) !== 126 /* ~ */) return undefined
+    const parts = value.split(SEPARATOR)
+    if (parts.length !== 5 && parts.length !== 6) return undefined
+    const key = parts[1] as string
+    const primary = parts[2] as string
+    const backup = parts.length === 6 ? parts[3] : undefined
+    const versionText = parts[parts.length - 2] as string
+    const mac = parts[parts.length - 1] as string
+    if (!KEY_PATTERN.test(key) || !VERSION.test(versionText) || mac.length !== MAC_CHARS) return undefined
+    if (!ADDRESS.test(primary) || (backup !== undefined && (!ADDRESS.test(backup) || backup === primary))) return undefined
+    return { key, primary, backup, version: Number(versionText) }
+  }
+
+  /** Parses and verifies; undefined for anything forged, truncated or signed by an unknown secret. */
+  verify (value: string): VerifiedCookie | undefined {
+    const fields = CookieCodec.parse(value)
+    if (fields === undefined) return undefined
+    const cut = value.lastIndexOf(SEPARATOR)
+    const given = Buffer.from(value.slice(cut + 1), 'base64url')
+    // base64url decoding is lenient: re-encode to reject non-canonical spellings of a MAC.
+    if (given.length !== MAC_BYTES || given.toString('base64url') !== value.slice(cut + 1)) return undefined
+    const body = value.slice(0, cut)
+    let matched = -1
+    // Check every secret, even after a match, so timing does not reveal which one signed it.
+    for (let i = 0; i < this.#secrets.length; i++) {
+      if (timingSafeEqual(this.#mac(this.#secrets[i] as Buffer, body), given) && matched < 0) matched = i
+    }
+    if (matched < 0) return undefined
+    return { ...fields, oldSecret: matched > 0 }
+  }
+
+  #mac (secret: Buffer, body: string): Buffer {
+    return createHmac('sha256', secret).update(body).digest().subarray(0, MAC_BYTES)
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * Session data as it crosses the header protocol: base64url of a UTF-8 JSON object.
+ * JSON is parsed only when the app changes the session; reads pass the stored text along.
+ */
+export type SessionObject = Record<string, unknown>
+
+export interface EncodedData {
+  /** base64url(JSON): the X-Session header value, also what memcached stores. */
+  readonly header: string
+  /** Bytes of compact JSON, checked against session.maxBytes. */
+  readonly bytes: number
+}
+
+/** Why an update was refused; logged and counted by reason. */
+export type RefusalReason = 'invalid-base64' | 'invalid-json' | 'not-an-object' | 'too-large'
+
+export class RefusedUpdate extends Error {
+  constructor (readonly reason: RefusalReason, readonly header: string) {
+    super(`${header}: ${reason}`)
+  }
+}
+
+// Apps may pad, and some encoders emit the standard alphabet: accept both, emit base64url.
+const BASE64 = /^[A-Za-z0-9_+/-]*={0,2}$/
+
+export const EMPTY_HEADER = Buffer.from('{}').toString('base64url')
+
+/** Decodes an app header into a JSON value; `maxBytes` bounds the work before any parsing. */
+export function decodeJson (value: string, header: string, maxBytes: number): unknown {
+  // Compact JSON of maxBytes is at most ~4/3 as base64; allow whitespace the app may send.
+  if (value.length > maxBytes * 4) throw new RefusedUpdate('too-large', header)
+  if (!BASE64.test(value)) throw new RefusedUpdate('invalid-base64', header)
+  const text = Buffer.from(value, 'base64').toString('utf8')
+  try {
+    return JSON.parse(text)
+  } catch {
+    throw new RefusedUpdate('invalid-json', header)
+  }
+}
+
+export function isObject (value: unknown): value is SessionObject {
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+}
+
+export function decodeObject (value: string, header: string, maxBytes: number): SessionObject {
+  const parsed = decodeJson(value, header, maxBytes)
+  if (!isObject(parsed)) throw new RefusedUpdate('not-an-object', header)
+  return parsed
+}
+
+/** Reads stored data back into an object (only needed to apply a merge patch). */
+export function parseStored (header: string): SessionObject {
+  const parsed: unknown = JSON.parse(Buffer.from(header, 'base64url').toString('utf8'))
+  return isObject(parsed) ? parsed : {}
+}
+
+export function encodeObject (data: SessionObject, header: string, maxBytes: number): EncodedData {
+  const json = JSON.stringify(data)
+  const bytes = Buffer.byteLength(json)
+  if (bytes > maxBytes) throw new RefusedUpdate('too-large', header)
+  return { header: Buffer.from(json).toString('base64url'), bytes }
+}
+
+/** RFC 7396 JSON Merge Patch. Returns a new value; neither argument is modified. */
+export function mergePatch (target: unknown, patch: unknown): unknown {
+  if (!isObject(patch)) return patch
+  const result: SessionObject = isObject(target) ? { ...target } : {}
+  for (const [name, value] of Object.entries(patch)) {
+    if (value === null) delete result[name]
+    // defineProperty, not assignment: a "__proto__" member must stay plain data.
+    else Object.defineProperty(result, name, { value: mergePatch(result[name], value), enumerable: true, writable: true, configurable: true })
+  }
+  return result
+}

@@ -1,0 +1,306 @@
+import { createHash } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
+import type { Logger } from 'pino'
+import type { Metrics } from '../metrics.js'
+import type { MemcachedNode } from '../memcached/node.js'
+import type { NodePool } from '../memcached/pool.js'
+import type { CookieFields } from './cookie.js'
+import { encodeObject, mergePatch, parseStored, type SessionObject } from './data.js'
+import { mintKey } from './key.js'
+import { decodeCopy, withState, type SessionRecord, type StoredCopy } from './record.js'
+import { SessionWriter, type WriteJob, type WriteKind, type WriteResult } from './writer.js'
+
+export interface StoreOptions {
+  readonly pool: NodePool
+  readonly keyPrefix: string
+  /** Session TTL, seconds: local expiry and memcached item lifetime. */
+  readonly idleTimeout: number
+  readonly revalidateMs: number
+  readonly timeoutMs: number
+  readonly cacheMaxBytes: number
+  readonly maxBytes: number
+  readonly log: Logger
+  readonly metrics: Metrics
+}
+
+/** How a session was found for a request. */
+export type LoadOutcome =
+  /** Read from memcached (or revalidated there): a copy at least as new as the cookie. */
+  | 'miss-loaded'
+  /** Only copies older than the cookie exist (an async write was lost): served anyway. */
+  | 'stale'
+  /** memcached did not answer: the local copy is served as it is. */
+  | 'degraded'
+  /** Found nowhere (expired, destroyed): the session is absent. */
+  | 'gone'
+  /** Not local, and memcached did not answer: absent for this request, the cookie is kept. */
+  | 'unavailable'
+
+export interface Loaded {
+  readonly record: SessionRecord | undefined
+  readonly outcome: LoadOutcome
+}
+
+/** A change the app asked for, already decoded and validated. */
+export interface Change {
+  /** Replacement data (X-Session-Set, with any merge already applied to it). */
+  readonly set: SessionObject | undefined
+  /** RFC 7396 patch (X-Session-Merge) when there is no set. */
+  readonly merge: SessionObject | undefined
+  readonly regenerate: boolean
+}
+
+export interface Applied {
+  readonly record: SessionRecord
+  /** Settles when the primary copy is stored (or the write gave up and was queued for retry). */
+  readonly written: Promise<WriteResult | undefined> | undefined
+}
+
+// Retrying a read that found only older copies covers the usual case of "the other node's
+// async write is still on its way" before calling the read stale.
+const STALE_RETRY_FIRST_MS = 2
+
+/**
+ * Sessions: the local LRU cache in front of memcached. Decides when a local copy may be served
+ * (version and revalidation rules), reads and revalidates copies, and turns app changes into
+ * new versions that the writer stores.
+ */
+export class SessionStore {
+  readonly #cache: LRUCache<string, SessionRecord>
+  readonly #options: StoreOptions
+  readonly #writer: SessionWriter
+
+  constructor (options: StoreOptions) {
+    this.#options = options
+    this.#cache = new LRUCache<string, SessionRecord>({
+      maxSize: options.cacheMaxBytes,
+      // Strings of ASCII are one byte per character in V8; 160 covers the record's fields.
+      sizeCalculation: (r) => r.header.length + 160,
+      ttl: options.idleTimeout * 1000,
+      updateAgeOnGet: true
+    })
+    this.#writer = new SessionWriter({
+      pool: options.pool,
+      keyPrefix: options.keyPrefix,
+      maxBytes: options.maxBytes,
+      log: options.log,
+      metrics: options.metrics,
+      onWritten: (job, result) => this.#written(job, result)
+    })
+  }
+
+  get size (): number { return this.#cache.size }
+  get bytes (): number { return this.#cache.calculatedSize }
+  get pendingWrites (): number { return this.#writer.pending }
+
+  /** The local record for a key, with no I/O; undefined when not cached. */
+  local (key: string): SessionRecord | undefined {
+    return this.#cache.get(key)
+  }
+
+  /** True when the local record may be served for this cookie without asking memcached. */
+  fresh (record: SessionRecord, cookieVersion: number, now: number): boolean {
+    return record.acceptedVersion >= cookieVersion && now - record.checkedAt < this.#options.revalidateMs
+  }
+
+  /** Finds the session a verified cookie names, when the local copy is missing or not fresh. */
+  async load (cookie: CookieFields, local: SessionRecord | undefined): Promise<Loaded> {
+    if (local !== undefined && local.acceptedVersion >= cookie.version) return await this.#revalidate(local)
+    return await this.#read(cookie, local)
+  }
+
+  /** Turns an app change into the next version of the session; throws RefusedUpdate. */
+  apply (current: SessionRecord | undefined, cookieVersion: number, change: Change): Applied | undefined {
+    const { maxBytes } = this.#options
+    let data: SessionObject | undefined = change.set
+    let kind: WriteKind = { type: 'set' }
+    if (data === undefined && change.merge !== undefined) {
+      data = mergePatch(current === undefined ? {} : parseStored(current.header), change.merge) as SessionObject
+      kind = { type: 'merge', patch: change.merge }
+    }
+    const header = data === undefined ? current?.header : encodeObject(data, change.set !== undefined ? 'X-Session-Set' : 'X-Session-Merge', maxBytes).header
+    if (header === undefined) return undefined // regenerate with no session: nothing to do
+    const changed = header !== current?.header
+    if (!changed && !change.regenerate) return undefined
+    const now = Date.now()
+    let record: SessionRecord
+    if (current === undefined || change.regenerate) {
+      const key = mintKey()
+      const placed = this.#options.pool.place(key)
+      const version = current === undefined ? 1 : Math.max(current.version, cookieVersion) + (changed ? 1 : 0)
+      record = { key, version, header, primary: placed.primary, backup: placed.backup, checkedAt: now, acceptedVersion: version, cookie: undefined }
+      // Regeneration keeps the data but not the key: the old copies must go.
+      if (current !== undefined) this.#discard(current)
+      if (!changed) kind = { type: 'copy' }
+    } else {
+      const version = Math.max(current.version, cookieVersion) + 1
+      record = withState(current, { version, header, checkedAt: now, acceptedVersion: version })
+    }
+    this.#cache.set(record.key, record)
+    return { record, written: this.#writer.write(this.#job(record, kind, record.key !== current?.key)) }
+  }
+
+  /** Deletes a session here and on every node that holds it. */
+  destroy (record: SessionRecord): Promise<void> {
+    return this.#discard(record)
+  }
+
+  /** Waits for queued writes, at most `ms`; returns how many are still pending. */
+  async flush (ms: number): Promise<number> {
+    return await this.#writer.flush(ms)
+  }
+
+  close (): void {
+    this.#writer.close()
+    this.#cache.clear()
+  }
+
+  #discard (record: SessionRecord): Promise<void> {
+    this.#cache.delete(record.key)
+    return this.#writer.delete(record.key, [record.primary, record.backup])
+  }
+
+  #job (record: SessionRecord, kind: WriteKind, fresh = false): WriteJob {
+    return { key: record.key, version: record.version, header: record.header, kind, primary: record.primary, backup: record.backup, fresh }
+  }
+
+  /** Brings the local record up to what memcached now holds, unless a newer local change exists. */
+  #written (job: WriteJob, result: WriteResult): void {
+    const current = this.#cache.peek(job.key)
+    if (current === undefined || current.version > job.version) return
+    const { copy, primary, backup } = result
+    if (copy.version === current.version && copy.header === current.header && primary === current.primary && backup === current.backup) {
+      current.checkedAt = Date.now()
+      return
+    }
+    this.#cache.set(job.key, withState(current, { version: copy.version, header: copy.header, primary, backup, checkedAt: Date.now(), acceptedVersion: copy.version }))
+  }
+
+  /** A touch on each copy: refreshes the TTL and proves the session was not destroyed. */
+  async #revalidate (local: SessionRecord): Promise<Loaded> {
+    const mkey = this.#options.keyPrefix + local.key
+    const addresses = local.backup === undefined ? [local.primary] : [local.primary, local.backup]
+    const results = await Promise.all(addresses.map(async (a) => {
+      const node = this.#options.pool.node(a)
+      // The local copy is there to serve: no need to wait on a node known to be failing.
+      if (node === undefined || node.down) return 'error'
+      return await node.touch(mkey).then((found) => found ? 'found' : 'missing', () => 'error')
+    }))
+    if (results.every((r) => r === 'missing')) {
+      this.#cache.delete(local.key)
+      return { record: undefined, outcome: 'gone' }
+    }
+    if (!results.includes('found')) return { record: local, outcome: 'degraded' }
+    local.checkedAt = Date.now()
+    if (results.includes('error')) this.#options.metrics.failovers.inc()
+    // A copy lost with a restarted node, or a node now down: store the copies again.
+    if (results.some((r) => r !== 'found')) void this.#writer.write(this.#job(local, { type: 'copy' }))
+    return { record: local, outcome: 'miss-loaded' }
+  }
+
+  async #read (cookie: CookieFields, local: SessionRecord | undefined): Promise<Loaded> {
+    const { pool, timeoutMs } = this.#options
+    const deadline = Date.now() + timeoutMs
+    const mkey = this.#options.keyPrefix + cookie.key
+    // Down-marked nodes last: a node back from a crash may hold the only copy.
+    const nodes = [cookie.primary, cookie.backup]
+      .map((a) => a === undefined ? undefined : pool.node(a))
+      .filter((n): n is MemcachedNode => n !== undefined)
+      .sort((x, y) => Number(x.down) - Number(y.down))
+    let results: ReadResult[] = []
+    let best: StoredCopy | undefined
+    // A copy older than the cookie, or none, is most often another node's async write still
+    // on its way (round-robin balancing): read again, briefly, before believing it.
+    for (let wait = STALE_RETRY_FIRST_MS; ; wait *= 2) {
+      results = await this.#readCopies(nodes, mkey, cookie.version, deadline)
+      best = newest(results)
+      if ((best !== undefined && best.version >= cookie.version) || results.includes('error') || Date.now() + wait >= deadline) break
+      await new Promise((resolve) => setTimeout(resolve, wait))
+    }
+    const failed = results.includes('error')
+    if (failed) this.#options.metrics.failovers.inc()
+    if (best === undefined) {
+      if (!failed && results.length === nodes.length) {
+        if (local !== undefined) this.#cache.delete(local.key)
+        return { record: undefined, outcome: 'gone' }
+      }
+      return local === undefined ? { record: undefined, outcome: 'unavailable' } : { record: local, outcome: 'degraded' }
+    }
+    if (local !== undefined && local.version > best.version) {
+      // This node's own write has not landed yet; its copy is the newest there is.
+      best = { version: local.version, header: local.header }
+    }
+    const stale = best.version < cookie.version
+    if (stale) {
+      this.#options.metrics.staleReads.inc()
+      this.#options.log.warn({ session: keyHash(cookie.key), found: best.version, expected: cookie.version }, 'only older copies of the session exist; serving the newest')
+    }
+    const record: SessionRecord = {
+      key: cookie.key,
+      version: best.version,
+      header: best.header,
+      primary: cookie.primary,
+      backup: cookie.backup,
+      checkedAt: Date.now(),
+      acceptedVersion: Math.max(best.version, cookie.version),
+      cookie: undefined
+    }
+    this.#cache.set(record.key, record)
+    // A node that failed, missed (restarted empty) or holds an older copy gets it again.
+    const version = best.version
+    if (results.some((r) => r === 'error' || r === null || r.version < version)) void this.#writer.write(this.#job(record, { type: 'copy' }))
+    return { record, outcome: stale ? 'stale' : 'miss-loaded' }
+  }
+
+  /**
+   * Hedged read: the first node at once, the next when the first could not satisfy the
+   * cookie's version or has not answered within half the budget. Nothing waits past
+   * `deadline`; nodes that had not answered by then are left out of the results.
+   */
+  async #readCopies (nodes: MemcachedNode[], mkey: string, wanted: number, deadline: number): Promise<ReadResult[]> {
+    const results: ReadResult[] = []
+    if (nodes.length === 0) return results
+    return await new Promise((resolve) => {
+      let launched = 0
+      let settled = 0
+      let done = false
+      const finish = (): void => {
+        if (done) return
+        done = true
+        clearTimeout(hedge)
+        clearTimeout(timeout)
+        resolve(results)
+      }
+      const launch = (): void => {
+        const node = nodes[launched++]
+        if (node === undefined || done) return
+        node.gets(mkey).then((hit) => hit === undefined ? null : decodeCopy(hit.value) ?? null, () => 'error' as const).then((result) => {
+          if (done) return
+          results.push(result)
+          settled++
+          if (result !== null && result !== 'error' && result.version >= wanted) finish()
+          else if (launched < nodes.length) launch()
+          else if (settled === launched) finish()
+        }, () => undefined)
+      }
+      const remaining = Math.max(0, deadline - Date.now())
+      const hedge = setTimeout(launch, remaining / 2)
+      const timeout = setTimeout(finish, remaining)
+      launch()
+    })
+  }
+}
+
+/** One node's answer to a read: its copy, null for a miss, 'error' when it failed. */
+type ReadResult = StoredCopy | null | 'error'
+
+function newest (results: readonly ReadResult[]): StoredCopy | undefined {
+  let best: StoredCopy | undefined
+  for (const r of results) if (r !== null && r !== 'error' && (best === undefined || r.version > best.version)) best = r
+  return best
+}
+
+/** A short, non-reversible tag for logs: enough to correlate lines, useless to hijack. */
+export function keyHash (key: string): string {
+  return createHash('sha256').update(key).digest('base64url').slice(0, 12)
+}

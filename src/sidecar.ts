@@ -1,0 +1,86 @@
+import type { FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import { buildAdmin } from './admin.js'
+import type { SidecarConfig } from './config.js'
+import { codes } from './errors.js'
+import { NodePool } from './memcached/pool.js'
+import { Metrics } from './metrics.js'
+import { buildProxy } from './proxy.js'
+import { SessionStore } from './session/store.js'
+
+export interface Sidecar {
+  readonly proxy: FastifyInstance
+  readonly admin: FastifyInstance
+  readonly store: SessionStore
+  readonly metrics: Metrics
+  /** Client-facing address once listening, e.g. http://127.0.0.1:8080. */
+  readonly url: string
+  readonly adminUrl: string
+  /**
+   * Graceful stop: readiness goes 503, in-flight requests finish, queued memcached writes are
+   * flushed. Resolves with the number of writes still pending when shutdown.timeoutMs ran out.
+   */
+  close: () => Promise<number>
+}
+
+/** Builds and starts everything one sidecar process runs. */
+export async function startSidecar (config: SidecarConfig, log: Logger, options: { defaultMetrics?: boolean } = {}): Promise<Sidecar> {
+  const metrics = new Metrics(options.defaultMetrics ?? true)
+  const pool = new NodePool({
+    nodes: config.memcached.nodes,
+    replicas: config.memcached.replicas,
+    allow: config.memcached.allow,
+    timeoutMs: config.memcached.timeoutMs,
+    ttl: config.session.idleTimeout,
+    log,
+    ops: metrics
+  })
+  const store = new SessionStore({
+    pool,
+    keyPrefix: config.memcached.keyPrefix,
+    idleTimeout: config.session.idleTimeout,
+    revalidateMs: config.cache.revalidateMs,
+    timeoutMs: config.memcached.timeoutMs,
+    cacheMaxBytes: config.cache.maxBytes,
+    maxBytes: config.session.maxBytes,
+    log,
+    metrics
+  })
+  let ready = false
+  const proxy = await buildProxy({ config, log, store, pool, metrics })
+  const admin = buildAdmin({ log, metrics, store, isReady: () => ready })
+  const adminUrl = await admin.listen({ host: config.admin.host, port: config.admin.port })
+  const url = await proxy.listen({ host: config.listen.host, port: config.listen.port })
+  ready = true
+  log.info({ url, adminUrl, upstream: config.upstream.url, nodes: config.memcached.nodes, write: config.memcached.write }, 'session-sidecar listening')
+
+  let closing: Promise<number> | undefined
+  const close = async (): Promise<number> => {
+    ready = false
+    const deadline = Date.now() + config.shutdown.timeoutMs
+    // fastify.close waits for in-flight requests; their async writes are queued by then.
+    await proxy.close()
+    const left = await store.flush(Math.max(0, deadline - Date.now()))
+    if (left > 0) log.error({ code: codes.SHUTDOWN_PENDING_WRITES, pending: left }, 'shutdown timed out with session writes still pending')
+    await admin.close()
+    store.close()
+    pool.close()
+    return left
+  }
+  return {
+    proxy,
+    admin,
+    store,
+    metrics,
+    url: httpUrl(proxy),
+    adminUrl: httpUrl(admin),
+    close: async () => (closing ??= close())
+  }
+}
+
+function httpUrl (app: FastifyInstance): string {
+  const address = app.server.address()
+  if (address === null || typeof address === 'string') return String(address)
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+  return `http://${host}:${address.port}`
+}
