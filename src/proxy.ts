@@ -82,7 +82,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     // Never lower the client's version: after a stale read the cookie stays ahead.
     if (record.version < cookie.version) return
     const current = cookieFor(record)
-    if (current !== value || oldSecret) state.setCookie = current
+    if (current !== value || oldSecret) state.setCookie = cookies.set(current)
   }
 
   const loadSession = (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void => {
@@ -236,13 +236,13 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     if (applied === undefined) return undefined
     if (record === undefined) outcome.created.inc()
     state.record = applied.record
-    state.setCookie = cookieFor(applied.record)
+    state.setCookie = cookies.set(cookieFor(applied.record))
     if (!sync || applied.written === undefined) return undefined
     const finalRecord = applied.record
     return withTimeout(applied.written, memcached.timeoutMs).then(() => {
       // A conflict may have given the write a higher version or other nodes: say so.
       const now = store.local(finalRecord.key)
-      if (now !== undefined && now !== finalRecord && now.version >= finalRecord.version) state.setCookie = cookieFor(now)
+      if (now !== undefined && now !== finalRecord && now.version >= finalRecord.version) state.setCookie = cookies.set(cookieFor(now))
     })
   }
 

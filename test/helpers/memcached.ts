@@ -1,0 +1,96 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { connect } from 'node:net'
+import { freePort, until } from './ports.js'
+
+/**
+ * A real memcached process on 127.0.0.1 and a free port, killed by pid. `stop` and `start`
+ * kill and restart it on the same port (empty, as after a crash).
+ */
+export class MemcachedProcess {
+  readonly port: number
+  #child: ChildProcess | undefined
+
+  private constructor (port: number) {
+    this.port = port
+  }
+
+  static async start (): Promise<MemcachedProcess> {
+    const m = new MemcachedProcess(await freePort())
+    await m.start()
+    return m
+  }
+
+  get address (): string { return `127.0.0.1:${this.port}` }
+  get pid (): number | undefined { return this.#child?.pid }
+
+  async start (): Promise<void> {
+    // memcached refuses to run as root unless told which user to be.
+    const user = process.getuid?.() === 0 ? ['-u', 'root'] : []
+    const child = spawn('memcached', [...user, '-l', '127.0.0.1', '-p', String(this.port), '-U', '0', '-m', '64', '-t', '1'], { stdio: ['ignore', 'ignore', 'pipe'] })
+    this.#child = child
+    let failure: Error | undefined
+    let stderr = ''
+    child.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+    child.once('error', (err) => { failure = err })
+    child.once('exit', (code) => { failure ??= new Error(`memcached exited with ${String(code)}: ${stderr.trim()}`) })
+    await until(async () => {
+      if (failure !== undefined) throw failure
+      return await this.ping()
+    }, 5000, `memcached on ${this.port}`)
+  }
+
+  /** Kills the process (SIGKILL by default) and waits for it to be gone. */
+  async stop (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const child = this.#child
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    process.kill(child.pid as number, signal)
+    await exited
+    this.#child = undefined
+  }
+
+  /** True when memcached answers `version`. */
+  async ping (): Promise<boolean> {
+    return await this.command('version\r\n').then((r) => r.startsWith('VERSION'), () => false)
+  }
+
+  /** One raw text-protocol exchange: for assertions that must not go through the sidecar. */
+  async command (text: string): Promise<string> {
+    return await new Promise((resolve, reject) => {
+      const socket = connect(this.port, '127.0.0.1')
+      let reply = ''
+      socket.setTimeout(2000, () => socket.destroy(new Error('memcached did not answer')))
+      socket.on('data', (chunk) => {
+        reply += chunk.toString('latin1')
+        if (/(END|VERSION [^\r]*|STORED|NOT_STORED|DELETED|NOT_FOUND|TOUCHED|ERROR[^\r]*)\r\n$/.test(reply)) socket.end()
+      })
+      socket.on('end', () => resolve(reply))
+      socket.on('error', reject)
+      socket.write(text)
+    })
+  }
+
+  /** The raw stored value of a key, or undefined. */
+  async get (key: string): Promise<string | undefined> {
+    const reply = await this.command(`get ${key}\r\n`)
+    const m = /^VALUE \S+ \d+ \d+\r\n([\s\S]*)\r\nEND\r\n$/.exec(reply)
+    return m?.[1]
+  }
+
+  async set (key: string, value: string, ttl = 0): Promise<void> {
+    const reply = await this.command(`set ${key} 0 ${ttl} ${Buffer.byteLength(value)}\r\n${value}\r\n`)
+    if (!reply.startsWith('STORED')) throw new Error(`set failed: ${reply}`)
+  }
+
+  async delete (key: string): Promise<void> {
+    await this.command(`delete ${key}\r\n`)
+  }
+
+  /** Counters from `stats` (cmd_get, cmd_set, cmd_touch, ...). */
+  async stats (): Promise<Record<string, number>> {
+    const reply = await this.command('stats\r\n')
+    const out: Record<string, number> = {}
+    for (const m of reply.matchAll(/^STAT (\S+) (\S+)\r$/gm)) out[m[1] as string] = Number(m[2])
+    return out
+  }
+}
