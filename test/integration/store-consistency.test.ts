@@ -1,0 +1,122 @@
+import t from 'tap'
+import { MemcachedProcess } from '../helpers/memcached.js'
+import { TestApp, b64 } from '../helpers/upstream.js'
+import { startTestSidecar, testConfig } from '../helpers/sidecar.js'
+import { Browser } from '../helpers/client.js'
+import { until } from '../helpers/ports.js'
+
+async function setup (t: any, overrides: Record<string, Record<string, unknown>> = {}, nodeCount = 1) {
+  const nodes = await Promise.all(Array.from({ length: nodeCount }, async () => await MemcachedProcess.start()))
+  t.teardown(async () => { for (const m of nodes) await m.stop() })
+  const app = await new TestApp().start()
+  t.teardown(() => app.close())
+  const sidecar = await startTestSidecar(testConfig(app.url, nodes.map((m) => m.address), overrides))
+  t.teardown(() => sidecar.close())
+  return { nodes, m: nodes[0] as MemcachedProcess, app, sidecar, browser: new Browser() }
+}
+
+const keyOf = (sid: string | undefined): string => (sid ?? '').split('~')[1] as string
+
+t.test('reads never write: an unchanged session costs no store command until revalidation is due', async (t) => {
+  const { m, sidecar, browser } = await setup(t)
+  await browser.get(sidecar.url, '/?set={"a":1}')
+  await sidecar.store.flush(2000)
+  const before = await m.stats()
+  for (let i = 0; i < 50; i++) await browser.get(sidecar.url, '/')
+  const after = await m.stats()
+  t.equal(after.cmd_set - before.cmd_set, 0, 'no set, add or cas')
+  t.equal(after.cmd_get - before.cmd_get, 0, 'no get')
+  t.equal(after.cmd_touch - before.cmd_touch, 0, 'no touch within cache.revalidateMs')
+  const same = await browser.get(sidecar.url, '/?set={"a":1}')
+  t.equal(same.status, 200)
+  t.match(browser.sid, /~1~[^~]+$/, 'setting identical data is not a change: version stays 1')
+  await sidecar.store.flush(2000)
+  t.equal((await m.stats()).cmd_set - after.cmd_set, 0, 'and nothing was written')
+})
+
+t.test('a touch, not a rewrite, keeps an accessed session alive, once per cache.revalidateMs', async (t) => {
+  const { m, sidecar, browser } = await setup(t, { session: { idleTimeout: 2 }, cache: { revalidateMs: 300 } })
+  await browser.get(sidecar.url, '/?set={"a":1}')
+  await sidecar.store.flush(2000)
+  const before = await m.stats()
+  const started = Date.now()
+  let served = 0
+  let requests = 0
+  // Keep using the session for longer than its 2 s TTL: touches must keep the copy alive.
+  while (Date.now() - started < 3000) {
+    requests++
+    if ((await browser.get(sidecar.url, '/')).body.session?.a === 1) served++
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  t.equal(served, requests, 'every request had the session')
+  const after = await m.stats()
+  const touches = after.cmd_touch - before.cmd_touch
+  t.ok(touches >= 5 && touches <= 11, `about one touch per 300 ms over 3 s (got ${touches})`)
+  t.equal(after.cmd_set - before.cmd_set, 0, 'no rewrites')
+  t.match(await m.get(`sess:${keyOf(browser.sid)}`), /^1 /, 'the copy outlived its 2 s TTL thanks to the touches')
+})
+
+t.test('a session destroyed elsewhere stops being served after cache.revalidateMs', async (t) => {
+  const { m, sidecar, browser } = await setup(t, { cache: { revalidateMs: 200 } })
+  await browser.get(sidecar.url, '/?set={"a":1}')
+  await sidecar.store.flush(2000)
+  await m.delete(`sess:${keyOf(browser.sid)}`)
+  const replay = browser.sid
+  await until(async () => (await browser.get(sidecar.url, '/')).body.session === undefined, 3000, 'the session to be gone')
+  t.equal(browser.sid, undefined, 'the cookie of a session found nowhere is cleared')
+  const again = new Browser()
+  again.cookies.set('sid', replay as string)
+  t.equal((await again.get(sidecar.url, '/')).body.session, undefined, 'replaying the old cookie gets nothing')
+})
+
+t.test('a verified cookie whose key exists nowhere is never adopted', async (t) => {
+  const first = await setup(t)
+  await first.browser.get(first.sidecar.url, '/?set={"a":1}')
+  const sid = first.browser.sid as string
+  await first.sidecar.store.flush(2000)
+  await first.m.delete(`sess:${keyOf(sid)}`)
+  const other = await startTestSidecar(testConfig(first.app.url, [first.m.address]))
+  t.teardown(() => other.close())
+  const browser = new Browser()
+  browser.cookies.set('sid', sid)
+  const res = await browser.get(other.url, '/?set={"b":2}')
+  t.equal(res.body.session, undefined)
+  t.not(keyOf(browser.sid), keyOf(sid), 'the app\'s new data got a freshly minted key')
+})
+
+t.test('a write never replaces a stored copy of an equal or higher version', async (t) => {
+  const { m, sidecar, browser } = await setup(t)
+  await browser.get(sidecar.url, '/?set={"a":1}')
+  await sidecar.store.flush(2000)
+  const key = keyOf(browser.sid)
+  // Another node got ahead meanwhile: version 7 with other data.
+  await m.set(`sess:${key}`, `7 ${b64({ a: 1, fromOther: true })}`)
+  await browser.get(sidecar.url, '/?merge={"mine":true}')
+  await sidecar.store.flush(2000)
+  t.equal(await m.get(`sess:${key}`), `8 ${b64({ a: 1, fromOther: true, mine: true })}`, 'the merge was re-applied to version 7, giving 8')
+  t.same((await browser.get(sidecar.url, '/')).body.session, { a: 1, fromOther: true, mine: true }, 'the local copy followed')
+
+  await m.set(`sess:${key}`, `20 ${b64({ replaced: 'no' })}`)
+  await browser.get(sidecar.url, '/?set={"replaced":"yes"}')
+  await sidecar.store.flush(2000)
+  t.equal(await m.get(`sess:${key}`), `21 ${b64({ replaced: 'yes' })}`, 'a set wins with a version above the stored one')
+})
+
+t.test('write: sync holds the response until memcached has the copy', async (t) => {
+  const { m, sidecar, browser } = await setup(t, { memcached: { write: 'sync' } })
+  await browser.get(sidecar.url, '/?set={"a":1}')
+  t.equal(await m.get(`sess:${keyOf(browser.sid)}`), `1 ${b64({ a: 1 })}`, 'stored before the response arrived (no flush)')
+  await browser.get(sidecar.url, '/?merge={"b":2}')
+  t.equal(await m.get(`sess:${keyOf(browser.sid)}`), `2 ${b64({ a: 1, b: 2 })}`)
+})
+
+t.test('replicas: 2 keeps a backup copy on a second node and names it in the cookie', async (t) => {
+  const { nodes, sidecar, browser } = await setup(t, {}, 3)
+  await browser.get(sidecar.url, '/?set={"a":1}')
+  await sidecar.store.flush(2000)
+  const parts = (browser.sid as string).split('~')
+  t.equal(parts.length, 6, '1~key~primary~backup~version~mac')
+  const holders = []
+  for (const n of nodes) if (await n.get(`sess:${parts[1]}`) !== undefined) holders.push(n.address)
+  t.same(holders.sort(), [parts[2], parts[3]].sort(), 'exactly the primary and the backup hold it')
+})
