@@ -1,4 +1,4 @@
-import { MemcacheClient } from 'memcache-client'
+import { MemcacheClient, MemcacheConnection } from 'memcache-client'
 import type { Logger } from 'pino'
 import { codes } from '../errors.js'
 import type { Address } from './address.js'
@@ -27,6 +27,21 @@ export interface NodeOptions {
   readonly ttl: number
   readonly log: Logger
   readonly ops: MemcachedOps
+}
+
+/**
+ * memcache-client parses replies inside the socket's 'data' handler, where a malformed reply
+ * (a broken node, a wrong port, a middlebox) throws and would crash the process. Contain it:
+ * the connection is shut down, its pending commands fail, and the node is marked down.
+ */
+const connection = MemcacheConnection.prototype as unknown as { onData: (data: Buffer) => void, _shutdown: (msg: string) => void }
+const parseReply = connection.onData
+connection.onData = function onData (this: typeof connection, data: Buffer): void {
+  try {
+    parseReply.call(this, data)
+  } catch (err) {
+    this._shutdown(`unparseable reply (${(err as Error).name})`)
+  }
 }
 
 const BACKOFF_MIN_MS = 500

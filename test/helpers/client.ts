@@ -29,3 +29,49 @@ export class Browser {
     return { status: res.status, body, headers: res.headers }
   }
 }
+
+export interface RawResponse {
+  status: number
+  /** Header names exactly as the server sent them, in order. */
+  rawHeaders: Array<[string, string]>
+  body: string
+}
+
+/**
+ * One request over node:http with headers exactly as given (names keep their case and `_`,
+ * duplicates allowed), and the response headers as sent: for header-protocol assertions.
+ */
+export async function rawRequest (url: string, headers: Array<[string, string]> = [], method = 'GET'): Promise<RawResponse> {
+  const { request } = await import('node:http')
+  return await new Promise((resolve, reject) => {
+    const req = request(url, { method, headers: headers.flat(), agent: false, timeout: 10_000 }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => {
+        const raw = res.rawHeaders
+        const pairs: Array<[string, string]> = []
+        for (let i = 0; i + 1 < raw.length; i += 2) pairs.push([raw[i] as string, raw[i + 1] as string])
+        resolve({ status: res.statusCode ?? 0, rawHeaders: pairs, body: Buffer.concat(chunks).toString('utf8') })
+      })
+      res.on('error', reject)
+    })
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${url}`)))
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+/** Parses one Set-Cookie line into its name, value and attributes (attribute names lower-cased). */
+export function parseSetCookieLine (line: string): { name: string, value: string, attributes: Record<string, string | true> } {
+  const [pair = '', ...rest] = line.split(';')
+  const eq = pair.indexOf('=')
+  const attributes: Record<string, string | true> = {}
+  for (const part of rest) {
+    const a = part.trim()
+    if (a === '') continue
+    const e = a.indexOf('=')
+    if (e < 0) attributes[a.toLowerCase()] = true
+    else attributes[a.slice(0, e).trim().toLowerCase()] = a.slice(e + 1).trim()
+  }
+  return { name: pair.slice(0, eq).trim(), value: pair.slice(eq + 1).trim(), attributes }
+}

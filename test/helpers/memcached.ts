@@ -87,10 +87,13 @@ export class MemcachedProcess {
   }
 
   /** Counters from `stats` (cmd_get, cmd_set, cmd_touch, ...). */
-  async stats (): Promise<Record<string, number>> {
+  async stats (): Promise<Stats> {
     const reply = await this.command('stats\r\n')
     const out: Record<string, number> = {}
     for (const m of reply.matchAll(/^STAT (\S+) (\S+)\r$/gm)) out[m[1] as string] = Number(m[2])
-    return out
+    return out as Stats
   }
 }
+
+/** The `stats` counters the tests read; memcached always reports these. */
+export type Stats = Record<string, number> & { cmd_get: number, cmd_set: number, cmd_touch: number, get_hits: number, get_misses: number }

@@ -1,5 +1,6 @@
 import { pino } from 'pino'
 import { buildConfig, type SidecarConfig } from '../../src/config.js'
+import { createLogger } from '../../src/logger.js'
 import { startSidecar, type Sidecar } from '../../src/sidecar.js'
 
 export const SECRET = 'test-secret-0123456789abcdef'
@@ -22,9 +23,34 @@ export function testConfig (upstreamUrl: string, nodes: string[], overrides: Rec
   return buildConfig(raw)
 }
 
+export interface TestSidecarOptions {
+  /**
+   * Where log lines go. When given, the sidecar logs through the production logger
+   * (createLogger, with its redaction) at `config.log.level` into this stream.
+   */
+  readonly destination?: pino.DestinationStream
+}
+
 /** An in-process sidecar; `close` it in t.teardown. */
-export async function startTestSidecar (config: SidecarConfig): Promise<Sidecar> {
-  return await startSidecar(config, pino({ level: config.log.level }), { defaultMetrics: false })
+export async function startTestSidecar (config: SidecarConfig, options: TestSidecarOptions = {}): Promise<Sidecar> {
+  const log = options.destination === undefined ? pino({ level: config.log.level }) : createLogger(config.log.level, options.destination)
+  return await startSidecar(config, log, { defaultMetrics: false })
+}
+
+/** A pino destination that keeps every line written to it, for assertions on logs. */
+export class LogCapture implements pino.DestinationStream {
+  readonly lines: string[] = []
+
+  write (line: string): void {
+    this.lines.push(line)
+  }
+
+  get text (): string { return this.lines.join('') }
+
+  /** The parsed JSON lines. */
+  get entries (): Array<Record<string, unknown>> {
+    return this.lines.map((l) => JSON.parse(l) as Record<string, unknown>)
+  }
 }
 
 export type { DeepPartial }

@@ -20,6 +20,8 @@ export const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)
  *   incr=<name>      merge {name: previous + 1}, read from the X-Session it received
  *   header=<n>:<v>   any extra response header       cookie=<set-cookie> a Set-Cookie of its own
  *   delay=<ms>       answer late
+ *   pad=<name>:<n>   a response header of n bytes ('a' repeated): oversized response headers
+ *   bigSet=<n>       X-Session-Set of a valid object whose string member is n bytes long
  */
 export class TestApp {
   readonly seen: Seen[] = []
@@ -55,6 +57,12 @@ export class TestApp {
         const colon = h.indexOf(':')
         res.setHeader(h.slice(0, colon), h.slice(colon + 1))
       }
+      for (const p of q.getAll('pad')) {
+        const colon = p.indexOf(':')
+        res.setHeader(p.slice(0, colon), 'a'.repeat(Number(p.slice(colon + 1))))
+      }
+      const bigSet = q.get('bigSet')
+      if (bigSet !== null) res.setHeader('X-Session-Set', b64({ blob: 'x'.repeat(Number(bigSet)) }))
       const cookies = q.getAll('cookie')
       if (cookies.length > 0) res.setHeader('Set-Cookie', cookies)
       const delay = Number(q.get('delay') ?? 0)

@@ -1,0 +1,137 @@
+import t from 'tap'
+import { MemcachedProcess } from '../helpers/memcached.js'
+import { TestApp, b64 } from '../helpers/upstream.js'
+import { startTestSidecar, testConfig } from '../helpers/sidecar.js'
+import { Browser } from '../helpers/client.js'
+import { until } from '../helpers/ports.js'
+import { SilentServer } from '../helpers/tcp.js'
+
+const keyOf = (sid: string | undefined): string => (sid ?? '').split('~')[1] as string
+
+async function metric (adminUrl: string, name: string): Promise<number> {
+  const text = await (await fetch(`${adminUrl}/metrics`)).text()
+  let sum = 0
+  for (const line of text.split('\n')) if (line.startsWith(name)) sum += Number(line.slice(line.lastIndexOf(' ') + 1))
+  return sum
+}
+
+t.test('memcached down: requests keep succeeding from the local cache, and changes reach memcached when it returns', async (t) => {
+  const m = await MemcachedProcess.start()
+  t.teardown(() => m.stop())
+  const app = await new TestApp().start()
+  t.teardown(() => app.close())
+  const sidecar = await startTestSidecar(testConfig(app.url, [m.address]))
+  t.teardown(() => sidecar.close())
+  const browser = new Browser()
+  await browser.get(sidecar.url, '/?set={"n":1}')
+  await sidecar.store.flush(2000)
+
+  await m.stop('SIGKILL')
+  const read = await browser.get(sidecar.url, '/')
+  t.equal(read.status, 200)
+  t.same(read.body.session, { n: 1 }, 'the local copy is served')
+  const changed = await browser.get(sidecar.url, '/?merge={"n":2}')
+  t.equal(changed.status, 200, 'a change succeeds with memcached down')
+  t.same((await browser.get(sidecar.url, '/')).body.session, { n: 2 })
+  const fresh = new Browser()
+  const created = await fresh.get(sidecar.url, '/?set={"new":true}')
+  t.equal(created.status, 200)
+  t.ok(fresh.sid, 'a new session is created and its cookie issued while memcached is down')
+  await until(async () => await metric(sidecar.adminUrl, 'sidecar_write_failures_total') >= 1, 3000, 'a counted write failure')
+  t.ok(await metric(sidecar.adminUrl, 'sidecar_memcached_op_seconds_count{node="' + m.address + '",command="gets",result="error"}') +
+    await metric(sidecar.adminUrl, 'sidecar_memcached_op_seconds_count{node="' + m.address + '",command="add",result="error"}') >= 1, 'failed commands are counted by node')
+
+  await m.start() // back, empty
+  await until(async () => await m.get(`sess:${keyOf(browser.sid)}`) === `2 ${b64({ n: 2 })}`, 10_000, 'the changed session to be written again')
+  await until(async () => await m.get(`sess:${keyOf(fresh.sid)}`) === `1 ${b64({ new: true })}`, 10_000, 'the session created during the outage to be written')
+  t.pass('both sessions reached memcached after it returned')
+})
+
+t.test('a hung memcached (accepts, never answers) holds no request longer than memcached.timeoutMs', async (t) => {
+  const hung = await new SilentServer().start()
+  t.teardown(() => hung.close())
+  const m = await MemcachedProcess.start()
+  t.teardown(() => m.stop())
+  const app = await new TestApp().start()
+  t.teardown(() => app.close())
+  // A creates the session on a working node; B knows only the hung node.
+  const a = await startTestSidecar(testConfig(app.url, [m.address]))
+  t.teardown(() => a.close())
+  const timeoutMs = 200
+  const b = await startTestSidecar(testConfig(app.url, [hung.address], { memcached: { timeoutMs, write: 'sync' }, shutdown: { timeoutMs: 500 } }))
+  t.teardown(() => b.close())
+
+  const browser = new Browser()
+  const started = Date.now()
+  const res = await browser.get(b.url, '/?set={"x":1}')
+  const elapsed = Date.now() - started
+  t.equal(res.status, 200, 'the response flows')
+  t.ok(browser.sid, 'and carries the new session cookie')
+  // A bound, not a benchmark: without deadlines memcache-client waits 5 s per command.
+  t.ok(elapsed < timeoutMs + 800, `a sync write to a hung node gave up after about timeoutMs (took ${elapsed} ms)`)
+  t.ok(hung.connections >= 1, 'the hung node was contacted')
+
+  const other = new Browser()
+  await other.get(a.url, '/?set={"y":2}')
+  await a.store.flush(2000)
+  const gotBody = await other.get(b.url, '/')
+  t.same(gotBody.body.session, { y: 2 }, 'B reads the session from the node in the cookie, not its hung one')
+})
+
+t.test('a memcached that answers garbage is a failing node, not a crash', async (t) => {
+  const garbage = await new SilentServer('HELLO WORLD\r\nVALUE x\r\n').start()
+  t.teardown(() => garbage.close())
+  const app = await new TestApp().start()
+  t.teardown(() => app.close())
+  const sidecar = await startTestSidecar(testConfig(app.url, [garbage.address], { memcached: { timeoutMs: 200 }, shutdown: { timeoutMs: 500 } }))
+  t.teardown(() => sidecar.close())
+  const browser = new Browser()
+  for (let i = 0; i < 5; i++) t.equal((await browser.get(sidecar.url, `/?merge={"i":${i}}`)).status, 200)
+  t.same((await browser.get(sidecar.url, '/')).body.session, { i: 4 }, 'served from the local cache')
+})
+
+t.test('forged or disallowed cookies never make the sidecar contact the address they name', async (t) => {
+  const trap = await new SilentServer().start()
+  t.teardown(() => trap.close())
+  const m = await MemcachedProcess.start()
+  t.teardown(() => m.stop())
+  const app = await new TestApp().start()
+  t.teardown(() => app.close())
+  const sidecar = await startTestSidecar(testConfig(app.url, [m.address], { memcached: { allow: ['127.0.0.1/32'] } }))
+  t.teardown(() => sidecar.close())
+  const strict = await startTestSidecar(testConfig(app.url, [m.address], { memcached: { allow: [`${m.address.split(':')[0] as string}/32`, 'cache.internal'] } }))
+  t.teardown(() => strict.close())
+
+  const browser = new Browser()
+  await browser.get(sidecar.url, '/?set={"a":1}')
+  const [, key, , version, mac] = (browser.sid as string).split('~')
+  const forgeries = [
+    `1~${key}~${trap.address}~${version}~${mac}`, // address swapped, MAC now wrong
+    `1~${key}~${trap.address}~${version}~AAAAAAAAAAAAAAAAAAAAAA`,
+    `1~${key}~${trap.address}~${version}`,
+    `1~${key}~${trap.address}~${m.address}~${version}~${mac}`,
+    `2~${key}~${trap.address}~${version}~${mac}`
+  ]
+  for (const value of forgeries) {
+    const client = new Browser()
+    client.cookies.set('sid', value)
+    const res = await client.get(sidecar.url, '/')
+    t.equal(res.status, 200)
+    t.equal(res.body.session, undefined, 'treated as no session')
+  }
+  t.equal(trap.connections, 0, 'no connection to the forged address')
+  t.ok(await metric(sidecar.adminUrl, 'sidecar_forged_cookies_total') >= forgeries.length, 'each forgery is counted')
+
+  // A validly signed cookie naming an address outside memcached.allow: also never contacted.
+  const { CookieCodec } = await import('../../src/session/cookie.js')
+  const { SECRET } = await import('../helpers/sidecar.js')
+  const codec = new CookieCodec([SECRET])
+  const signed = codec.encode({ key: key as string, primary: 'evil.example.com:11211', backup: undefined, version: 1 })
+  const client = new Browser()
+  client.cookies.set('sid', signed)
+  t.equal((await client.get(strict.url, '/')).body.session, undefined, 'disallowed address: no session')
+  const signedTrap = codec.encode({ key: 'A'.repeat(22), primary: trap.address, backup: undefined, version: 1 })
+  client.cookies.set('sid', signedTrap)
+  await client.get(sidecar.url, '/')
+  t.equal(trap.connections, 1, 'positive control: an allowed, signed address is contacted')
+})
