@@ -230,8 +230,23 @@ export function buildConfig (raw: unknown, env: Env = process.env): SidecarConfi
     shutdown: { timeoutMs: reader.integer(shutdown.timeoutMs, 'shutdown.timeoutMs', 10000, 0, 600_000) },
     log: { level: reader.oneOf(log.level, 'log.level', 'info', LOG_LEVELS) }
   }
-  if (problems.length > 0) throw new ConfigError(problems)
+  if (problems.length > 0) throw new ConfigError(withoutEchoes(problems))
   return deepFreeze(config)
+}
+
+const UNSET_VARIABLE = ': environment variable '
+
+/**
+ * A value whose variable is unset then also fails its own checks (empty, too short, list
+ * now empty): report only the cause, once, under the key it happened at.
+ */
+function withoutEchoes (problems: readonly string[]): string[] {
+  const unset = problems.filter((p) => p.includes(UNSET_VARIABLE)).map((p) => p.slice(0, p.indexOf(': ')))
+  return problems.filter((p) => {
+    if (p.includes(UNSET_VARIABLE)) return true
+    const path = p.slice(0, p.indexOf(': '))
+    return !unset.some((u) => u === path || u.startsWith(`${path}[`) || u.startsWith(`${path}.`))
+  })
 }
 
 /** Replaces `${VAR}` and `${VAR:-default}` inside string values, never in keys or structure. */
@@ -241,7 +256,7 @@ function substitute (value: unknown, path: string, env: Env, problems: string[])
       const found = env[name]
       if (found !== undefined && found !== '') return found
       if (fallback !== undefined) return fallback
-      problems.push(`${path || '(root)'}: environment variable ${name} is not set`)
+      problems.push(`${path || '(root)'}${UNSET_VARIABLE}${name} is not set`)
       return ''
     })
   }

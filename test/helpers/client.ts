@@ -43,8 +43,10 @@ export interface RawResponse {
  */
 export async function rawRequest (url: string, headers: Array<[string, string]> = [], method = 'GET'): Promise<RawResponse> {
   const { request } = await import('node:http')
+  // Raw (array) headers get no automatic Host: add it, as every HTTP/1.1 client must.
+  const all = headers.some(([n]) => n.toLowerCase() === 'host') ? headers : [['Host', new URL(url).host] as [string, string], ...headers]
   return await new Promise((resolve, reject) => {
-    const req = request(url, { method, headers: headers.flat(), agent: false, timeout: 10_000 }, (res) => {
+    const req = request(url, { method, headers: all.flat(), agent: false, timeout: 10_000 }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('end', () => {

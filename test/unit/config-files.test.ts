@@ -1,0 +1,40 @@
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import { parse } from 'yaml'
+import { loadConfig } from '../../src/config.js'
+
+// The shipped configs are used by `npm start` and the container: they must stay valid.
+const env = { SESSION_SECRET: 'x'.repeat(32) }
+
+t.test('config/default.yaml is valid on its defaults', async (t) => {
+  const config = loadConfig('config/default.yaml', env)
+  t.equal(config.listen.port, 8080)
+  t.equal(config.upstream.url, 'http://127.0.0.1:3000')
+  t.same(config.memcached.nodes, ['127.0.0.1:11211'])
+  t.equal(config.session.cookie.secure, true)
+  t.equal(loadConfig('config/default.yaml', { ...env, COOKIE_SECURE: 'false' }).session.cookie.secure, false)
+})
+
+t.test('config/default.yaml refuses to start without SESSION_SECRET', async (t) => {
+  t.throws(() => loadConfig('config/default.yaml', {}), { problems: ['session.secrets[0]: environment variable SESSION_SECRET is not set'] })
+})
+
+t.test('config/docker.yaml, the Dockerfile and docker-compose.yml agree', async (t) => {
+  const config = loadConfig('config/docker.yaml', env)
+  const dockerfile = readFileSync('Dockerfile', 'utf8')
+  const compose = parse(readFileSync('docker-compose.yml', 'utf8')) as { services: Record<string, any> }
+  t.match(dockerfile, new RegExp(`EXPOSE ${config.listen.port} ${config.admin.port}`), 'the image exposes the listen and admin ports')
+  t.match(dockerfile, /CMD \["--config", "config\/docker.yaml"\]/, 'the image runs config/docker.yaml')
+  t.match(dockerfile, /HEALTHCHECK[\s\S]*\/healthz/, 'the health check probes /healthz')
+  t.match(dockerfile, /^USER node$/m, 'not root')
+  t.equal(config.admin.host, '0.0.0.0', 'admin reachable for scraping inside the pod network')
+  const nodes = Object.keys(compose.services).filter((s) => s.startsWith('memcached-')).map((s) => `${s}:11211`)
+  const sidecarEnv = compose.services['sidecar-1'].environment as Record<string, string>
+  const composed = loadConfig('config/docker.yaml', { ...env, ...sidecarEnv })
+  t.same([...composed.memcached.nodes].sort(), nodes.sort(), 'the sidecars use the compose file\'s memcached services')
+  t.equal(composed.upstream.url, 'http://127.0.0.1:3000')
+  for (const app of ['app-1', 'app-2']) t.same(compose.services[app].command, ['--port', '3000'], `${app} listens where the sidecar forwards`)
+  const nginx = readFileSync('config/nginx-compose.conf', 'utf8')
+  t.match(nginx, new RegExp(`server app-1:${config.listen.port};`), 'nginx reaches sidecar-1 through app-1\'s network namespace')
+  t.match(nginx, new RegExp(`server app-2:${config.listen.port};`))
+})
