@@ -23,7 +23,11 @@ class RequestSession {
   setCookie: string | undefined = undefined
   /** Session headers the app sent, taken out of its response. */
   updates: AppUpdates | undefined = undefined
+  /** How the session was found; counted once the response is under way. */
+  outcome: Outcome | undefined = undefined
 }
+
+type Outcome = 'hit' | 'loaded' | 'created' | 'none' | 'ignored' | 'stale' | 'degraded'
 
 // Requests on ignored paths share one marker: no allocation, no session work.
 const IGNORED = new RequestSession()
@@ -97,7 +101,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     const header = request.headers.cookie
     const value = cookies.mayHold(header) ? cookies.read(header) : undefined
     if (value === undefined) {
-      outcome.none.inc()
+      state.outcome = 'none'
       done()
       return
     }
@@ -109,7 +113,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     if (local !== undefined && local.cookie === value && store.fresh(local, fields.version, now)) {
       state.record = local
       state.cookie = fields
-      outcome.hit.inc()
+      state.outcome = 'hit'
       done()
       return
     }
@@ -119,7 +123,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     state.cookie = verified
     if (local !== undefined && store.fresh(local, verified.version, now)) {
       serve(state, local, verified, value, verified.oldSecret)
-      outcome.hit.inc()
+      state.outcome = 'hit'
       done()
       return
     }
@@ -127,14 +131,14 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
       switch (loaded.outcome) {
         case 'gone':
           state.setCookie = cookies.clear
-          outcome.none.inc()
+          state.outcome = 'none'
           break
         case 'unavailable':
-          outcome.degraded.inc()
+          state.outcome = 'degraded'
           break
         default:
           serve(state, loaded.record as SessionRecord, verified, value, verified.oldSecret)
-          ;(loaded.outcome === 'miss-loaded' ? outcome.loaded : loaded.outcome === 'stale' ? outcome.stale : outcome.degraded).inc()
+          state.outcome = loaded.outcome === 'miss-loaded' ? 'loaded' : loaded.outcome
       }
       done()
     }, (err: unknown) => {
@@ -145,7 +149,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
 
   const forged = (request: FastifyRequest, done: () => void): void => {
     metrics.forgedCookies.inc()
-    outcome.none.inc()
+    if (request.session !== null) request.session.outcome = 'none'
     request.log.debug('session cookie did not verify; treated as absent')
     done()
   }
@@ -178,13 +182,18 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     return headers
   }
 
+  const count = (state: RequestSession | null): void => {
+    if (state !== null && state.outcome !== undefined) outcome[state.outcome].inc()
+  }
+
   const onResponse = (request: FastifyRequest, reply: FastifyReply, res: { stream: NodeJS.ReadableStream }): void => {
     const state = request.session
-    if (state === null || state === IGNORED || (state.updates === undefined && state.setCookie === undefined)) {
+    if (state === null || state === IGNORED) {
       reply.send(res.stream)
       return
     }
     const pending = state.updates === undefined ? undefined : applyUpdates(request, state, state.updates)
+    count(state)
     if (pending === undefined) {
       if (state.setCookie !== undefined) reply.header('set-cookie', state.setCookie)
       reply.send(res.stream)
@@ -234,7 +243,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
       return undefined
     }
     if (applied === undefined) return undefined
-    if (record === undefined) outcome.created.inc()
+    if (record === undefined) state.outcome = 'created'
     state.record = applied.record
     state.setCookie = cookies.set(cookieFor(applied.record))
     if (!sync || applied.written === undefined) return undefined
@@ -268,6 +277,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
       // Never replay a request: the app may have acted on it, and its session headers with it.
       retryDelay: () => null,
       onError: (reply, { error }) => {
+        if (reply.request.session !== IGNORED) count(reply.request.session)
         const status = (error as { statusCode?: number }).statusCode === 504 ? 504 : 502
         reply.log.warn({ code: status === 504 ? codes.UPSTREAM_TIMEOUT : codes.UPSTREAM_UNAVAILABLE, cause: (error.cause as Error | undefined)?.message ?? error.message }, 'upstream failed')
         reply.code(status).type('text/plain; charset=utf-8').send(upstreamErrorBodies[status])

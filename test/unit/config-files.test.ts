@@ -2,6 +2,7 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { parse } from 'yaml'
 import { loadConfig } from '../../src/config.js'
+import type { ConfigError } from '../../src/errors.js'
 
 // The shipped configs are used by `npm start` and the container: they must stay valid.
 const env = { SESSION_SECRET: 'x'.repeat(32) }
@@ -16,7 +17,12 @@ t.test('config/default.yaml is valid on its defaults', async (t) => {
 })
 
 t.test('config/default.yaml refuses to start without SESSION_SECRET', async (t) => {
-  t.throws(() => loadConfig('config/default.yaml', {}), { problems: ['session.secrets[0]: environment variable SESSION_SECRET is not set'] })
+  try {
+    loadConfig('config/default.yaml', {})
+    t.fail('loaded without a secret')
+  } catch (err) {
+    t.same((err as ConfigError).problems, ['session.secrets[0]: environment variable SESSION_SECRET is not set'])
+  }
 })
 
 t.test('config/docker.yaml, the Dockerfile and docker-compose.yml agree', async (t) => {
