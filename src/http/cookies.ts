@@ -64,13 +64,18 @@ export class SessionCookieHeaders {
   }
 }
 
-/** `cookies.domain`: gives the app's own cookies the fleet's Domain. */
+/**
+ * `cookies.domain`: gives the app's own cookies the fleet's Domain. Only the Domain attribute
+ * changes; the rest of each Set-Cookie stays byte for byte. (Re-serialising with the cookie
+ * library would drop attributes it does not know and throws on values outside RFC 6265, which
+ * apps do send.)
+ */
 export class AppCookieDomain {
-  readonly #domain: string
+  readonly #attribute: string
   readonly #names: ReadonlySet<string> | undefined
 
   constructor (domain: string, names: readonly string[]) {
-    this.#domain = domain
+    this.#attribute = `; Domain=${domain}`
     this.#names = names.length === 0 ? undefined : new Set(names)
   }
 
@@ -79,8 +84,20 @@ export class AppCookieDomain {
   }
 
   #one (header: string): string {
-    const parsed = parseSetCookie(header, verbatim)
-    if (parsed.name === '' || (this.#names !== undefined && !this.#names.has(parsed.name))) return header
-    return stringifySetCookie({ ...parsed, domain: this.#domain }, verbatim)
+    let name: string
+    try {
+      name = parseSetCookie(header, verbatim).name
+    } catch {
+      return header
+    }
+    if (name === '' || (this.#names !== undefined && !this.#names.has(name))) return header
+    const parts = header.split(';')
+    // Domain goes right after name=value; any Domain the app set is dropped.
+    let out = (parts[0] as string) + this.#attribute
+    for (let i = 1; i < parts.length; i++) {
+      const part = parts[i] as string
+      if (!/^\s*domain\s*=/i.test(part) && part.trim() !== '') out += ';' + part
+    }
+    return out
   }
 }

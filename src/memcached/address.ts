@@ -13,6 +13,7 @@ export interface Address {
 // RFC 1123 labels; '~' and ';' can never appear, which keeps the cookie format unambiguous.
 const HOSTNAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i
 const PORT = /^[0-9]{1,5}$/
+const NUMERIC_LABEL = /(?:^|\.)[0-9]+$/
 
 /** Parses `host:port` or `[v6]:port`; returns undefined for anything else. */
 export function parseAddress (text: string): Address | undefined {
@@ -29,13 +30,16 @@ export function parseAddress (text: string): Address | undefined {
     if (colon <= 0) return undefined
     host = text.slice(0, colon)
     portText = text.slice(colon + 1)
-    if (isIP(host) !== 4 && !HOSTNAME.test(host)) return undefined
+    // A dotted-number name that is not an IPv4 literal (010.0.0.1, 1.2.3) is read by resolvers
+    // as some other IPv4 address: refuse it (RFC 1123 2.1).
+    if (isIP(host) !== 4 && (!HOSTNAME.test(host) || NUMERIC_LABEL.test(host))) return undefined
   }
   if (!PORT.test(portText)) return undefined
   const port = Number(portText)
   if (port < 1 || port > 65535) return undefined
   const family = isIP(host) as 0 | 4 | 6
-  const canonicalHost = family === 0 ? host.toLowerCase() : host
+  // IPv6 in its one canonical spelling (lower case, zeros compressed), so a node has one identity.
+  const canonicalHost = family === 6 ? new URL(`http://[${host}]/`).hostname.slice(1, -1) : family === 0 ? host.toLowerCase() : host
   return {
     host: canonicalHost,
     port,

@@ -1,0 +1,415 @@
+import t from 'tap'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { buildConfig, loadConfig, DEFAULT_IGNORE, type SidecarConfig } from '../../src/config.js'
+import { ConfigError } from '../../src/errors.js'
+
+const SECRET = 's'.repeat(16)
+
+/** What the helpers need of a test: tap's subtests and the root share it. */
+type TestLike = Pick<typeof t, 'fail' | 'teardown'>
+
+/** The smallest valid document: one secret and one node. */
+function minimal (extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const session = { secrets: [SECRET], ...(extra.session as Record<string, unknown> | undefined) }
+  const memcached = { nodes: ['127.0.0.1:11211'], ...(extra.memcached as Record<string, unknown> | undefined) }
+  return { ...extra, session, memcached }
+}
+
+/** The problems a ConfigError lists; fails the test when nothing (or something else) is thrown. */
+function problemsOf (t: TestLike, build: () => unknown): readonly string[] {
+  try {
+    build()
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems
+    t.fail(`expected a ConfigError, got ${String(err)}`)
+    return []
+  }
+  t.fail('expected a ConfigError, the config was accepted')
+  return []
+}
+
+/** A temp dir with one YAML file in it, removed when the test ends. */
+function yamlFile (t: TestLike, text: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'sidecar-config-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'sidecar.yaml')
+  writeFileSync(file, text)
+  return file
+}
+
+
+t.test('defaults: every key not given takes the documented default', async (t) => {
+  const config = buildConfig(minimal(), {})
+  t.same(config.listen, { host: '0.0.0.0', port: 8080 })
+  t.same(config.upstream, { url: 'http://127.0.0.1:3000', timeoutMs: 30000 })
+  t.same(config.admin, { host: '127.0.0.1', port: 9090 })
+  t.same(config.session.secrets, [SECRET])
+  t.equal(config.session.idleTimeout, 1800)
+  t.equal(config.session.maxBytes, 8192)
+  t.equal(config.session.headerPrefix, 'x-session')
+  t.ok(config.session.ignore instanceof RegExp)
+  t.equal(config.session.ignore?.source, DEFAULT_IGNORE)
+  t.same(config.session.cookie, { name: 'sid', domain: undefined, path: '/', secure: true, httpOnly: true, sameSite: 'lax', maxAge: undefined })
+  t.same(config.cache, { maxBytes: 67108864, revalidateMs: 30000 })
+  t.same(config.memcached, { nodes: ['127.0.0.1:11211'], replicas: 1, write: 'async', timeoutMs: 250, keyPrefix: 'sess:', allow: [] })
+  t.same(config.cookies, { domain: undefined, names: [] })
+  t.same(config.shutdown, { timeoutMs: 10000 })
+  t.same(config.log, { level: 'info' })
+})
+
+t.test('the default ignore pattern skips static assets and nothing else', async (t) => {
+  const ignore = buildConfig(minimal(), {}).session.ignore as RegExp
+  for (const path of ['/favicon.ico', '/a.png', '/b.gif', '/c.jpg', '/d.jpeg', '/e.css', '/f.js', '/g.svg', '/h.woff', '/i.woff2']) t.ok(ignore.test(path), path)
+  for (const path of ['/', '/login', '/api/data.json', '/a.png/edit']) t.notOk(ignore.test(path), path)
+})
+
+t.test('session.ignore: null or an empty string disables it', async (t) => {
+  t.equal(buildConfig(minimal({ session: { ignore: null } }), {}).session.ignore, null)
+  t.equal(buildConfig(minimal({ session: { ignore: '' } }), {}).session.ignore, null)
+})
+
+t.test('replicas default to 2 with two or more nodes and to 1 with one', async (t) => {
+  t.equal(buildConfig(minimal({ memcached: { nodes: ['10.0.0.5:11211'] } }), {}).memcached.replicas, 1)
+  t.equal(buildConfig(minimal({ memcached: { nodes: ['10.0.0.5:11211', '10.0.0.6:11211'] } }), {}).memcached.replicas, 2)
+  t.equal(buildConfig(minimal({ memcached: { nodes: ['a:1', 'b:1', 'c:1'] } }), {}).memcached.replicas, 2)
+  t.equal(buildConfig(minimal({ memcached: { nodes: ['a:1', 'b:1'], replicas: 1 } }), {}).memcached.replicas, 1)
+})
+
+t.test('revalidateMs defaults to at most half the idle timeout', async (t) => {
+  t.equal(buildConfig(minimal({ session: { idleTimeout: 40 } }), {}).cache.revalidateMs, 20000)
+  t.equal(buildConfig(minimal({ session: { idleTimeout: 60, secrets: [SECRET] }, cache: { revalidateMs: 30000 } }), {}).cache.revalidateMs, 30000, 'exactly half is allowed')
+})
+
+t.test('node addresses are stored in canonical form', async (t) => {
+  const config = buildConfig(minimal({ memcached: { nodes: ['Cache-1.Internal:11211', '127.0.0.1:11212'] } }), {})
+  t.same(config.memcached.nodes, ['cache-1.internal:11211', '127.0.0.1:11212'])
+})
+
+t.test('explicit values are kept', async (t) => {
+  const config = buildConfig({
+    listen: { host: '127.0.0.1', port: 8081 },
+    upstream: { url: 'https://app.internal:8443', timeoutMs: 5000 },
+    admin: { host: '0.0.0.0', port: 9191 },
+    session: {
+      secrets: [SECRET, 'o'.repeat(20)],
+      idleTimeout: 600,
+      maxBytes: 4096,
+      headerPrefix: 'X-App-Session',
+      ignore: '^/static/',
+      cookie: { name: 'app_sid', domain: '.example.com', path: '/app', secure: false, httpOnly: false, sameSite: 'strict', maxAge: 3600 }
+    },
+    cache: { maxBytes: 1048576, revalidateMs: 1000 },
+    memcached: { nodes: ['10.0.0.5:11211', '10.0.0.6:11211'], replicas: 1, write: 'sync', timeoutMs: 100, keyPrefix: 'app:', allow: ['10.0.0.0/8'] },
+    cookies: { domain: '.example.com', names: ['cart'] },
+    shutdown: { timeoutMs: 2000 },
+    log: { level: 'warn' }
+  }, {})
+  t.same(config.listen, { host: '127.0.0.1', port: 8081 })
+  t.same(config.upstream, { url: 'https://app.internal:8443', timeoutMs: 5000 })
+  t.same(config.admin, { host: '0.0.0.0', port: 9191 })
+  t.equal(config.session.headerPrefix, 'x-app-session', 'the prefix is lower-cased')
+  t.ok(config.session.ignore?.test('/static/app.bundle'))
+  t.notOk(config.session.ignore?.test('/app/static/'))
+  t.same(config.session.cookie, { name: 'app_sid', domain: '.example.com', path: '/app', secure: false, httpOnly: false, sameSite: 'strict', maxAge: 3600 })
+  t.same(config.cache, { maxBytes: 1048576, revalidateMs: 1000 })
+  t.same(config.memcached, { nodes: ['10.0.0.5:11211', '10.0.0.6:11211'], replicas: 1, write: 'sync', timeoutMs: 100, keyPrefix: 'app:', allow: ['10.0.0.0/8'] })
+  t.same(config.cookies, { domain: '.example.com', names: ['cart'] })
+  t.same(config.shutdown, { timeoutMs: 2000 })
+  t.same(config.log, { level: 'warn' })
+})
+
+t.test('${VAR} is replaced from the environment inside string values', async (t) => {
+  const config = buildConfig(minimal({
+    upstream: { url: 'http://${APP_HOST}:${APP_PORT}/' },
+    session: { secrets: ['${SESSION_SECRET}'] }
+  }), { APP_HOST: 'app.internal', APP_PORT: '3001', SESSION_SECRET: 'from-the-environment' })
+  t.equal(config.upstream.url, 'http://app.internal:3001/')
+  t.same(config.session.secrets, ['from-the-environment'])
+})
+
+t.test('${VAR:-default} takes the default when the variable is unset, the variable when set', async (t) => {
+  const doc = minimal({ listen: { host: '${LISTEN_HOST:-127.0.0.2}' }, memcached: { nodes: ['${MC:-10.0.0.9:11211}'] }, log: { level: 'x-${NOPE:-}' } })
+  const problems = problemsOf(t, () => buildConfig(doc, {}))
+  t.same(problems, ['log.level: must be one of fatal, error, warn, info, debug, trace, silent (got "x-")'], 'an empty default is an empty string')
+  const unset = buildConfig(minimal({ listen: { host: '${LISTEN_HOST:-127.0.0.2}' }, memcached: { nodes: ['${MC:-10.0.0.9:11211}'] } }), {})
+  t.equal(unset.listen.host, '127.0.0.2')
+  t.same(unset.memcached.nodes, ['10.0.0.9:11211'], 'the default may itself contain a colon')
+  const set = buildConfig(minimal({ listen: { host: '${LISTEN_HOST:-127.0.0.2}' } }), { LISTEN_HOST: '10.1.1.1' })
+  t.equal(set.listen.host, '10.1.1.1')
+})
+
+t.test('a value that is wholly a substitution reads as a number or boolean', async (t) => {
+  const config = buildConfig(minimal({
+    listen: { port: '${PORT}' },
+    session: { idleTimeout: '${IDLE:-900}', cookie: { secure: '${COOKIE_SECURE}', httpOnly: '${HTTP_ONLY:-true}' } },
+    memcached: { nodes: ['a:1', 'b:1'], replicas: '${REPLICAS}' }
+  }), { PORT: '8081', COOKIE_SECURE: 'false', REPLICAS: '1' })
+  t.equal(config.listen.port, 8081)
+  t.equal(config.session.idleTimeout, 900)
+  t.equal(config.session.cookie.secure, false)
+  t.equal(config.session.cookie.httpOnly, true)
+  t.equal(config.memcached.replicas, 1)
+})
+
+t.test('substitution is one pass: a value containing ${...} is not expanded again', async (t) => {
+  const config = buildConfig(minimal({ session: { secrets: ['${A}'] } }), { A: '${B}-0123456789abcdef', B: 'never' })
+  t.same(config.session.secrets, ['${B}-0123456789abcdef'])
+})
+
+t.test('an unset variable is a problem naming the key path', async (t) => {
+  const problems = problemsOf(t, () => buildConfig(minimal({ listen: { port: '${PORT}' } }), {}))
+  t.equal(problems[0], 'listen.port: environment variable PORT is not set')
+  const inList = problemsOf(t, () => buildConfig(minimal({ memcached: { nodes: ['127.0.0.1:11211', '${MC2}'] } }), {}))
+  t.equal(inList[0], 'memcached.nodes[1]: environment variable MC2 is not set')
+})
+
+t.test('an unset variable is reported once, without follow-on complaints about the emptied value', async (t) => {
+  t.same(problemsOf(t, () => buildConfig(minimal({ listen: { port: '${PORT}' } }), {})),
+    ['listen.port: environment variable PORT is not set'])
+  t.same(problemsOf(t, () => buildConfig(minimal({ session: { secrets: ['${SESSION_SECRET}'] } }), {})),
+    ['session.secrets[0]: environment variable SESSION_SECRET is not set'])
+})
+
+t.test('missing session.secrets refuses to start', async (t) => {
+  const expected = 'session.secrets: required, a list of at least one secret (refusing to start without one)'
+  t.same(problemsOf(t, () => buildConfig({ memcached: { nodes: ['127.0.0.1:11211'] } }, {})), [expected])
+  t.same(problemsOf(t, () => buildConfig({ session: { secrets: [] }, memcached: { nodes: ['127.0.0.1:11211'] } }, {})), [expected], 'an empty list is no list')
+  t.same(problemsOf(t, () => buildConfig({ session: { secrets: null }, memcached: { nodes: ['127.0.0.1:11211'] } }, {})), [expected])
+})
+
+t.test('a secret shorter than 16 characters is refused, by position', async (t) => {
+  t.same(problemsOf(t, () => buildConfig(minimal({ session: { secrets: [SECRET, 'x'.repeat(15)] } }), {})),
+    ['session.secrets[1]: must be at least 16 characters'])
+  t.same(buildConfig(minimal({ session: { secrets: ['x'.repeat(16)] } }), {}).session.secrets, ['x'.repeat(16)], '16 is enough')
+})
+
+t.test('session.secrets must be a list of strings', async (t) => {
+  t.same(problemsOf(t, () => buildConfig(minimal({ session: { secrets: SECRET } }), {})), [
+    'session.secrets: must be a list of strings',
+    'session.secrets: required, a list of at least one secret (refusing to start without one)'
+  ])
+})
+
+t.test('a ConfigError carries a stable code and one message line per problem', async (t) => {
+  let error: unknown
+  try {
+    buildConfig({ bogus: 1, memcached: { nodes: ['127.0.0.1:11211'] } }, {})
+  } catch (err) {
+    error = err
+  }
+  t.ok(error instanceof ConfigError)
+  const e = error as ConfigError
+  t.equal(e.code, 'SIDECAR_ERR_CONFIG')
+  t.equal(e.name, 'ConfigError')
+  t.equal(e.message, e.problems.join('\n'))
+  t.equal(e.problems.length, 2)
+})
+
+t.test('every problem is reported at once, one line each with its key path', async (t) => {
+  const problems = problemsOf(t, () => buildConfig({
+    bogus: 1,
+    listen: { port: 70000, extra: 2 },
+    session: { secrets: [SECRET], idleTimeout: 60, ignore: '(', cookie: { sameSite: 'none', secure: false } },
+    cache: { revalidateMs: 30001 },
+    memcached: {
+      write: 'maybe',
+      allow: ['192.168.0.0/16'],
+      nodes: ['nope', '[::1]:11211', '10.0.0.1:11211', '192.168.1.1:11211', '192.168.1.1:11211', '192.168.1.2:0']
+    }
+  }, {}))
+  t.same([...problems].sort(), [
+    'bogus: unknown key (expected one of listen, upstream, admin, session, cache, memcached, cookies, shutdown, log)',
+    'cache.revalidateMs: must be at most half of session.idleTimeout (30000 ms)',
+    'listen.extra: unknown key (expected one of host, port)',
+    'listen.port: must be between 0 and 65535 (got 70000)',
+    'memcached.nodes[0]: "nope" is not host:port or [ipv6]:port',
+    'memcached.nodes[1]: "[::1]:11211": IPv6 literals are not supported by the memcached client; use a hostname',
+    'memcached.nodes[2]: "10.0.0.1:11211" is not permitted by memcached.allow',
+    'memcached.nodes[4]: "192.168.1.1:11211" is listed twice',
+    'memcached.nodes[5]: "192.168.1.2:0" is not host:port or [ipv6]:port',
+    'memcached.write: must be one of async, sync (got "maybe")',
+    'session.cookie.sameSite: "none" requires session.cookie.secure: true',
+    'session.ignore: invalid regular expression (Invalid regular expression: /(/: Unterminated group)'
+  ])
+})
+
+t.test('unknown keys are refused at every level', async (t) => {
+  t.same(problemsOf(t, () => buildConfig(minimal({ session: { cookie: { sameSite: 'lax', samesite: 'lax' } } }), {})),
+    ['session.cookie.samesite: unknown key (expected one of name, domain, path, secure, httpOnly, sameSite, maxAge)'])
+  t.same(problemsOf(t, () => buildConfig(minimal({ memcached: { node: ['a:1'] } }), {})), [
+    'memcached.node: unknown key (expected one of nodes, replicas, write, timeoutMs, keyPrefix, allow)'
+  ])
+})
+
+t.test('a section that is not a mapping is refused', async (t) => {
+  t.same(problemsOf(t, () => buildConfig(minimal({ listen: 8080 }), {})), ['listen: must be a mapping'])
+  t.same(problemsOf(t, () => buildConfig(['x'], {})), [
+    '(root): must be a mapping',
+    'session.secrets: required, a list of at least one secret (refusing to start without one)',
+    'memcached.nodes: required, at least one host:port (sessions are placed there)'
+  ])
+})
+
+t.test('ports: integers from 0 to 65535', async (t) => {
+  t.same(problemsOf(t, () => buildConfig(minimal({ listen: { port: -1 } }), {})), ['listen.port: must be between 0 and 65535 (got -1)'])
+  t.same(problemsOf(t, () => buildConfig(minimal({ admin: { port: 65536 } }), {})), ['admin.port: must be between 0 and 65535 (got 65536)'])
+  t.same(problemsOf(t, () => buildConfig(minimal({ listen: { port: 80.5 } }), {})), ['listen.port: must be an integer'])
+  t.same(problemsOf(t, () => buildConfig(minimal({ listen: { port: '${PORT}' } }), { PORT: 'http' })), ['listen.port: must be an integer'])
+  t.equal(buildConfig(minimal({ listen: { port: 0 } }), {}).listen.port, 0, '0 picks a free port')
+})
+
+t.test('memcached.write: async or sync only', async (t) => {
+  t.same(problemsOf(t, () => buildConfig(minimal({ memcached: { write: 'ASYNC' } }), {})), ['memcached.write: must be one of async, sync (got "ASYNC")'])
+  t.equal(buildConfig(minimal({ memcached: { write: 'sync' } }), {}).memcached.write, 'sync')
+})
+
+t.test('memcached.replicas: 1 or 2 only', async (t) => {
+  t.same(problemsOf(t, () => buildConfig(minimal({ memcached: { replicas: 3 } }), {})), ['memcached.replicas: must be one of 1, 2 (got 3)'])
+})
+
+t.test('session.ignore must be a valid regular expression', async (t) => {
+  t.same(problemsOf(t, () => buildConfig(minimal({ session: { ignore: '[a-' } }), {})),
+    ['session.ignore: invalid regular expression (Invalid regular expression: /[a-/: Unterminated character class)'])
+})
+
+t.test('cache.revalidateMs must be at most half of the idle timeout', async (t) => {
+  t.same(problemsOf(t, () => buildConfig(minimal({ session: { idleTimeout: 600 }, cache: { revalidateMs: 300001 } }), {})),
+    ['cache.revalidateMs: must be at most half of session.idleTimeout (300000 ms)'])
+})
+
+t.test('memcached.nodes: each must be host:port or [ipv6]:port', async (t) => {
+  t.same(problemsOf(t, () => buildConfig(minimal({ memcached: { nodes: ['cache.internal', 'cache.internal:', 'cache internal:11211', 'a~b:11211'] } }), {})), [
+    'memcached.nodes[0]: "cache.internal" is not host:port or [ipv6]:port',
+    'memcached.nodes[1]: "cache.internal:" is not host:port or [ipv6]:port',
+    'memcached.nodes[2]: "cache internal:11211" is not host:port or [ipv6]:port',
+    'memcached.nodes[3]: "a~b:11211" is not host:port or [ipv6]:port'
+  ])
+})
+
+t.test('memcached.nodes: IPv6 literals are refused (the client cannot reach them)', async (t) => {
+  t.same(problemsOf(t, () => buildConfig(minimal({ memcached: { nodes: ['[fd00::5]:11211'] } }), {})),
+    ['memcached.nodes[0]: "[fd00::5]:11211": IPv6 literals are not supported by the memcached client; use a hostname'])
+})
+
+t.test('memcached.nodes: each must pass memcached.allow', async (t) => {
+  t.same(problemsOf(t, () => buildConfig(minimal({ memcached: { nodes: ['10.0.0.5:11211', 'mc.other.net:11211', 'a.cache.internal:11211'], allow: ['10.0.0.0/8', '*.cache.internal'] } }), {})),
+    ['memcached.nodes[1]: "mc.other.net:11211" is not permitted by memcached.allow'])
+})
+
+t.test('memcached.nodes: the same node twice is refused, compared in canonical form', async (t) => {
+  t.same(problemsOf(t, () => buildConfig(minimal({ memcached: { nodes: ['MC.internal:11211', 'mc.internal:11211'] } }), {})),
+    ['memcached.nodes[1]: "mc.internal:11211" is listed twice'])
+})
+
+t.test('memcached.nodes: at least one is required', async (t) => {
+  const expected = ['memcached.nodes: required, at least one host:port (sessions are placed there)']
+  t.same(problemsOf(t, () => buildConfig({ session: { secrets: [SECRET] } }, {})), expected)
+  t.same(problemsOf(t, () => buildConfig({ session: { secrets: [SECRET] }, memcached: { nodes: [] } }, {})), expected)
+})
+
+t.test('memcached.allow: each rule must be a CIDR, an IP or a host glob', async (t) => {
+  t.same(problemsOf(t, () => buildConfig(minimal({ memcached: { allow: ['10.0.0.0/33', 'bad_rule', '10.0.0/8'] } }), {})), [
+    'memcached.allow[0]: "10.0.0.0/33" is not a CIDR (bad prefix length)',
+    'memcached.allow[1]: "bad_rule" is neither a CIDR nor a host glob (labels, or * for one or more labels)',
+    'memcached.allow[2]: "10.0.0/8" is not a CIDR (bad network address)'
+  ])
+})
+
+t.test('sameSite none requires secure', async (t) => {
+  t.same(problemsOf(t, () => buildConfig(minimal({ session: { cookie: { sameSite: 'none', secure: false } } }), {})),
+    ['session.cookie.sameSite: "none" requires session.cookie.secure: true'])
+  t.equal(buildConfig(minimal({ session: { cookie: { sameSite: 'none' } } }), {}).session.cookie.sameSite, 'none', 'fine with the default secure: true')
+})
+
+t.test('cookie attributes are checked', async (t) => {
+  t.same(problemsOf(t, () => buildConfig(minimal({ session: { cookie: { sameSite: 'Lax' } } }), {})),
+    ['session.cookie.sameSite: must be one of lax, strict, none (got "Lax")'])
+  t.same(problemsOf(t, () => buildConfig(minimal({ session: { cookie: { secure: 'yes' } } }), {})),
+    ['session.cookie.secure: must be true or false'])
+  t.same(problemsOf(t, () => buildConfig(minimal({ session: { cookie: { name: 'my sid' } } }), {})),
+    ['session.cookie.name: must be a cookie name token'])
+  t.same(problemsOf(t, () => buildConfig(minimal({ session: { cookie: { path: 'app' } } }), {})),
+    ['session.cookie.path: must start with / and hold no spaces or ;'])
+  t.same(problemsOf(t, () => buildConfig(minimal({ session: { cookie: { domain: 'exa mple.com' } } }), {})),
+    ['session.cookie.domain: must be a domain name'])
+  t.same(problemsOf(t, () => buildConfig(minimal({ session: { cookie: { maxAge: 0 } } }), {})),
+    ['session.cookie.maxAge: must be between 1 and 34560000 (got 0)'])
+})
+
+t.test('the result is deeply frozen', async (t) => {
+  const config: SidecarConfig = buildConfig(minimal({ memcached: { nodes: ['a:1', 'b:1'], allow: ['*'] }, cookies: { domain: '.example.com', names: ['cart'] } }), {})
+  const objects: Array<[string, unknown]> = [
+    ['config', config], ['listen', config.listen], ['upstream', config.upstream], ['admin', config.admin],
+    ['session', config.session], ['session.secrets', config.session.secrets], ['session.cookie', config.session.cookie],
+    ['cache', config.cache], ['memcached', config.memcached], ['memcached.nodes', config.memcached.nodes],
+    ['memcached.allow', config.memcached.allow], ['cookies', config.cookies], ['cookies.names', config.cookies.names],
+    ['shutdown', config.shutdown], ['log', config.log]
+  ]
+  for (const [name, value] of objects) t.ok(Object.isFrozen(value), `${name} is frozen`)
+  t.equal(Reflect.set(config.listen, 'port', 1), false)
+  t.equal(config.listen.port, 8080)
+  t.throws(() => { (config.memcached.nodes as string[]).push('c:1') }, TypeError)
+  t.same(config.memcached.nodes, ['a:1', 'b:1'])
+})
+
+t.test('loadConfig reads YAML and substitutes from the given environment', async (t) => {
+  const file = yamlFile(t, [
+    'listen:',
+    '  port: ${PORT}',
+    'session:',
+    '  secrets: ["${SESSION_SECRET}"]',
+    '  cookie:',
+    '    secure: ${COOKIE_SECURE:-true}',
+    'memcached:',
+    '  nodes: ["10.0.0.5:11211", "${MC2:-10.0.0.6:11211}"]',
+    ''
+  ].join('\n'))
+  const config = loadConfig(file, { PORT: '8082', SESSION_SECRET: 'y'.repeat(32), COOKIE_SECURE: 'false' })
+  t.equal(config.listen.port, 8082)
+  t.same(config.session.secrets, ['y'.repeat(32)])
+  t.equal(config.session.cookie.secure, false)
+  t.same(config.memcached.nodes, ['10.0.0.5:11211', '10.0.0.6:11211'])
+  t.equal(config.memcached.replicas, 2)
+  t.ok(Object.isFrozen(config))
+})
+
+t.test('loadConfig: the shipped config/default.yaml needs only SESSION_SECRET', async (t) => {
+  const file = fileURLToPath(new URL('../../config/default.yaml', import.meta.url))
+  const config = loadConfig(file, { SESSION_SECRET: 'z'.repeat(32) })
+  t.same(config.listen, { host: '0.0.0.0', port: 8080 })
+  t.same(config.memcached.nodes, ['127.0.0.1:11211'])
+  t.equal(config.session.cookie.secure, true)
+  t.equal(config.log.level, 'info')
+  t.match(problemsOf(t, () => loadConfig(file, {})), ['session.secrets[0]: environment variable SESSION_SECRET is not set'])
+})
+
+t.test('loadConfig: an empty file is an empty document', async (t) => {
+  t.same(problemsOf(t, () => loadConfig(yamlFile(t, ''), {})), [
+    'session.secrets: required, a list of at least one secret (refusing to start without one)',
+    'memcached.nodes: required, at least one host:port (sessions are placed there)'
+  ])
+})
+
+t.test('loadConfig: invalid YAML is one problem naming the file', async (t) => {
+  const file = yamlFile(t, 'listen: [unclosed\n')
+  const problems = problemsOf(t, () => loadConfig(file, {}))
+  t.equal(problems.length, 1)
+  t.match(problems[0], new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: invalid YAML \\(.+\\)$`))
+  t.notMatch(problems[0], /\n/, 'one line')
+})
+
+t.test('loadConfig: duplicate keys are invalid YAML', async (t) => {
+  const file = yamlFile(t, 'listen:\n  port: 1\n  port: 2\n')
+  t.same(problemsOf(t, () => loadConfig(file, {})), [`${file}: invalid YAML (Map keys must be unique at line 3, column 3:)`])
+})
+
+t.test('loadConfig: an unreadable file is one problem naming the file and the reason', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sidecar-config-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const missing = join(dir, 'missing.yaml')
+  t.same(problemsOf(t, () => loadConfig(missing, {})), [`${missing}: cannot read (ENOENT)`])
+  t.same(problemsOf(t, () => loadConfig(dir, {})), [`${dir}: cannot read (EISDIR)`])
+})

@@ -1,0 +1,137 @@
+import t from 'tap'
+import type { IncomingHttpHeaders } from 'node:http'
+import { HeaderProtocol } from '../../../src/http/protocol.js'
+
+const NO_UPDATE = { set: undefined, merge: undefined, destroy: false, regenerate: false }
+
+t.test('header names come from the prefix', async (t) => {
+  const p = new HeaderProtocol('x-session')
+  t.equal(p.dataHeader, 'x-session')
+  t.equal(p.idHeader, 'x-session-id')
+})
+
+t.test('a custom prefix is lower-cased with _ read as -', async (t) => {
+  const p = new HeaderProtocol('X_App_Session')
+  t.equal(p.dataHeader, 'x-app-session')
+  t.equal(p.idHeader, 'x-app-session-id')
+})
+
+t.test('isPrefixed: names (lower case, as Node delivers them) that start with the prefix', async (t) => {
+  const p = new HeaderProtocol('x-session')
+  for (const name of ['x-session', 'x-session-id', 'x-session-set', 'x-sessionfoo', 'x-session-anything-else']) t.ok(p.isPrefixed(name), name)
+})
+
+t.test('isPrefixed: _ is read as -', async (t) => {
+  const p = new HeaderProtocol('x-session')
+  for (const name of ['x_session', 'x_session_id', 'x-session_id', 'x_session-set']) t.ok(p.isPrefixed(name), name)
+})
+
+t.test('isPrefixed: other names are not prefixed', async (t) => {
+  const p = new HeaderProtocol('x-session')
+  for (const name of ['x-sessio', 'x-sess', 'session', 'x-other', 'xx-session', 'y-session-id', 'x.session', 'xsession', '', 'cookie']) t.notOk(p.isPrefixed(name), JSON.stringify(name))
+})
+
+t.test('stripRequest: removes every prefixed header a client sent and keeps the rest', async (t) => {
+  const p = new HeaderProtocol('x-session')
+  const headers: IncomingHttpHeaders = {
+    host: 'app.example.com',
+    cookie: 'sid=abc; theme=dark',
+    'x-session': 'eyJ1c2VyIjoiYWRtaW4ifQ',
+    'x-session-id': 'forged',
+    x_session_id: 'forged',
+    'x-session_id': 'forged',
+    'x-sessionfoo': '1',
+    'x-session-set': 'e30',
+    'x-session-destroy': '1',
+    'x-sess': 'kept',
+    'x-other': 'kept',
+    session: 'kept',
+    accept: ['a', 'b'] as unknown as string
+  }
+  p.stripRequest(headers)
+  t.same(headers, { host: 'app.example.com', cookie: 'sid=abc; theme=dark', 'x-sess': 'kept', 'x-other': 'kept', session: 'kept', accept: ['a', 'b'] })
+})
+
+t.test('stripRequest: nothing to remove leaves the headers as they were', async (t) => {
+  const p = new HeaderProtocol('x-session')
+  const headers: IncomingHttpHeaders = { host: 'a', accept: '*/*' }
+  p.stripRequest(headers)
+  t.same(headers, { host: 'a', accept: '*/*' })
+})
+
+t.test('takeUpdates: undefined when the app sent no prefixed header', async (t) => {
+  const p = new HeaderProtocol('x-session')
+  const headers = { 'content-type': 'text/plain', 'set-cookie': ['a=1'] }
+  t.equal(p.takeUpdates(headers), undefined)
+  t.same(headers, { 'content-type': 'text/plain', 'set-cookie': ['a=1'] }, 'untouched')
+})
+
+t.test('takeUpdates: set, merge, destroy and regenerate', async (t) => {
+  const p = new HeaderProtocol('x-session')
+  t.same(p.takeUpdates({ 'x-session-set': 'eyJhIjoxfQ' }), { ...NO_UPDATE, set: 'eyJhIjoxfQ' })
+  t.same(p.takeUpdates({ 'x-session-merge': 'eyJiIjpudWxsfQ' }), { ...NO_UPDATE, merge: 'eyJiIjpudWxsfQ' })
+  t.same(p.takeUpdates({ 'x-session-destroy': '1' }), { ...NO_UPDATE, destroy: true })
+  t.same(p.takeUpdates({ 'x-session-regenerate': '1' }), { ...NO_UPDATE, regenerate: true })
+  t.same(p.takeUpdates({ 'x-session-set': 'e30', 'x-session-merge': 'eyJhIjoxfQ', 'x-session-destroy': '1', 'x-session-regenerate': '1' }),
+    { set: 'e30', merge: 'eyJhIjoxfQ', destroy: true, regenerate: true }, 'all at once: the caller decides precedence')
+})
+
+t.test('takeUpdates: names compared without regard to case, _ read as -', async (t) => {
+  const p = new HeaderProtocol('x-session')
+  t.same(p.takeUpdates({ 'X-Session-Set': 'e30' }), { ...NO_UPDATE, set: 'e30' })
+  t.same(p.takeUpdates({ 'X-SESSION-MERGE': 'e30' }), { ...NO_UPDATE, merge: 'e30' })
+  t.same(p.takeUpdates({ X_Session_Destroy: '1' }), { ...NO_UPDATE, destroy: true })
+  t.same(p.takeUpdates({ 'x_session-REGENERATE': '1' }), { ...NO_UPDATE, regenerate: true })
+})
+
+t.test('takeUpdates: values are trimmed; destroy/regenerate are on for 1, true or yes', async (t) => {
+  const p = new HeaderProtocol('x-session')
+  t.same(p.takeUpdates({ 'x-session-set': '  e30 ' }), { ...NO_UPDATE, set: 'e30' })
+  for (const on of ['1', 'true', 'TRUE', ' yes ']) t.equal(p.takeUpdates({ 'x-session-destroy': on })?.destroy, true, JSON.stringify(on))
+  for (const off of ['0', 'false', 'no', '', '2']) t.equal(p.takeUpdates({ 'x-session-destroy': off })?.destroy, false, JSON.stringify(off))
+})
+
+t.test('takeUpdates: strips every prefixed header from the response, updates or not', async (t) => {
+  const p = new HeaderProtocol('x-session')
+  const headers: Record<string, string | string[] | undefined> = {
+    'content-type': 'application/json',
+    'X-Session-Set': 'e30',
+    'x-session-id': 'echoed-by-the-app',
+    'x-session': 'echoed-by-the-app',
+    'x_session_debug': 'leak',
+    'x-sessionfoo': 'leak',
+    'set-cookie': ['a=1', 'b=2'],
+    'x-other': 'kept'
+  }
+  t.same(p.takeUpdates(headers), { ...NO_UPDATE, set: 'e30' })
+  t.same(headers, { 'content-type': 'application/json', 'set-cookie': ['a=1', 'b=2'], 'x-other': 'kept' })
+})
+
+t.test('takeUpdates: prefixed headers that are not updates carry no update', async (t) => {
+  const p = new HeaderProtocol('x-session')
+  const headers: Record<string, string | string[] | undefined> = { 'x-session-id': 'k', 'x-session': 'e30', 'x-session-setx': 'e30' }
+  const updates = p.takeUpdates(headers)
+  t.equal(updates?.set, undefined)
+  t.equal(updates?.merge, undefined)
+  t.notOk(updates?.destroy)
+  t.notOk(updates?.regenerate)
+  t.same(headers, {}, 'still stripped')
+})
+
+t.test('takeUpdates: a repeated header is joined with commas', async (t) => {
+  const p = new HeaderProtocol('x-session')
+  t.same(p.takeUpdates({ 'x-session-set': ['e30', 'eyJhIjoxfQ'] }), { ...NO_UPDATE, set: 'e30,eyJhIjoxfQ' })
+})
+
+t.test('a custom prefix: only its own headers are protocol headers', async (t) => {
+  const p = new HeaderProtocol('x-app-session')
+  t.ok(p.isPrefixed('x-app-session-id'))
+  t.ok(p.isPrefixed('x_app_session_id'))
+  t.notOk(p.isPrefixed('x-session-id'))
+  const request: IncomingHttpHeaders = { 'x-app-session-id': 'forged', 'x-session-id': 'not ours' }
+  p.stripRequest(request)
+  t.same(request, { 'x-session-id': 'not ours' })
+  const response: Record<string, string | string[] | undefined> = { 'X-App-Session-Set': 'e30', 'x-session-set': 'not ours' }
+  t.same(p.takeUpdates(response), { ...NO_UPDATE, set: 'e30' })
+  t.same(response, { 'x-session-set': 'not ours' })
+})
