@@ -156,13 +156,14 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
 
   const rewriteRequestHeaders = (request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders => {
     protocol.stripRequest(headers)
-    const state = request.session
-    if (state === null || state === IGNORED) return headers
+    // Even on ignored paths: the cookie is a credential, and static-file logs are not its place.
     if (headers.cookie !== undefined && headers.cookie.includes(cookies.name)) {
       const rest = cookies.remove(headers.cookie)
       if (rest === undefined) delete headers.cookie
       else headers.cookie = rest
     }
+    const state = request.session
+    if (state === null || state === IGNORED) return headers
     const record = state.record
     if (record !== undefined) {
       headers[protocol.idHeader] = record.key
@@ -279,7 +280,11 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
       onError: (reply, { error }) => {
         if (reply.request.session !== IGNORED) count(reply.request.session)
         const status = (error as { statusCode?: number }).statusCode === 504 ? 504 : 502
-        reply.log.warn({ code: status === 504 ? codes.UPSTREAM_TIMEOUT : codes.UPSTREAM_UNAVAILABLE, cause: (error.cause as Error | undefined)?.message ?? error.message }, 'upstream failed')
+        const cause = error.cause as (Error & { code?: string }) | undefined
+        const code = status === 504
+          ? codes.UPSTREAM_TIMEOUT
+          : cause?.code === 'UND_ERR_HEADERS_OVERFLOW' ? codes.UPSTREAM_BAD_RESPONSE : codes.UPSTREAM_UNAVAILABLE
+        reply.log.warn({ code, cause: cause?.message ?? error.message }, 'upstream failed')
         reply.code(status).type('text/plain; charset=utf-8').send(upstreamErrorBodies[status])
       }
     },

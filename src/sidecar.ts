@@ -58,8 +58,23 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
   const close = async (): Promise<number> => {
     ready = false
     const deadline = Date.now() + config.shutdown.timeoutMs
-    // fastify.close waits for in-flight requests; their async writes are queued by then.
-    await proxy.close()
+    // fastify.close waits for in-flight requests (their async writes are queued by then), but
+    // closes idle keep-alive connections only once: a connection busy at that moment would
+    // then hold the drain until the client hangs up. Keep closing the ones that turn idle,
+    // and cut the rest when the budget runs out.
+    const idle = setInterval(() => proxy.server.closeIdleConnections(), 50)
+    let cut: NodeJS.Timeout | undefined
+    await Promise.race([
+      proxy.close(),
+      new Promise<void>((resolve) => {
+        cut = setTimeout(() => {
+          proxy.server.closeAllConnections()
+          resolve()
+        }, Math.max(0, deadline - Date.now()))
+      })
+    ])
+    clearInterval(idle)
+    clearTimeout(cut)
     const left = await store.flush(Math.max(0, deadline - Date.now()))
     if (left > 0) log.error({ code: codes.SHUTDOWN_PENDING_WRITES, pending: left }, 'shutdown timed out with session writes still pending')
     await admin.close()

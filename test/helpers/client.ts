@@ -1,3 +1,5 @@
+import { request, type Agent } from 'node:http'
+
 /**
  * A cookie-keeping HTTP client, like a browser talking to one site: remembers the session
  * cookie from Set-Cookie and sends it back.
@@ -40,13 +42,14 @@ export interface RawResponse {
 /**
  * One request over node:http with headers exactly as given (names keep their case and `_`,
  * duplicates allowed), and the response headers as sent: for header-protocol assertions.
+ * `agent`: a keep-alive Agent to hold the connection open afterwards, like a load balancer;
+ * by default the connection closes with the response.
  */
-export async function rawRequest (url: string, headers: Array<[string, string]> = [], method = 'GET'): Promise<RawResponse> {
-  const { request } = await import('node:http')
+export async function rawRequest (url: string, headers: Array<[string, string]> = [], method = 'GET', agent: Agent | false = false): Promise<RawResponse> {
   // Raw (array) headers get no automatic Host: add it, as every HTTP/1.1 client must.
   const all = headers.some(([n]) => n.toLowerCase() === 'host') ? headers : [['Host', new URL(url).host] as [string, string], ...headers]
   return await new Promise((resolve, reject) => {
-    const req = request(url, { method, headers: all.flat(), agent: false, timeout: 10_000 }, (res) => {
+    const req = request(url, { method, headers: all.flat(), agent, timeout: 10_000 }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('end', () => {

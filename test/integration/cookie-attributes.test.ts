@@ -96,6 +96,19 @@ t.test('cookies.domain sets or replaces the Domain of all the app\'s cookies', a
   t.same(sid?.attributes, { path: '/', httponly: true, samesite: 'Lax' }, 'the session cookie follows session.cookie, not cookies.domain')
 })
 
+t.test('cookies.domain changes only the Domain: every other attribute of the app\'s cookie is kept', async (t) => {
+  const sidecar = await sidecarFor(t, { cookies: { domain: '.example.test' } })
+  const own = 'cart=a%20b; Path=/shop; Expires=Sun, 21 Oct 2035 07:28:00 GMT; Max-Age=60; Secure; HttpOnly; SameSite=None; Partitioned; Priority=High; Ext=1'
+  const res = await rawRequest(`${sidecar.url}/?cookie=${q(own)}`)
+  const [line] = res.rawHeaders.filter(([n]) => n.toLowerCase() === 'set-cookie').map(([, v]) => v)
+  const parsed = parseSetCookieLine(line ?? '')
+  t.same(parsed, {
+    name: 'cart',
+    value: 'a%20b',
+    attributes: { domain: '.example.test', path: '/shop', expires: 'Sun, 21 Oct 2035 07:28:00 GMT', 'max-age': '60', secure: true, httponly: true, samesite: 'None', partitioned: true, priority: 'High', ext: '1' }
+  }, `the value is kept verbatim and only Domain is added (got ${line ?? 'nothing'})`)
+})
+
 t.test('cookies.names restricts the Domain rewrite to the listed cookies', async (t) => {
   const sidecar = await sidecarFor(t, { cookies: { domain: '.example.test', names: ['theme'] } })
   const pref = 'pref=1; Domain=app.example.test; Path=/; HttpOnly'
