@@ -1,0 +1,206 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { stringify } from 'yaml'
+import { freePort, until } from '../helpers/ports.js'
+import { SECRET } from '../helpers/sidecar.js'
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+const CLI = join(ROOT, 'dist', 'cli.js')
+
+/** A scratch folder for generated configs, removed by `cleanup`. */
+export function scratch (): { dir: string, cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'sidecar-e2e-'))
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** A child process we start, signal by pid and wait for. */
+abstract class Managed {
+  protected child: ChildProcess | undefined
+  output = ''
+
+  get pid (): number | undefined { return this.child?.pid }
+  get running (): boolean { return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null }
+
+  protected launch (command: string, args: string[], env: NodeJS.ProcessEnv = process.env): void {
+    const child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+    this.child = child
+    child.stdout?.on('data', (c: Buffer) => { this.output += c.toString() })
+    child.stderr?.on('data', (c: Buffer) => { this.output += c.toString() })
+  }
+
+  /** Sends `signal` and resolves with the exit code (null when killed by the signal). */
+  async kill (signal: NodeJS.Signals = 'SIGKILL', ms = 20_000): Promise<number | null> {
+    const child = this.child
+    if (child === undefined || !this.running) return child?.exitCode ?? null
+    const exited = new Promise<number | null>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`pid ${String(child.pid)} did not exit within ${ms} ms after ${signal}`)), ms)
+      child.once('exit', (code) => { clearTimeout(timer); resolve(code) })
+    })
+    process.kill(child.pid as number, signal)
+    return await exited
+  }
+
+  /** Resolves with the exit code once the process exits by itself. */
+  async exited (ms = 20_000): Promise<number | null> {
+    const child = this.child
+    if (child === undefined || !this.running) return child?.exitCode ?? null
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`pid ${String(child.pid)} did not exit within ${ms} ms`)), ms)
+      child.once('exit', (code) => { clearTimeout(timer); resolve(code) })
+    })
+  }
+}
+
+export interface SidecarOptions {
+  upstream: string
+  nodes: string[]
+  write?: 'async' | 'sync'
+  revalidateMs?: number
+  extra?: Record<string, Record<string, unknown>>
+}
+
+/** The built CLI, configured by a YAML file like an operator's, on free loopback ports. */
+export class SidecarProcess extends Managed {
+  port = 0
+  adminPort = 0
+
+  constructor (readonly dir: string, readonly name: string, readonly options: SidecarOptions) {
+    super()
+  }
+
+  get url (): string { return `http://127.0.0.1:${this.port}` }
+  get adminUrl (): string { return `http://127.0.0.1:${this.adminPort}` }
+
+  async start (): Promise<this> {
+    if (this.port === 0) this.port = await freePort()
+    if (this.adminPort === 0) this.adminPort = await freePort()
+    const { upstream, nodes, write = 'async', revalidateMs = 30000, extra = {} } = this.options
+    const config: Record<string, Record<string, unknown>> = {
+      listen: { host: '127.0.0.1', port: this.port },
+      admin: { host: '127.0.0.1', port: this.adminPort },
+      upstream: { url: upstream, timeoutMs: 10000 },
+      session: { secrets: ['${E2E_SECRET}'], cookie: { secure: false } },
+      cache: { revalidateMs },
+      memcached: { nodes, write, timeoutMs: 250 },
+      shutdown: { timeoutMs: 5000 },
+      log: { level: 'warn' }
+    }
+    for (const [k, v] of Object.entries(extra)) config[k] = { ...config[k], ...v }
+    const file = join(this.dir, `${this.name}.yaml`)
+    writeFileSync(file, stringify(config))
+    this.launch(process.execPath, [CLI, '--config', file], { ...process.env, E2E_SECRET: SECRET })
+    await until(async () => {
+      if (!this.running) throw new Error(`sidecar ${this.name} exited: ${this.output}`)
+      return await fetch(`${this.adminUrl}/readyz`).then((r) => r.status === 200, () => false)
+    }, 10_000, `sidecar ${this.name} to be ready`)
+    return this
+  }
+
+  async readyz (): Promise<number> {
+    return await fetch(`${this.adminUrl}/readyz`).then((r) => r.status, () => 0)
+  }
+
+  async metrics (): Promise<string> {
+    return await (await fetch(`${this.adminUrl}/metrics`)).text()
+  }
+}
+
+/** HAProxy, round-robin and not sticky, with health checks on each sidecar's /readyz. */
+export class HAProxyProcess extends Managed {
+  port = 0
+
+  constructor (readonly dir: string, readonly sidecars: SidecarProcess[]) {
+    super()
+  }
+
+  get url (): string { return `http://127.0.0.1:${this.port}` }
+
+  async start (): Promise<this> {
+    this.port = await freePort()
+    const servers = this.sidecars.map((s, i) =>
+      `    server s${i} 127.0.0.1:${s.port} check port ${s.adminPort} inter 100 fall 1 rise 1`).join('\n')
+    const file = join(this.dir, 'haproxy.cfg')
+    writeFileSync(file, `global
+    maxconn 1024
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+    retries 3
+    option redispatch
+frontend web
+    bind 127.0.0.1:${this.port}
+    default_backend sidecars
+backend sidecars
+    balance roundrobin
+    option httpchk GET /readyz
+    http-check expect status 200
+${servers}
+`)
+    this.launch('haproxy', ['-f', file, '-db'])
+    await until(async () => {
+      if (!this.running) throw new Error(`haproxy exited: ${this.output}`)
+      return await fetch(`${this.url}/`).then(() => true, () => false)
+    }, 10_000, 'haproxy')
+    return this
+  }
+}
+
+/** nginx, sticky by the session cookie (`hash $cookie_sid consistent`), failing over on errors. */
+export class NginxProcess extends Managed {
+  port = 0
+
+  constructor (readonly dir: string, readonly sidecars: SidecarProcess[]) {
+    super()
+  }
+
+  get url (): string { return `http://127.0.0.1:${this.port}` }
+
+  async start (): Promise<this> {
+    this.port = await freePort()
+    const prefix = join(this.dir, 'nginx')
+    mkdirSync(join(prefix, 'logs'), { recursive: true })
+    const servers = this.sidecars.map((s) => `        server 127.0.0.1:${s.port} max_fails=1 fail_timeout=2s;`).join('\n')
+    const file = join(prefix, 'nginx.conf')
+    writeFileSync(file, `daemon off;
+master_process off;
+worker_processes 1;
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/logs/error.log warn;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path ${prefix}/body;
+    proxy_temp_path ${prefix}/proxy;
+    fastcgi_temp_path ${prefix}/fastcgi;
+    uwsgi_temp_path ${prefix}/uwsgi;
+    scgi_temp_path ${prefix}/scgi;
+    upstream sidecars {
+        hash $cookie_sid consistent;
+${servers}
+        keepalive 16;
+    }
+    server {
+        listen 127.0.0.1:${this.port};
+        location / {
+            proxy_pass http://sidecars;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_next_upstream error timeout http_502;
+            proxy_connect_timeout 1s;
+        }
+    }
+}
+`)
+    this.launch('nginx', ['-c', file, '-p', prefix])
+    await until(async () => {
+      if (!this.running) throw new Error(`nginx exited: ${this.output}`)
+      return await fetch(`${this.url}/`).then(() => true, () => false)
+    }, 10_000, 'nginx')
+    return this
+  }
+}
