@@ -103,6 +103,11 @@ export class SidecarProcess extends Managed {
     return await fetch(`${this.adminUrl}/readyz`).then((r) => r.status, () => 0)
   }
 
+  /** Polls /metrics until no session write is pending. */
+  async flushed (): Promise<void> {
+    await until(async () => /^sidecar_pending_writes 0$/m.test(await this.metrics()), 5000, `${this.name} to flush its writes`)
+  }
+
   async metrics (): Promise<string> {
     return await (await fetch(`${this.adminUrl}/metrics`)).text()
   }
@@ -150,7 +155,7 @@ ${servers}
   }
 }
 
-/** nginx, sticky by the session cookie (`hash $cookie_sid consistent`), failing over on errors. */
+/** nginx, sticky by the session key in the cookie (`hash $session_key consistent`), failing over on errors. */
 export class NginxProcess extends Managed {
   port = 0
 
@@ -179,8 +184,14 @@ http {
     fastcgi_temp_path ${prefix}/fastcgi;
     uwsgi_temp_path ${prefix}/uwsgi;
     scgi_temp_path ${prefix}/scgi;
+    # Sticky by the session key, not the whole cookie: the cookie's value changes with every
+    # version, its key never does.
+    map $cookie_sid $session_key {
+        "~^1~(?<key>[A-Za-z0-9_-]{22})~" $key;
+        default "";
+    }
     upstream sidecars {
-        hash $cookie_sid consistent;
+        hash $session_key consistent;
 ${servers}
         keepalive 16;
     }

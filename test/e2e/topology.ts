@@ -36,7 +36,7 @@ export async function startTopology (options: {
     lb,
     count: async (stat) => {
       let sum = 0
-      for (const m of memcached) if (await m.ping()) sum += (await m.stats())[stat]
+      for (const m of memcached) if (await m.ping()) sum += (await m.stats())[stat] ?? 0
       return sum
     },
     close: async () => {
