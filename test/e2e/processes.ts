@@ -1,11 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { stringify } from 'yaml'
 import { freePort, until } from '../helpers/ports.js'
 import { SECRET } from '../helpers/sidecar.js'
+
+/** Debian puts haproxy and nginx in /usr/sbin, which a non-root PATH often lacks. */
+function sbin (name: string): string {
+  return existsSync(`/usr/sbin/${name}`) ? `/usr/sbin/${name}` : name
+}
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const CLI = join(ROOT, 'dist', 'cli.js')
@@ -146,7 +151,7 @@ backend sidecars
     http-check expect status 200
 ${servers}
 `)
-    this.launch('haproxy', ['-f', file, '-db'])
+    this.launch(sbin('haproxy'), ['-f', file, '-db'])
     await until(async () => {
       if (!this.running) throw new Error(`haproxy exited: ${this.output}`)
       return await fetch(`${this.url}/`).then(() => true, () => false)
@@ -207,7 +212,7 @@ ${servers}
     }
 }
 `)
-    this.launch('nginx', ['-c', file, '-p', prefix])
+    this.launch(sbin('nginx'), ['-c', file, '-p', prefix])
     await until(async () => {
       if (!this.running) throw new Error(`nginx exited: ${this.output}`)
       return await fetch(`${this.url}/`).then(() => true, () => false)
