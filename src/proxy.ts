@@ -21,8 +21,10 @@ class RequestSession {
   cookie: CookieFields | undefined = undefined
   /** A Set-Cookie to send even without a change: reissue (old secret, newer state) or clear. */
   setCookie: string | undefined = undefined
-  /** Session headers the app sent, taken out of its response. */
-  updates: AppUpdates | undefined = undefined
+  /** Set while the response waits for memcached (write: sync). */
+  pending: Promise<void> | undefined = undefined
+  /** When the request first waited on memcached: one timeoutMs budget covers load and write. */
+  memcachedSince = 0
   /** How the session was found; counted once the response is under way. */
   outcome: Outcome | undefined = undefined
 }
@@ -83,8 +85,12 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
   /** Serve `record` for a request that carried `value` (verified as `cookie`). */
   const serve = (state: RequestSession, record: SessionRecord, cookie: CookieFields, value: string, oldSecret: boolean): void => {
     state.record = record
-    // Never lower the client's version: after a stale read the cookie stays ahead.
-    if (record.version < cookie.version) return
+    if (record.version < cookie.version) {
+      // Never lower the client's version: after a stale read the cookie stays ahead. A cookie
+      // signed with an old secret is still reissued, at its own version.
+      if (oldSecret) state.setCookie = cookies.set(codec.encode({ key: record.key, primary: record.primary, backup: record.backup, version: cookie.version }))
+      return
+    }
     const current = cookieFor(record)
     if (current !== value || oldSecret) state.setCookie = cookies.set(current)
   }
@@ -110,7 +116,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     const now = Date.now()
     const local = store.local(fields.key)
     // The exact cookie this node issued or verified for this state: no HMAC needed.
-    if (local !== undefined && local.cookie === value && store.fresh(local, fields.version, now)) {
+    if (local !== undefined && local.cookie !== undefined && sameText(local.cookie, value) && store.fresh(local, fields.version, now)) {
       state.record = local
       state.cookie = fields
       state.outcome = 'hit'
@@ -127,6 +133,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
       done()
       return
     }
+    state.memcachedSince = Date.now()
     store.load(verified, local).then((loaded) => {
       switch (loaded.outcome) {
         case 'gone':
@@ -176,7 +183,17 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     // The upstream's keep-alive parameters describe its connection to us, not the client's.
     delete headers['keep-alive']
     const updates = protocol.takeUpdates(headers as Record<string, string | string[] | undefined>)
-    if (updates !== undefined && request?.session != null && request.session !== IGNORED) request.session.updates = updates
+    const state = request?.session
+    // Applied here, not in onResponse: reply-from skips onResponse when the client has gone,
+    // and a logout or a regeneration must not be lost with it.
+    if (updates !== undefined && state != null && state !== IGNORED && request !== undefined) {
+      try {
+        state.pending = applyUpdates(request, state, updates)
+      } catch (err) {
+        // Nothing the app sends may take the process down; the previous session stays.
+        request.log.error({ err: { type: (err as Error).name, message: (err as Error).message }, code: codes.SESSION_UPDATE_REFUSED }, 'session update failed; previous session kept')
+      }
+    }
     if (appCookieDomain !== undefined && headers['set-cookie'] !== undefined) {
       headers['set-cookie'] = appCookieDomain.rewrite(headers['set-cookie']) as string[]
     }
@@ -193,7 +210,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
       reply.send(res.stream)
       return
     }
-    const pending = state.updates === undefined ? undefined : applyUpdates(request, state, state.updates)
+    const pending = state.pending
     count(state)
     if (pending === undefined) {
       if (state.setCookie !== undefined) reply.header('set-cookie', state.setCookie)
@@ -209,16 +226,22 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     })
   }
 
+  /** What is left of the request's memcached budget. */
+  const budget = (state: RequestSession): number =>
+    state.memcachedSince === 0 ? memcached.timeoutMs : Math.max(0, memcached.timeoutMs - (Date.now() - state.memcachedSince))
+
   /** Applies the app's updates; returns a promise only when the response must wait (sync). */
   const applyUpdates = (request: FastifyRequest, state: RequestSession, updates: AppUpdates): Promise<void> | undefined => {
     const record = state.record
     if (updates.destroy) {
       if (record !== undefined) {
-        const deleted = store.destroy(record)
+        const deleted = store.destroy(record, state.cookie)
         state.setCookie = cookies.clear
         state.record = undefined
-        if (sync) return withTimeout(deleted, memcached.timeoutMs)
+        if (sync) return withTimeout(deleted, budget(state))
       } else if (state.cookie !== undefined) {
+        // memcached did not answer when this request began: delete wherever the cookie says.
+        void store.destroyByCookie(state.cookie)
         state.setCookie = cookies.clear
       }
       return undefined
@@ -249,7 +272,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     state.setCookie = cookies.set(cookieFor(applied.record))
     if (!sync || applied.written === undefined) return undefined
     const finalRecord = applied.record
-    return withTimeout(applied.written, memcached.timeoutMs).then(() => {
+    return withTimeout(applied.written, budget(state)).then(() => {
       // A conflict may have given the write a higher version or other nodes: say so.
       const now = store.local(finalRecord.key)
       if (now !== undefined && now !== finalRecord && now.version >= finalRecord.version) state.setCookie = cookies.set(cookieFor(now))
@@ -305,6 +328,17 @@ function decodeChange (updates: AppUpdates, maxBytes: number): Change {
     else merge = patch
   }
   return { set, merge, regenerate: updates.regenerate }
+}
+
+/**
+ * Constant-time equality of two strings, without allocating: the fast path compares a client's
+ * cookie to the one this node issued, and must not reveal how much of a MAC was right.
+ */
+function sameText (a: string, b: string): boolean {
+  if (a.length !== b.length) return false
+  let diff = 0
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i)
+  return diff === 0
 }
 
 function pathOf (url: string): string {

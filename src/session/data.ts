@@ -12,7 +12,10 @@ export interface EncodedData {
 }
 
 /** Why an update was refused; logged and counted by reason. */
-export type RefusalReason = 'invalid-base64' | 'invalid-json' | 'not-an-object' | 'too-large'
+export type RefusalReason = 'invalid-base64' | 'invalid-json' | 'not-an-object' | 'too-large' | 'too-deep'
+
+/** Deeper data is refused: merging recurses, and no real session nests this far. */
+export const MAX_DEPTH = 64
 
 export class RefusedUpdate extends Error {
   constructor (readonly reason: RefusalReason, readonly header: string) {
@@ -48,10 +51,17 @@ export function decodeObject (value: string, header: string, maxBytes: number): 
   return parsed
 }
 
-/** Reads stored data back into an object (only needed to apply a merge patch). */
+/**
+ * Reads stored data back into an object (only needed to apply a merge patch). A copy that is
+ * not a JSON object (written by something else) counts as empty rather than failing the change.
+ */
 export function parseStored (header: string): SessionObject {
-  const parsed: unknown = JSON.parse(Buffer.from(header, 'base64url').toString('utf8'))
-  return isObject(parsed) ? parsed : {}
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(header, 'base64url').toString('utf8'))
+    return isObject(parsed) ? parsed : {}
+  } catch {
+    return {}
+  }
 }
 
 export function encodeObject (data: SessionObject, header: string, maxBytes: number): EncodedData {
@@ -61,14 +71,18 @@ export function encodeObject (data: SessionObject, header: string, maxBytes: num
   return { header: Buffer.from(json).toString('base64url'), bytes }
 }
 
-/** RFC 7396 JSON Merge Patch. Returns a new value; neither argument is modified. */
-export function mergePatch (target: unknown, patch: unknown): unknown {
+/**
+ * RFC 7396 JSON Merge Patch. Returns a new value; neither argument is modified. Throws
+ * RefusedUpdate('too-deep') past MAX_DEPTH levels instead of exhausting the stack.
+ */
+export function mergePatch (target: unknown, patch: unknown, depth = 0): unknown {
   if (!isObject(patch)) return patch
+  if (depth >= MAX_DEPTH) throw new RefusedUpdate('too-deep', 'X-Session-Merge')
   const result: SessionObject = isObject(target) ? { ...target } : {}
   for (const [name, value] of Object.entries(patch)) {
     if (value === null) delete result[name]
     // defineProperty, not assignment: a "__proto__" member must stay plain data.
-    else Object.defineProperty(result, name, { value: mergePatch(result[name], value), enumerable: true, writable: true, configurable: true })
+    else Object.defineProperty(result, name, { value: mergePatch(result[name], value, depth + 1), enumerable: true, writable: true, configurable: true })
   }
   return result
 }

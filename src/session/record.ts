@@ -28,7 +28,8 @@ export function encodeCopy (version: number, header: string): string {
   return `${version} ${header}`
 }
 
-const COPY = /^([1-9][0-9]{0,14}) ([A-Za-z0-9_-]*)$/
+// The data is at least `{}` (base64url `e30`): an empty or truncated value is not a session.
+const COPY = /^([1-9][0-9]{0,14}) ([A-Za-z0-9_-]{3,})$/
 
 /** Undefined for anything this sidecar did not write (treated like a miss, never served). */
 export function decodeCopy (value: string): StoredCopy | undefined {

@@ -59,6 +59,7 @@ export interface Applied {
 // Retrying a read that found only older copies covers the usual case of "the other node's
 // async write is still on its way" before calling the read stale.
 const STALE_RETRY_FIRST_MS = 2
+const MISS_GRACE_MS = 20
 
 /**
  * Sessions: the local LRU cache in front of memcached. Decides when a local copy may be served
@@ -69,6 +70,8 @@ export class SessionStore {
   readonly #cache: LRUCache<string, SessionRecord>
   readonly #options: StoreOptions
   readonly #writer: SessionWriter
+  /** Keys destroyed or regenerated on this node, for as long as a copy of them could live. */
+  readonly #ended: LRUCache<string, true>
 
   constructor (options: StoreOptions) {
     this.#options = options
@@ -79,12 +82,14 @@ export class SessionStore {
       ttl: options.idleTimeout * 1000,
       updateAgeOnGet: true
     })
+    this.#ended = new LRUCache<string, true>({ max: 100_000, ttl: options.idleTimeout * 1000 })
     this.#writer = new SessionWriter({
       pool: options.pool,
       keyPrefix: options.keyPrefix,
       maxBytes: options.maxBytes,
       log: options.log,
       metrics: options.metrics,
+      ttlMs: options.idleTimeout * 1000,
       onWritten: (job, result) => this.#written(job, result)
     })
   }
@@ -109,9 +114,20 @@ export class SessionStore {
     return await this.#read(cookie, local)
   }
 
-  /** Turns an app change into the next version of the session; throws RefusedUpdate. */
-  apply (current: SessionRecord | undefined, cookieVersion: number, change: Change): Applied | undefined {
+  /**
+   * Turns an app change into the next version of the session; throws RefusedUpdate.
+   * `captured` is the record the request was served with; a concurrent request on this node
+   * may have changed (or destroyed) the session since, and the change applies to that.
+   */
+  apply (captured: SessionRecord | undefined, cookieVersion: number, change: Change): Applied | undefined {
     const { maxBytes } = this.#options
+    let current = captured
+    if (captured !== undefined) {
+      // Destroyed or regenerated meanwhile: a late response must not bring the old key back.
+      if (this.#ended.has(captured.key)) return undefined
+      const latest = this.#cache.peek(captured.key)
+      if (latest !== undefined && latest.version > captured.version) current = latest
+    }
     let data: SessionObject | undefined = change.set
     let kind: WriteKind = { type: 'set' }
     if (data === undefined && change.merge !== undefined) {
@@ -140,9 +156,19 @@ export class SessionStore {
     return { record, written: this.#writer.write(this.#job(record, kind, record.key !== current?.key)) }
   }
 
-  /** Deletes a session here and on every node that holds it. */
-  destroy (record: SessionRecord): Promise<void> {
-    return this.#discard(record)
+  /**
+   * Deletes a session here and on every node that may hold it: the record's nodes and those
+   * the client's cookie names (they differ after a relocation).
+   */
+  destroy (record: SessionRecord, cookie?: CookieFields): Promise<void> {
+    return this.#discard(record, cookie === undefined ? [] : [cookie.primary, cookie.backup])
+  }
+
+  /** Deletes the copies a cookie names, when the session itself could not be loaded. */
+  destroyByCookie (cookie: CookieFields): Promise<void> {
+    this.#cache.delete(cookie.key)
+    this.#ended.set(cookie.key, true)
+    return this.#writer.delete(cookie.key, cookie.backup === undefined ? [cookie.primary] : [cookie.primary, cookie.backup])
   }
 
   /** Waits for queued writes, at most `ms`; returns how many are still pending. */
@@ -155,9 +181,11 @@ export class SessionStore {
     this.#cache.clear()
   }
 
-  #discard (record: SessionRecord): Promise<void> {
+  #discard (record: SessionRecord, more: ReadonlyArray<string | undefined> = []): Promise<void> {
     this.#cache.delete(record.key)
-    return this.#writer.delete(record.key, [record.primary, record.backup])
+    this.#ended.set(record.key, true)
+    const addresses = new Set([record.primary, record.backup, ...more].filter((a): a is string => a !== undefined))
+    return this.#writer.delete(record.key, [...addresses])
   }
 
   #job (record: SessionRecord, kind: WriteKind, fresh = false): WriteJob {
@@ -209,16 +237,21 @@ export class SessionStore {
       .sort((x, y) => Number(x.down) - Number(y.down))
     let results: ReadResult[] = []
     let best: StoredCopy | undefined
-    // A copy older than the cookie, or none, is most often another node's async write still
-    // on its way (round-robin balancing): read again, briefly, before believing it.
+    // A copy older than the cookie is most often another node's async write still on its way
+    // (round-robin balancing): read again until the budget ends before believing it. A miss
+    // gets a much shorter grace (a new session's `add` is sent before its response), so an
+    // expired cookie costs little.
+    const missDeadline = Math.min(deadline, Date.now() + MISS_GRACE_MS)
     for (let wait = STALE_RETRY_FIRST_MS; ; wait *= 2) {
       results = await this.#readCopies(nodes, mkey, cookie.version, deadline)
       best = newest(results)
-      if ((best !== undefined && best.version >= cookie.version) || results.includes('error') || Date.now() + wait >= deadline) break
+      if ((best !== undefined && best.version >= cookie.version) || results.includes('error')) break
+      if (Date.now() + wait >= (best === undefined ? missDeadline : deadline)) break
       await new Promise((resolve) => setTimeout(resolve, wait))
     }
     const failed = results.includes('error')
     if (failed) this.#options.metrics.failovers.inc()
+    if (this.#ended.has(cookie.key)) return { record: undefined, outcome: 'gone' }
     if (best === undefined) {
       if (!failed && results.length === nodes.length) {
         if (local !== undefined) this.#cache.delete(local.key)
@@ -226,9 +259,11 @@ export class SessionStore {
       }
       return local === undefined ? { record: undefined, outcome: 'unavailable' } : { record: local, outcome: 'degraded' }
     }
-    if (local !== undefined && local.version > best.version) {
+    // A concurrent request on this node may have stored a newer record while we read.
+    const latest = this.#cache.peek(cookie.key) ?? local
+    if (latest !== undefined && latest.version > best.version) {
       // This node's own write has not landed yet; its copy is the newest there is.
-      best = { version: local.version, header: local.header }
+      best = { version: latest.version, header: latest.header }
     }
     const stale = best.version < cookie.version
     if (stale) {

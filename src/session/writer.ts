@@ -40,11 +40,14 @@ export interface WriterOptions {
   readonly maxBytes: number
   readonly log: Logger
   readonly metrics: Metrics
+  /** Session TTL in ms: how long a copy left on an unreachable node can live. */
+  readonly ttlMs: number
   /** Called with the outcome of every write, to bring the local copy and placement up to date. */
   readonly onWritten: (job: WriteJob, result: WriteResult) => void
 }
 
 const CAS_ATTEMPTS = 5
+const MAX_FAILED_PER_KEY = 20
 const RETRY_INTERVAL_MS = 1000
 
 /**
@@ -56,6 +59,8 @@ export class SessionWriter {
   readonly #options: WriterOptions
   readonly #chains = new Map<string, Promise<unknown>>()
   readonly #failed = new Map<string, WriteJob[]>()
+  /** Copies to delete where a node could not be reached: `address key` -> what and until when. */
+  readonly #deletes = new Map<string, PendingDelete>()
   #pending = 0
   #retryTimer: NodeJS.Timeout | undefined
 
@@ -70,22 +75,23 @@ export class SessionWriter {
     return this.#pending + failed
   }
 
-  /** Queues a write after earlier writes of the same key. Never rejects. */
+  /**
+   * Queues a write after earlier writes of the same key, failed ones included: a retried old
+   * write must never land after a newer one. Never rejects.
+   */
   write (job: WriteJob): Promise<WriteResult | undefined> {
+    this.#requeueFailed(job.key)
     return this.#enqueue(job.key, async () => await this.#write(job))
   }
 
-  /** Queues deletion of every copy. Never rejects. */
-  delete (key: string, addresses: ReadonlyArray<string | undefined>): Promise<void> {
+  /**
+   * Queues deletion of the copies at `addresses`; deletes a down node cannot take now are
+   * retried until the copy would have expired anyway. Never rejects.
+   */
+  delete (key: string, addresses: readonly string[]): Promise<void> {
     this.#failed.delete(key)
     return this.#enqueue(key, async () => {
-      const mkey = this.#options.keyPrefix + key
-      await Promise.all(addresses.map(async (a) => {
-        if (a === undefined) return
-        await this.#options.pool.node(a)?.delete(mkey).catch(() => {
-          this.#options.log.warn({ node: a, code: codes.SESSION_WRITE_FAILED }, 'could not delete a destroyed session copy; it expires with its TTL')
-        })
-      }))
+      await Promise.all(addresses.map(async (address) => await this.#deleteCopy(key, address, Infinity)))
     })
   }
 
@@ -99,6 +105,11 @@ export class SessionWriter {
       await Promise.race([Promise.all(chains), wait])
     }
     return this.pending
+  }
+
+  /** Deletes of unreachable copies still waiting for their node. */
+  get pendingDeletes (): number {
+    return this.#deletes.size
   }
 
   close (): void {
@@ -153,7 +164,14 @@ export class SessionWriter {
         }
       }
     }
-    if (placement.primary !== job.primary || placement.backup !== job.backup) this.#options.metrics.relocations.inc()
+    if (placement.primary !== job.primary || placement.backup !== job.backup) {
+      this.#options.metrics.relocations.inc()
+      // The nodes left behind may come back holding this version: a replayed old cookie
+      // naming them must not find it, so their copies go once they answer again.
+      for (const left of [job.primary, job.backup]) {
+        if (left !== undefined && left !== placement.primary && left !== placement.backup) this.#queueDelete(job.key, left, copy.version)
+      }
+    }
     const result = { copy, primary: placement.primary, backup: placement.backup }
     this.#options.onWritten(job, result)
     return result
@@ -212,22 +230,77 @@ export class SessionWriter {
     throw new NodeUnavailable(node.address, 'cas', 'gave up after repeated conflicts')
   }
 
-  #keepForRetry (job: WriteJob): void {
-    const jobs = this.#failed.get(job.key)
-    if (jobs === undefined) this.#failed.set(job.key, [job])
-    else jobs.push(job)
-    if (this.#retryTimer === undefined) {
-      this.#retryTimer = setTimeout(() => {
-        this.#retryTimer = undefined
-        this.#retryFailed()
-      }, RETRY_INTERVAL_MS)
-      this.#retryTimer.unref()
+  /** Deletes one copy; `upTo` spares a copy newer than that version (it is live again there). */
+  async #deleteCopy (key: string, address: string, upTo: number): Promise<void> {
+    const node = this.#options.pool.node(address)
+    if (node === undefined) return
+    const mkey = this.#options.keyPrefix + key
+    try {
+      if (node.down) throw new NodeUnavailable(address, 'delete', 'node is marked down')
+      if (upTo !== Infinity) {
+        const stored = await node.gets(mkey)
+        const copy = stored === undefined ? undefined : decodeCopy(stored.value)
+        if (copy === undefined || copy.version > upTo) return
+      }
+      await node.delete(mkey)
+    } catch (err) {
+      if (!(err instanceof NodeUnavailable)) throw err
+      this.#queueDelete(key, address, upTo)
     }
   }
 
-  #retryFailed (): void {
-    const failed = [...this.#failed.values()]
-    this.#failed.clear()
-    for (const jobs of failed) for (const job of jobs) void this.write(job)
+  #queueDelete (key: string, address: string, upTo: number): void {
+    const id = `${address} ${key}`
+    const existing = this.#deletes.get(id)
+    this.#deletes.set(id, { key, address, upTo: Math.max(upTo, existing?.upTo ?? 0), until: Date.now() + this.#options.ttlMs })
+    this.#scheduleRetry()
   }
+
+  /**
+   * Keeps a write that reached no node. Per key the list stays short: a set carries the whole
+   * state, so it replaces what came before; merges are kept (they must be re-applied on top of
+   * other nodes' changes) up to a bound, past which the newest state is kept as a set.
+   */
+  #keepForRetry (job: WriteJob): void {
+    const jobs = this.#failed.get(job.key) ?? []
+    let kept: WriteJob[]
+    if (job.kind.type === 'set' || jobs.length >= MAX_FAILED_PER_KEY) kept = [{ ...job, kind: { type: 'set' } }]
+    else if (job.kind.type === 'copy') kept = [...jobs.filter((j) => j.kind.type !== 'copy'), job]
+    else kept = [...jobs, job]
+    this.#failed.set(job.key, kept)
+    this.#scheduleRetry()
+  }
+
+  #scheduleRetry (): void {
+    if (this.#retryTimer !== undefined) return
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined
+      this.#retryFailed()
+    }, RETRY_INTERVAL_MS)
+    this.#retryTimer.unref()
+  }
+
+  #requeueFailed (key: string): void {
+    const jobs = this.#failed.get(key)
+    if (jobs === undefined) return
+    this.#failed.delete(key)
+    for (const job of jobs) void this.#enqueue(key, async () => await this.#write(job))
+  }
+
+  #retryFailed (): void {
+    for (const key of [...this.#failed.keys()]) this.#requeueFailed(key)
+    const now = Date.now()
+    for (const [id, d] of [...this.#deletes]) {
+      this.#deletes.delete(id)
+      // Past its TTL the copy has expired by itself.
+      if (d.until > now) void this.#enqueue(d.key, async () => await this.#deleteCopy(d.key, d.address, d.upTo))
+    }
+  }
+}
+
+interface PendingDelete {
+  readonly key: string
+  readonly address: string
+  readonly upTo: number
+  readonly until: number
 }

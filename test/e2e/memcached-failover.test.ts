@@ -47,6 +47,8 @@ t.test('primary killed: served from the backup, relocated (same key, new nodes),
   const seen = new Set<number>()
   for (let i = 0; i < 40; i++) seen.add((await browser.get(i % 2 === 0 ? a.url : b.url, '/')).body.session.v)
   t.same([...seen], [3], 'with the stale copy back: only version 3 is ever served')
+  await until(async () => await dead.get(`sess:${key}`) === undefined, 10_000, 'the copy left behind to be deleted')
+  t.pass('the copy left behind on the returned node was deleted (an old cookie naming it finds nothing)')
   await dead.stop('SIGKILL')
   await dead.start()
   seen.clear()

@@ -22,6 +22,7 @@ export const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)
  *   delay=<ms>       answer late
  *   pad=<name>:<n>   a response header of n bytes ('a' repeated): oversized response headers
  *   bigSet=<n>       X-Session-Set of a valid object whose string member is n bytes long
+ *   deepMerge=<n>    X-Session-Merge of an object nested n levels deep
  */
 export class TestApp {
   readonly seen: Seen[] = []
@@ -60,6 +61,12 @@ export class TestApp {
       for (const p of q.getAll('pad')) {
         const colon = p.indexOf(':')
         res.setHeader(p.slice(0, colon), 'a'.repeat(Number(p.slice(colon + 1))))
+      }
+      const deepMerge = q.get('deepMerge')
+      if (deepMerge !== null) {
+        let deep = '1'
+        for (let i = 0; i < Number(deepMerge); i++) deep = `{"x":${deep}}`
+        res.setHeader('X-Session-Merge', Buffer.from(deep).toString('base64url'))
       }
       const bigSet = q.get('bigSet')
       if (bigSet !== null) res.setHeader('X-Session-Set', b64({ blob: 'x'.repeat(Number(bigSet)) }))

@@ -1,0 +1,126 @@
+import t from 'tap'
+import { request } from 'node:http'
+import { MemcachedProcess } from '../helpers/memcached.js'
+import { TestApp, b64 } from '../helpers/upstream.js'
+import { LogCapture, startTestSidecar, testConfig } from '../helpers/sidecar.js'
+import { Browser } from '../helpers/client.js'
+import { until } from '../helpers/ports.js'
+
+const keyOf = (sid: string | undefined): string => (sid ?? '').split('~')[1] as string
+
+async function setup (t: any, overrides: Record<string, Record<string, unknown>> = {}) {
+  const m = await MemcachedProcess.start()
+  t.teardown(() => m.stop())
+  const app = await new TestApp().start()
+  t.teardown(() => app.close())
+  const sidecar = await startTestSidecar(testConfig(app.url, [m.address], { shutdown: { timeoutMs: 500 }, ...overrides }))
+  t.teardown(() => sidecar.close())
+  return { m, app, sidecar }
+}
+
+t.test('a slow response that changes a session destroyed meanwhile does not bring it back', async (t) => {
+  const { m, app, sidecar } = await setup(t)
+  const browser = new Browser()
+  await browser.get(sidecar.url, '/?set={"user":"ada"}')
+  const stolen = browser.sid as string
+  const key = keyOf(stolen)
+  const slow = browser.get(sidecar.url, '/?delay=300&merge={"seen":1}')
+  await until(() => app.seen.some((s) => s.url.includes('delay=300')), 2000, 'the slow request to reach the app')
+  const logout = new Browser()
+  logout.cookies.set('sid', stolen)
+  await logout.get(sidecar.url, '/logout?destroy=1')
+  await slow
+  await sidecar.store.flush(2000)
+  t.equal(await m.get(`sess:${key}`), undefined, 'memcached has no copy')
+  const replay = new Browser()
+  replay.cookies.set('sid', stolen)
+  t.equal((await replay.get(sidecar.url, '/')).body.session, undefined, 'the stolen cookie gets nothing')
+})
+
+t.test('a logout whose client hung up before the app answered still destroys the session', async (t) => {
+  const { m, app, sidecar } = await setup(t)
+  const browser = new Browser()
+  await browser.get(sidecar.url, '/?set={"user":"ada"}')
+  const key = keyOf(browser.sid)
+  await sidecar.store.flush(2000)
+  await new Promise<void>((resolve) => {
+    const req = request(`${sidecar.url}/logout?destroy=1&delay=200`, { headers: { cookie: `sid=${browser.sid as string}` } })
+    req.on('error', () => resolve())
+    req.end()
+    until(() => app.seen.some((s) => s.url.startsWith('/logout')), 2000, 'the logout to reach the app').then(() => { req.destroy(); resolve() }, () => resolve())
+  })
+  await until(async () => await m.get(`sess:${key}`) === undefined, 3000, 'the copy to be deleted')
+  t.pass('the destroy was applied although the client was gone')
+})
+
+t.test('two concurrent changes of one session on one node both count, even with memcached down', async (t) => {
+  const { m, sidecar } = await setup(t)
+  const browser = new Browser()
+  await browser.get(sidecar.url, '/?set={}')
+  await sidecar.store.flush(2000)
+  await m.stop('SIGKILL')
+  const sid = browser.sid as string
+  const one = new Browser()
+  const two = new Browser()
+  one.cookies.set('sid', sid)
+  two.cookies.set('sid', sid)
+  await Promise.all([one.get(sidecar.url, '/?delay=50&merge={"c":1}'), two.get(sidecar.url, '/?delay=100&merge={"d":1}')])
+  t.same((await two.get(sidecar.url, '/')).body.session, { c: 1, d: 1 }, 'the second change applied on top of the first')
+})
+
+t.test('a write retried after an outage never lands over a newer one', async (t) => {
+  const { m, sidecar } = await setup(t)
+  const browser = new Browser()
+  await browser.get(sidecar.url, '/?set={"cart":"0"}')
+  await sidecar.store.flush(2000)
+  const key = keyOf(browser.sid)
+  await m.stop('SIGKILL')
+  await browser.get(sidecar.url, '/?set={"cart":"A"}') // fails, kept for retry
+  await m.start()
+  await until(async () => await m.ping(), 2000)
+  await browser.get(sidecar.url, '/?set={"cart":"B"}')
+  await until(async () => (await m.get(`sess:${key}`))?.endsWith(b64({ cart: 'B' })) ?? false, 5000, 'B to be stored')
+  await sidecar.store.flush(3000)
+  t.equal((await m.get(`sess:${key}`))?.split(' ')[1], b64({ cart: 'B' }), 'memcached ends with B, the newest change')
+  t.same((await browser.get(sidecar.url, '/')).body.session, { cart: 'B' })
+})
+
+t.test('hostile data from the app or the store is refused, never a crash', async (t) => {
+  const log = new LogCapture()
+  const m = await MemcachedProcess.start()
+  t.teardown(() => m.stop())
+  const app = await new TestApp().start()
+  t.teardown(() => app.close())
+  const sidecar = await startTestSidecar(testConfig(app.url, [m.address], { log: { level: 'warn' } }), { destination: log })
+  t.teardown(() => sidecar.close())
+  const browser = new Browser()
+  await browser.get(sidecar.url, '/?set={"a":1}')
+  const res = await browser.get(sidecar.url, '/?deepMerge=4000')
+  t.equal(res.status, 200, 'a 4000-deep merge patch: the response flows')
+  t.same((await browser.get(sidecar.url, '/')).body.session, { a: 1 }, 'the session is intact')
+  t.ok(log.entries.some((e) => e.code === 'SIDECAR_ERR_SESSION_UPDATE_REFUSED'), 'and the refusal is logged')
+
+  // A copy in memcached that this sidecar did not write: treated as no copy.
+  await sidecar.store.flush(2000)
+  const key = keyOf(browser.sid)
+  await m.set(`sess:${key}`, '5 ')
+  const other = await startTestSidecar(testConfig(app.url, [m.address]))
+  t.teardown(() => other.close())
+  const r2 = await browser.get(other.url, '/?merge={"b":2}')
+  t.equal(r2.status, 200)
+})
+
+t.test('an expired cookie is answered quickly, with few reads', async (t) => {
+  const { m, sidecar } = await setup(t)
+  const browser = new Browser()
+  await browser.get(sidecar.url, '/?set={"a":1}')
+  await sidecar.store.flush(2000)
+  await m.delete(`sess:${keyOf(browser.sid)}`)
+  const fresh = await startTestSidecar(testConfig(sidecar.url, [m.address]))
+  t.teardown(() => fresh.close())
+  const before = (await m.stats()).cmd_get
+  await browser.get(fresh.url, '/')
+  const reads = (await m.stats()).cmd_get - before
+  t.ok(reads <= 6, `a missing session is given up after a short grace (${reads} reads)`)
+  t.equal(browser.sid, undefined, 'and its cookie is cleared')
+})
