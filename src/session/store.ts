@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import type { Logger } from 'pino'
 import type { Metrics } from '../metrics.js'
@@ -6,7 +5,7 @@ import type { MemcachedNode } from '../memcached/node.js'
 import type { NodePool } from '../memcached/pool.js'
 import type { CookieFields } from './cookie.js'
 import { encodeObject, mergePatch, parseStored, type SessionObject } from './data.js'
-import { mintKey } from './key.js'
+import { keyHash, mintKey } from './key.js'
 import { decodeCopy, withState, type SessionRecord, type StoredCopy } from './record.js'
 import { SessionWriter, type WriteJob, type WriteKind, type WriteResult } from './writer.js'
 
@@ -90,6 +89,10 @@ export class SessionStore {
       log: options.log,
       metrics: options.metrics,
       ttlMs: options.idleTimeout * 1000,
+      onGone: (key) => {
+        this.#cache.delete(key)
+        this.#ended.set(key, true)
+      },
       onWritten: (job, result) => this.#written(job, result)
     })
   }
@@ -145,15 +148,24 @@ export class SessionStore {
       const placed = this.#options.pool.place(key)
       const version = current === undefined ? 1 : Math.max(current.version, cookieVersion) + (changed ? 1 : 0)
       record = { key, version, header, primary: placed.primary, backup: placed.backup, checkedAt: now, acceptedVersion: version, cookie: undefined }
-      // Regeneration keeps the data but not the key: the old copies must go.
-      if (current !== undefined) this.#discard(current)
       if (!changed) kind = { type: 'copy' }
     } else {
       const version = Math.max(current.version, cookieVersion) + 1
       record = withState(current, { version, header, checkedAt: now, acceptedVersion: version })
     }
     this.#cache.set(record.key, record)
-    return { record, written: this.#writer.write(this.#job(record, kind, record.key !== current?.key)) }
+    const fresh = record.key !== current?.key
+    const job: WriteJob = { ...this.#job(record, kind, fresh), mayCreate: fresh }
+    if (current === undefined || !fresh) return { record, written: this.#writer.write(job) }
+    // Regeneration keeps the data but not the key. The new key is stored only if the old one
+    // still exists (it may have been destroyed elsewhere), then the old copies go.
+    const old = current
+    this.#cache.delete(old.key)
+    this.#ended.set(old.key, true)
+    const addresses = old.backup === undefined ? [old.primary] : [old.primary, old.backup]
+    const written = this.#writer.write({ ...job, replaces: { key: old.key, addresses } })
+    void written.finally(() => this.#writer.delete(old.key, addresses))
+    return { record, written }
   }
 
   /**
@@ -188,8 +200,9 @@ export class SessionStore {
     return this.#writer.delete(record.key, [...addresses])
   }
 
+  /** A write of this record; copies (relocation, repair) may fill a node that lacks the key. */
   #job (record: SessionRecord, kind: WriteKind, fresh = false): WriteJob {
-    return { key: record.key, version: record.version, header: record.header, kind, primary: record.primary, backup: record.backup, fresh }
+    return { key: record.key, version: record.version, header: record.header, kind, primary: record.primary, backup: record.backup, fresh, mayCreate: fresh || kind.type === 'copy' }
   }
 
   /** Brings the local record up to what memcached now holds, unless a newer local change exists. */
@@ -335,7 +348,4 @@ function newest (results: readonly ReadResult[]): StoredCopy | undefined {
   return best
 }
 
-/** A short, non-reversible tag for logs: enough to correlate lines, useless to hijack. */
-export function keyHash (key: string): string {
-  return createHash('sha256').update(key).digest('base64url').slice(0, 12)
-}
+export { keyHash }

@@ -5,6 +5,7 @@ import { NodeUnavailable, type MemcachedNode } from '../memcached/node.js'
 import type { NodePool } from '../memcached/pool.js'
 import { encodeObject, mergePatch, parseStored, type SessionObject } from './data.js'
 import { decodeCopy, encodeCopy, type StoredCopy } from './record.js'
+import { keyHash } from './key.js'
 
 /**
  * What a write means when memcached already holds an equal or newer version (another node
@@ -25,6 +26,14 @@ export interface WriteJob {
   readonly backup: string | undefined
   /** A key minted just now: try `add` before anything else, saving a round trip. */
   readonly fresh: boolean
+  /**
+   * A miss may be filled: true for new keys, copies (relocation, repair) and writes retried
+   * after an outage (the node may be back empty). A plain change that finds its session on
+   * neither node means the session was destroyed or expired meanwhile: it is not recreated.
+   */
+  readonly mayCreate: boolean
+  /** Regeneration: the old key, which must still exist, or the new key is not written. */
+  readonly replaces?: { readonly key: string, readonly addresses: readonly string[] }
 }
 
 export interface WriteResult {
@@ -42,6 +51,8 @@ export interface WriterOptions {
   readonly metrics: Metrics
   /** Session TTL in ms: how long a copy left on an unreachable node can live. */
   readonly ttlMs: number
+  /** Called when a write finds its session gone (destroyed elsewhere, expired). */
+  readonly onGone: (key: string) => void
   /** Called with the outcome of every write, to bring the local copy and placement up to date. */
   readonly onWritten: (job: WriteJob, result: WriteResult) => void
 }
@@ -135,13 +146,32 @@ export class SessionWriter {
     const { pool } = this.#options
     const mkey = this.#options.keyPrefix + job.key
     let placement = this.#placement(job.key, job.primary, job.backup)
+    if (job.replaces !== undefined && placement !== undefined && !await this.#stillExists(job.replaces.key, job.replaces.addresses)) {
+      this.#options.log.info({ session: keyHash(job.replaces.key) }, 'session destroyed before its regeneration was stored; the new key is dropped')
+      this.#options.onGone(job.key)
+      return undefined
+    }
+    let mayCreate = job.mayCreate
     let copy: StoredCopy | undefined
     // The primary decides the final version; a failing one is now marked down, so placing
     // again hands its role to the next live node.
     for (let attempt = 0; attempt < 3 && placement !== undefined && copy === undefined; attempt++) {
       try {
-        copy = await this.#writeCopy(pool.node(placement.primary) as MemcachedNode, mkey, job.version, job.header, job.kind, job.fresh)
+        copy = await this.#writeCopy(pool.node(placement.primary) as MemcachedNode, mkey, job.version, job.header, job.kind, job.fresh, mayCreate)
       } catch (err) {
+        if (err instanceof SessionMissing) {
+          // Missing on the primary: a node back from a restart, or a session that ended. The
+          // other copy decides.
+          const other = [placement.backup, job.backup, job.primary].find((a) => a !== undefined && a !== placement?.primary)
+          if (other !== undefined && await this.#stillExists(job.key, [other])) {
+            mayCreate = true
+            attempt--
+            continue
+          }
+          this.#options.log.info({ session: keyHash(job.key) }, 'session is gone from memcached (destroyed or expired); the change is not stored')
+          this.#options.onGone(job.key)
+          return undefined
+        }
         if (!(err instanceof NodeUnavailable)) throw err
         placement = this.#placement(job.key, placement.primary, placement.backup)
       }
@@ -154,12 +184,12 @@ export class SessionWriter {
     }
     if (placement.backup !== undefined) {
       try {
-        await this.#writeCopy(pool.node(placement.backup) as MemcachedNode, mkey, copy.version, copy.header, { type: 'copy' }, job.fresh)
+        await this.#writeCopy(pool.node(placement.backup) as MemcachedNode, mkey, copy.version, copy.header, { type: 'copy' }, job.fresh, true)
       } catch (err) {
         if (!(err instanceof NodeUnavailable)) throw err
         const again = this.#placement(job.key, placement.primary, placement.backup)
         if (again?.primary === placement.primary && again.backup !== undefined && again.backup !== placement.backup) {
-          await this.#writeCopy(pool.node(again.backup) as MemcachedNode, mkey, copy.version, copy.header, { type: 'copy' }, false)
+          await this.#writeCopy(pool.node(again.backup) as MemcachedNode, mkey, copy.version, copy.header, { type: 'copy' }, false, true)
             .then(() => { placement = again }, () => undefined)
         }
       }
@@ -196,14 +226,33 @@ export class SessionWriter {
     return { primary: chosen[0] as string, backup: chosen[1] }
   }
 
-  /** One node, gets/cas until stored or the stored copy wins. Throws NodeUnavailable. */
-  async #writeCopy (node: MemcachedNode, mkey: string, version: number, header: string, kind: WriteKind, fresh: boolean): Promise<StoredCopy> {
+  /** True when some node holds the key (a node that fails counts as holding it: unknown). */
+  async #stillExists (key: string, addresses: readonly string[]): Promise<boolean> {
+    const mkey = this.#options.keyPrefix + key
+    for (const address of addresses) {
+      const node = this.#options.pool.node(address)
+      if (node === undefined) continue
+      try {
+        if (await node.gets(mkey) !== undefined) return true
+      } catch {
+        return true
+      }
+    }
+    return false
+  }
+
+  /**
+   * One node, gets/cas until stored or the stored copy wins. Throws NodeUnavailable, or
+   * SessionMissing when the key is absent and `mayCreate` is false.
+   */
+  async #writeCopy (node: MemcachedNode, mkey: string, version: number, header: string, kind: WriteKind, fresh: boolean, mayCreate: boolean): Promise<StoredCopy> {
     // The first command of a new session goes out before the response: another node that
     // gets the next request (round-robin) then finds it.
     if (fresh && await node.add(mkey, encodeCopy(version, header))) return { version, header }
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const stored = await node.gets(mkey)
       if (stored === undefined) {
+        if (!mayCreate) throw new SessionMissing()
         if (await node.add(mkey, encodeCopy(version, header))) return { version, header }
         continue
       }
@@ -264,9 +313,11 @@ export class SessionWriter {
   #keepForRetry (job: WriteJob): void {
     const jobs = this.#failed.get(job.key) ?? []
     let kept: WriteJob[]
-    if (job.kind.type === 'set' || jobs.length >= MAX_FAILED_PER_KEY) kept = [{ ...job, kind: { type: 'set' } }]
-    else if (job.kind.type === 'copy') kept = [...jobs.filter((j) => j.kind.type !== 'copy'), job]
-    else kept = [...jobs, job]
+    // After an outage the node may be back empty: the retry may fill the miss.
+    const retry: WriteJob = { ...job, mayCreate: true }
+    if (job.kind.type === 'set' || jobs.length >= MAX_FAILED_PER_KEY) kept = [{ ...retry, kind: { type: 'set' } }]
+    else if (job.kind.type === 'copy') kept = [...jobs.filter((j) => j.kind.type !== 'copy'), retry]
+    else kept = [...jobs, retry]
     this.#failed.set(job.key, kept)
     this.#scheduleRetry()
   }
@@ -297,6 +348,9 @@ export class SessionWriter {
     }
   }
 }
+
+/** The key a plain change wanted to update is not on this node. */
+class SessionMissing extends Error {}
 
 interface PendingDelete {
   readonly key: string

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Browser } from '../helpers/client.js'
-import { startTopology } from './topology.js'
+import { startTopology } from '../helpers/topology.js'
 
 // Issue 3, scenario 6: one session, concurrent requests on two nodes, each merging its own keys.
 t.test('concurrent X-Session-Merge on two nodes with disjoint keys loses nothing in memcached', async (t) => {

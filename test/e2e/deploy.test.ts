@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Browser } from '../helpers/client.js'
 import { until } from '../helpers/ports.js'
-import { startTopology } from './topology.js'
+import { startTopology } from '../helpers/topology.js'
 
 // Issue 3, scenario 3: a deploy sends SIGTERM right after a burst of async updates.
 t.test('SIGTERM drains: readyz 503 at once, in-flight requests finish, queued writes flushed, exit 0', async (t) => {

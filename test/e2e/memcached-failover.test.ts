@@ -2,7 +2,7 @@ import t from 'tap'
 import { Browser } from '../helpers/client.js'
 import { b64 } from '../helpers/upstream.js'
 import { until } from '../helpers/ports.js'
-import { startTopology } from './topology.js'
+import { startTopology } from '../helpers/topology.js'
 
 const fields = (sid: string | undefined): string[] => (sid ?? '').split('~')
 

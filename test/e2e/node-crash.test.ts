@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Browser } from '../helpers/client.js'
-import { startTopology } from './topology.js'
+import { startTopology } from '../helpers/topology.js'
 
 // Issue 3, scenario 2: the sidecar holding a session dies (kill -9); the load balancer sends the
 // user to another node, which must find every acknowledged update in memcached.

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Browser } from '../helpers/client.js'
-import { startTopology } from './topology.js'
+import { startTopology } from '../helpers/topology.js'
 
 // Issue 3, scenario 1: HAProxy round-robin (not sticky) over two sidecars. The version in the
 // cookie tells each sidecar when the other one changed the session.

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { stringify } from 'yaml'
-import { freePort, until } from '../helpers/ports.js'
-import { SECRET } from '../helpers/sidecar.js'
+import { freePort, until } from './ports.js'
+import { SECRET } from './sidecar.js'
 
 /** Debian puts haproxy and nginx in /usr/sbin, which a non-root PATH often lacks. */
 function sbin (name: string): string {

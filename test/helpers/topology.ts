@@ -1,5 +1,5 @@
-import { MemcachedProcess, type Stats } from '../helpers/memcached.js'
-import { TestApp } from '../helpers/upstream.js'
+import { MemcachedProcess, type Stats } from './memcached.js'
+import { TestApp } from './upstream.js'
 import { HAProxyProcess, NginxProcess, SidecarProcess, scratch, type SidecarOptions } from './processes.js'
 
 export interface Topology {
