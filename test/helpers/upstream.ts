@@ -23,6 +23,7 @@ export const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)
  *   pad=<name>:<n>   a response header of n bytes ('a' repeated): oversized response headers
  *   bigSet=<n>       X-Session-Set of a valid object whose string member is n bytes long
  *   deepMerge=<n>    X-Session-Merge of an object nested n levels deep
+ *   push=<name>:<v>  merge {name: [...previous, v]}: a list kept in the session
  */
 export class TestApp {
   readonly seen: Seen[] = []
@@ -61,6 +62,13 @@ export class TestApp {
       for (const p of q.getAll('pad')) {
         const colon = p.indexOf(':')
         res.setHeader(p.slice(0, colon), 'a'.repeat(Number(p.slice(colon + 1))))
+      }
+      const push = q.get('push')
+      if (push !== null) {
+        const colon = push.indexOf(':')
+        const name = push.slice(0, colon)
+        const previous = Array.isArray(session?.[name]) ? session[name] as unknown[] : []
+        res.setHeader('X-Session-Merge', b64({ [name]: [...previous, push.slice(colon + 1)] }))
       }
       const deepMerge = q.get('deepMerge')
       if (deepMerge !== null) {
