@@ -80,3 +80,15 @@ export function parseSetCookieLine (line: string): { name: string, value: string
   }
   return { name: pair.slice(0, eq).trim(), value: pair.slice(eq + 1).trim(), attributes }
 }
+
+/** The session key inside a format-1 cookie value ('' when there is none). */
+export const keyOf = (sid: string | undefined): string => (sid ?? '').split('~')[1] ?? ''
+
+/** The version inside a format-1 cookie value (NaN when there is none). */
+export const versionOf = (sid: string | undefined): number => Number((sid ?? '').split('~').at(-2))
+
+/** A query-string value: strings as they are, anything else as JSON. */
+export const q = (value: unknown): string => encodeURIComponent(typeof value === 'string' ? value : JSON.stringify(value))
+
+/** Header names of the session protocol in any spelling the sidecar must strip. */
+export const PREFIXED = /^x[-_]session/i

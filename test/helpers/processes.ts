@@ -12,6 +12,10 @@ function sbin (name: string): string {
   return existsSync(`/usr/sbin/${name}`) ? `/usr/sbin/${name}` : name
 }
 
+async function answers (url: string): Promise<boolean> {
+  return await fetch(`${url}/`).then(() => true, () => false)
+}
+
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const CLI = join(ROOT, 'dist', 'cli.js')
 
@@ -34,6 +38,15 @@ abstract class Managed {
     this.child = child
     child.stdout?.on('data', (c: Buffer) => { this.output += c.toString() })
     child.stderr?.on('data', (c: Buffer) => { this.output += c.toString() })
+  }
+
+  /** Starts a server and waits until `probe` answers; fails early if the process exits. */
+  protected async launchAndWait (what: string, command: string, args: string[], probe: () => Promise<boolean>, env?: NodeJS.ProcessEnv): Promise<void> {
+    this.launch(command, args, env)
+    await until(async () => {
+      if (!this.running) throw new Error(`${what} exited: ${this.output}`)
+      return await probe()
+    }, 10_000, what)
   }
 
   /** Sends `signal` and resolves with the exit code (null when killed by the signal). */
@@ -96,11 +109,8 @@ export class SidecarProcess extends Managed {
     for (const [k, v] of Object.entries(extra)) config[k] = { ...config[k], ...v }
     const file = join(this.dir, `${this.name}.yaml`)
     writeFileSync(file, stringify(config))
-    this.launch(process.execPath, [CLI, '--config', file], { ...process.env, E2E_SECRET: SECRET })
-    await until(async () => {
-      if (!this.running) throw new Error(`sidecar ${this.name} exited: ${this.output}`)
-      return await fetch(`${this.adminUrl}/readyz`).then((r) => r.status === 200, () => false)
-    }, 10_000, `sidecar ${this.name} to be ready`)
+    await this.launchAndWait(`sidecar ${this.name}`, process.execPath, [CLI, '--config', file],
+      async () => await this.readyz() === 200, { ...process.env, E2E_SECRET: SECRET })
     return this
   }
 
@@ -151,11 +161,7 @@ backend sidecars
     http-check expect status 200
 ${servers}
 `)
-    this.launch(sbin('haproxy'), ['-f', file, '-db'])
-    await until(async () => {
-      if (!this.running) throw new Error(`haproxy exited: ${this.output}`)
-      return await fetch(`${this.url}/`).then(() => true, () => false)
-    }, 10_000, 'haproxy')
+    await this.launchAndWait('haproxy', sbin('haproxy'), ['-f', file, '-db'], async () => await answers(this.url))
     return this
   }
 }
@@ -212,11 +218,7 @@ ${servers}
     }
 }
 `)
-    this.launch(sbin('nginx'), ['-c', file, '-p', prefix])
-    await until(async () => {
-      if (!this.running) throw new Error(`nginx exited: ${this.output}`)
-      return await fetch(`${this.url}/`).then(() => true, () => false)
-    }, 10_000, 'nginx')
+    await this.launchAndWait('nginx', sbin('nginx'), ['-c', file, '-p', prefix], async () => await answers(this.url))
     return this
   }
 }

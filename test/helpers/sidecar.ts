@@ -54,3 +54,32 @@ export class LogCapture implements pino.DestinationStream {
 }
 
 export type { DeepPartial }
+
+interface Teardown { teardown: (fn: () => unknown) => void }
+
+/** One memcached and one app for a test file, and sidecars in front of them on demand. */
+export interface Stack {
+  readonly m: import('./memcached.js').MemcachedProcess
+  readonly app: import('./upstream.js').TestApp
+  /** A sidecar closed with `t`; `upstreamUrl` defaults to the stack's app. */
+  sidecar: (t: Teardown, overrides?: Record<string, Record<string, unknown>>, options?: { upstreamUrl?: string, logs?: LogCapture }) => Promise<Sidecar>
+}
+
+export async function startStack (t: Teardown): Promise<Stack> {
+  const { MemcachedProcess } = await import('./memcached.js')
+  const { TestApp } = await import('./upstream.js')
+  const m = await MemcachedProcess.start()
+  t.teardown(() => m.stop())
+  const app = await new TestApp().start()
+  t.teardown(() => app.close())
+  return {
+    m,
+    app,
+    sidecar: async (tt, overrides = {}, options = {}) => {
+      const config = testConfig(options.upstreamUrl ?? app.url, [m.address], overrides)
+      const sidecar = await startTestSidecar(config, options.logs === undefined ? {} : { destination: options.logs })
+      tt.teardown(() => sidecar.close())
+      return sidecar
+    }
+  }
+}

@@ -104,3 +104,7 @@ export class TestApp {
     await new Promise((resolve) => server.close(resolve))
   }
 }
+
+/** The protocol headers (any spelling) the app received on its last request. */
+export const prefixedAtApp = (app: TestApp): Record<string, unknown> =>
+  Object.fromEntries(Object.entries(app.last?.headers ?? {}).filter(([name]) => /^x[-_]session/i.test(name)))

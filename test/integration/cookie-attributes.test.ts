@@ -1,27 +1,16 @@
 import { createHmac } from 'node:crypto'
 import t, { type Test } from 'tap'
-import { MemcachedProcess } from '../helpers/memcached.js'
-import { TestApp, b64 } from '../helpers/upstream.js'
-import { startTestSidecar, testConfig } from '../helpers/sidecar.js'
-import { Browser, parseSetCookieLine, rawRequest } from '../helpers/client.js'
+import { b64 } from '../helpers/upstream.js'
+import { startStack } from '../helpers/sidecar.js'
+import { Browser, keyOf, parseSetCookieLine, q, rawRequest } from '../helpers/client.js'
 import type { Sidecar } from '../../src/sidecar.js'
 
 // The session cookie's attributes, the app's own cookies (cookies.domain / cookies.names) and
 // secret rotation (SPEC "The session cookie", "Upstream's own cookies").
 
-const q = (value: unknown): string => encodeURIComponent(typeof value === 'string' ? value : JSON.stringify(value))
-const keyOf = (sid: string | undefined): string => (sid ?? '').split('~')[1] ?? ''
 
-const m = await MemcachedProcess.start()
-t.teardown(() => m.stop())
-const app = await new TestApp().start()
-t.teardown(() => app.close())
-
-async function sidecarFor (t: Test, overrides: Record<string, Record<string, unknown>> = {}): Promise<Sidecar> {
-  const sidecar = await startTestSidecar(testConfig(app.url, [m.address], overrides))
-  t.teardown(() => sidecar.close())
-  return sidecar
-}
+const { m, app, sidecar: start } = await startStack(t)
+const sidecarFor = async (t: Test, overrides: Record<string, Record<string, unknown>> = {}): Promise<Sidecar> => await start(t, overrides)
 
 /** The Set-Cookie lines of a response for one cookie name, parsed. */
 const cookiesNamed = (lines: string[], name: string): Array<ReturnType<typeof parseSetCookieLine>> =>

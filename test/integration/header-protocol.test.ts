@@ -1,31 +1,15 @@
 import t, { type Test } from 'tap'
-import { MemcachedProcess } from '../helpers/memcached.js'
-import { TestApp, b64 } from '../helpers/upstream.js'
-import { startTestSidecar, testConfig } from '../helpers/sidecar.js'
-import { Browser, rawRequest } from '../helpers/client.js'
+import { b64, prefixedAtApp } from '../helpers/upstream.js'
+import { startStack } from '../helpers/sidecar.js'
+import { Browser, keyOf, PREFIXED, q, rawRequest, versionOf } from '../helpers/client.js'
 import { metricValue } from '../helpers/metrics.js'
 import type { Sidecar } from '../../src/sidecar.js'
 
 // The header protocol between sidecar and app (SPEC "Header protocol with the app").
 
-const PREFIXED = /^x[-_]session/i
-const keyOf = (sid: string | undefined): string => (sid ?? '').split('~')[1] ?? ''
-const versionOf = (sid: string | undefined): number => Number((sid ?? '').split('~').at(-2))
-const q = (value: unknown): string => encodeURIComponent(typeof value === 'string' ? value : JSON.stringify(value))
-/** The prefixed headers the app received, as a plain object. */
-const prefixedAtApp = (app: TestApp): Record<string, unknown> =>
-  Object.fromEntries(Object.entries(app.last?.headers ?? {}).filter(([name]) => PREFIXED.test(name)))
 
-const m = await MemcachedProcess.start()
-t.teardown(() => m.stop())
-const app = await new TestApp().start()
-t.teardown(() => app.close())
-
-async function sidecarFor (t: Test, overrides: Record<string, Record<string, unknown>> = {}): Promise<Sidecar> {
-  const sidecar = await startTestSidecar(testConfig(app.url, [m.address], overrides))
-  t.teardown(() => sidecar.close())
-  return sidecar
-}
+const { m, app, sidecar: start } = await startStack(t)
+const sidecarFor = async (t: Test, overrides: Record<string, Record<string, unknown>> = {}): Promise<Sidecar> => await start(t, overrides)
 
 /** A browser holding a fresh session with `data`, created by the app through the sidecar. */
 async function withSession (sidecar: Sidecar, data: Record<string, unknown>): Promise<Browser> {

@@ -1,30 +1,16 @@
 import t, { type Test } from 'tap'
-import { MemcachedProcess } from '../helpers/memcached.js'
-import { TestApp, b64 } from '../helpers/upstream.js'
-import { LogCapture, startTestSidecar, testConfig } from '../helpers/sidecar.js'
-import { Browser, rawRequest } from '../helpers/client.js'
+import { b64, prefixedAtApp } from '../helpers/upstream.js'
+import { LogCapture, startStack } from '../helpers/sidecar.js'
+import { Browser, keyOf, PREFIXED, q, rawRequest } from '../helpers/client.js'
 import { freePort } from '../helpers/ports.js'
 import type { Sidecar } from '../../src/sidecar.js'
 
 // session.ignore, upstream failures (SPEC "Header protocol with the app", "Operations") and
 // what the logs may never hold (SPEC "Logs").
 
-const PREFIXED = /^x[-_]session/i
-const keyOf = (sid: string | undefined): string => (sid ?? '').split('~')[1] ?? ''
-const q = (value: unknown): string => encodeURIComponent(typeof value === 'string' ? value : JSON.stringify(value))
-const prefixedAtApp = (app: TestApp): Record<string, unknown> =>
-  Object.fromEntries(Object.entries(app.last?.headers ?? {}).filter(([name]) => PREFIXED.test(name)))
 
-const m = await MemcachedProcess.start()
-t.teardown(() => m.stop())
-const app = await new TestApp().start()
-t.teardown(() => app.close())
-
-async function sidecarFor (t: Test, overrides: Record<string, Record<string, unknown>> = {}, upstreamUrl = app.url, logs?: LogCapture): Promise<Sidecar> {
-  const sidecar = await startTestSidecar(testConfig(upstreamUrl, [m.address], overrides), logs === undefined ? {} : { destination: logs })
-  t.teardown(() => sidecar.close())
-  return sidecar
-}
+const { m, app, sidecar: start } = await startStack(t)
+const sidecarFor = async (t: Test, overrides: Record<string, Record<string, unknown>> = {}, upstreamUrl = app.url, logs?: LogCapture): Promise<Sidecar> => await start(t, overrides, { upstreamUrl, logs })
 
 t.test('a path matching the default session.ignore passes straight through with no session work', async (t) => {
   const sidecar = await sidecarFor(t)

@@ -2,11 +2,10 @@ import t from 'tap'
 import { MemcachedProcess } from '../helpers/memcached.js'
 import { TestApp, b64 } from '../helpers/upstream.js'
 import { startTestSidecar, testConfig } from '../helpers/sidecar.js'
-import { Browser } from '../helpers/client.js'
+import { Browser, keyOf } from '../helpers/client.js'
 import { until } from '../helpers/ports.js'
 import { SilentServer } from '../helpers/tcp.js'
 
-const keyOf = (sid: string | undefined): string => (sid ?? '').split('~')[1] as string
 
 async function metric (adminUrl: string, name: string): Promise<number> {
   const text = await (await fetch(`${adminUrl}/metrics`)).text()

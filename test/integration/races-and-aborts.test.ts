@@ -3,10 +3,9 @@ import { request } from 'node:http'
 import { MemcachedProcess } from '../helpers/memcached.js'
 import { TestApp, b64 } from '../helpers/upstream.js'
 import { LogCapture, startTestSidecar, testConfig } from '../helpers/sidecar.js'
-import { Browser } from '../helpers/client.js'
+import { Browser, keyOf } from '../helpers/client.js'
 import { until } from '../helpers/ports.js'
 
-const keyOf = (sid: string | undefined): string => (sid ?? '').split('~')[1] as string
 
 async function setup (t: any, overrides: Record<string, Record<string, unknown>> = {}) {
   const m = await MemcachedProcess.start()

@@ -2,7 +2,7 @@ import t from 'tap'
 import { MemcachedProcess } from '../helpers/memcached.js'
 import { TestApp, b64 } from '../helpers/upstream.js'
 import { startTestSidecar, testConfig } from '../helpers/sidecar.js'
-import { Browser } from '../helpers/client.js'
+import { Browser, keyOf } from '../helpers/client.js'
 import { until } from '../helpers/ports.js'
 
 async function setup (t: any, overrides: Record<string, Record<string, unknown>> = {}, nodeCount = 1) {
@@ -15,7 +15,6 @@ async function setup (t: any, overrides: Record<string, Record<string, unknown>>
   return { nodes, m: nodes[0] as MemcachedProcess, app, sidecar, browser: new Browser() }
 }
 
-const keyOf = (sid: string | undefined): string => (sid ?? '').split('~')[1] as string
 
 t.test('reads never write: an unchanged session costs no store command until revalidation is due', async (t) => {
   const { m, sidecar, browser } = await setup(t)

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { MemcachedProcess } from '../helpers/memcached.js'
 import { TestApp, b64 } from '../helpers/upstream.js'
 import { startTestSidecar, testConfig } from '../helpers/sidecar.js'
-import { Browser } from '../helpers/client.js'
+import { Browser, keyOf } from '../helpers/client.js'
 import { until } from '../helpers/ports.js'
 import type { Sidecar } from '../../src/sidecar.js'
 
@@ -14,7 +14,6 @@ import type { Sidecar } from '../../src/sidecar.js'
 // session could vanish by expiry, and a "no session" would prove nothing about revalidation.
 
 const IDLE_TIMEOUT = 10
-const keyOf = (sid: string | undefined): string => (sid ?? '').split('~')[1] ?? ''
 
 interface Setup { m: MemcachedProcess, app: TestApp, a: Sidecar, b: Sidecar }
 

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto'
 import { MemcachedProcess } from '../helpers/memcached.js'
 import { TestApp } from '../helpers/upstream.js'
 import { SECRET, startTestSidecar, testConfig } from '../helpers/sidecar.js'
-import { Browser, rawRequest, type RawResponse } from '../helpers/client.js'
+import { Browser, keyOf, PREFIXED, rawRequest, type RawResponse } from '../helpers/client.js'
 import { metricValue } from '../helpers/metrics.js'
 import { until } from '../helpers/ports.js'
 import { SilentServer } from '../helpers/tcp.js'
@@ -17,7 +17,6 @@ import { CookieCodec } from '../../src/session/cookie.js'
 
 const TOTAL = 10_000
 const CONCURRENCY = 50
-const PREFIXED = /^x[-_]session/i
 const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
 // Every character Node's HTTP client lets through in a header value, minus CR/LF/NUL: printable
 // ASCII (';' ',' '"' '\' and space included), tab and the latin-1 upper half.
@@ -26,7 +25,6 @@ const HIGH = Array.from({ length: 128 }, (_, i) => String.fromCharCode(128 + i))
 /** Characters a flipped position is replaced with: the cookie's own alphabet plus delimiters. */
 const FLIPS = B64URL + '~:.[]%+/= ;,"\\\t\u00e9\u00ff'
 
-const keyOf = (sid: string | undefined): string => (sid ?? '').split('~')[1] ?? ''
 const utf8AsLatin1 = (s: string): string => Buffer.from(s, 'utf8').toString('latin1')
 
 /** Deterministic PRNG (mulberry32): a failing case can be replayed from the seed in the log. */

@@ -2,7 +2,7 @@ import t from 'tap'
 import { MemcachedProcess } from '../helpers/memcached.js'
 import { TestApp, b64, type Seen } from '../helpers/upstream.js'
 import { startTestSidecar, testConfig } from '../helpers/sidecar.js'
-import { Browser, rawRequest, type RawResponse } from '../helpers/client.js'
+import { Browser, keyOf, PREFIXED, q, rawRequest, type RawResponse } from '../helpers/client.js'
 import { metricValue } from '../helpers/metrics.js'
 
 // SPEC "Header protocol with the app": every client-sent header whose name starts with the
@@ -11,11 +11,8 @@ import { metricValue } from '../helpers/metrics.js'
 // an object within session.maxBytes is refused, the previous session stays intact and the
 // response still flows with its status.
 
-const PREFIXED = /^x[-_]session/i
 const MAX_BYTES = 512
 const DATA = { user: 'ada', role: 'user' }
-const q = (value: unknown): string => encodeURIComponent(typeof value === 'string' ? value : JSON.stringify(value))
-const keyOf = (sid: string | undefined): string => (sid ?? '').split('~')[1] ?? ''
 const prefixedIn = (headers: Record<string, unknown>): Record<string, unknown> =>
   Object.fromEntries(Object.entries(headers).filter(([name]) => PREFIXED.test(name)))
 const prefixedOut = (res: RawResponse): Array<[string, string]> => res.rawHeaders.filter(([n]) => PREFIXED.test(n))
