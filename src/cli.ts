@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { loadConfig } from './config.js'
+import { lookup } from 'node:dns/promises'
+import { loadConfig, type SidecarConfig } from './config.js'
+import { DnsDiscovery } from './memcached/discovery.js'
+import { parseAddress } from './memcached/address.js'
 import { ConfigError } from './errors.js'
 import { createLogger } from './logger.js'
 import { startSidecar } from './sidecar.js'
@@ -14,12 +17,16 @@ sessions in a local cache and backs them up to memcached.
 Options:
   -c, --config <file>  YAML config (\${ENV_VAR} and \${ENV_VAR:-default} are substituted
                        from the environment). Required.
+      --check          Validate the config and resolve its memcached nodes (and
+                       memcached.discovery.dns), print the result, exit; serves nothing.
   -h, --help           Show this help.
   -v, --version        Print the version.
 
 Signals: SIGTERM/SIGINT drain (readyz 503, finish requests, flush writes) and exit 0,
-or 1 when shutdown.timeoutMs ran out with writes pending.
-Exit codes: 0 clean stop, 1 failed drain or runtime error, 2 bad usage or config.
+or 1 when shutdown.timeoutMs ran out with writes pending. SIGHUP re-reads the config
+file and applies its memcached.nodes (other changes need a restart).
+Exit codes: 0 clean stop or check passed, 1 failed drain or runtime error, 2 bad usage,
+bad config or failed check.
 `
 
 async function main (argv: string[]): Promise<number> {
@@ -29,6 +36,7 @@ async function main (argv: string[]): Promise<number> {
       args: argv,
       options: {
         config: { type: 'string', short: 'c' },
+        check: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' }
       }
@@ -59,8 +67,20 @@ async function main (argv: string[]): Promise<number> {
     for (const problem of err.problems) process.stderr.write(`  ${problem}\n`)
     return 2
   }
+  if (values.check === true) return await check(values.config, config)
+  const file = values.config
   const log = createLogger(config.log.level)
   const sidecar = await startSidecar(config, log)
+  process.on('SIGHUP', () => {
+    try {
+      const next = loadConfig(file)
+      sidecar.setNodes(next.memcached.nodes)
+      log.info({ nodes: next.memcached.nodes }, 'SIGHUP: config re-read, memcached.nodes applied (other changes take effect on restart)')
+    } catch (err) {
+      const problems = err instanceof ConfigError ? err.problems : [(err as Error).message]
+      log.error({ problems }, 'SIGHUP: config not reloaded, it is invalid; running on as before')
+    }
+  })
   return await new Promise((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {
       log.info({ signal }, 'draining')
@@ -72,6 +92,40 @@ async function main (argv: string[]): Promise<number> {
     process.once('SIGTERM', stop)
     process.once('SIGINT', stop)
   })
+}
+
+/** --check: the config is valid and every memcached name resolves. */
+async function check (file: string, config: SidecarConfig): Promise<number> {
+  const problems: string[] = []
+  const lines: string[] = []
+  for (const [i, node] of config.memcached.nodes.entries()) {
+    const address = parseAddress(node)
+    if (address === undefined || address.family !== 0) {
+      lines.push(`  ${node}`)
+      continue
+    }
+    try {
+      const found = await lookup(address.host, { all: true })
+      lines.push(`  ${node} -> ${found.map((f) => f.address).join(', ')}`)
+    } catch (err) {
+      problems.push(`memcached.nodes[${i}]: "${node}" does not resolve (${(err as NodeJS.ErrnoException).code ?? String(err)})`)
+    }
+  }
+  const { dns } = config.memcached.discovery
+  if (dns !== undefined) {
+    let found: string[] = []
+    const discovery = new DnsDiscovery({ target: dns, intervalMs: 60_000, log: createLogger('silent'), onChange: (a) => { found = a } })
+    await discovery.refresh()
+    if (found.length === 0) problems.push(`memcached.discovery.dns: "${dns}" has no IPv4 address now`)
+    else lines.push(`  ${dns} (discovery) -> ${found.join(', ')}`)
+  }
+  if (problems.length > 0) {
+    process.stderr.write(`session-sidecar: check failed for ${file}\n`)
+    for (const p of problems) process.stderr.write(`  ${p}\n`)
+    return 2
+  }
+  process.stdout.write(`session-sidecar: ${file} is valid\nmemcached nodes:\n${lines.join('\n')}\n`)
+  return 0
 }
 
 main(process.argv.slice(2)).then((code) => {

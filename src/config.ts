@@ -53,6 +53,12 @@ export interface SidecarConfig {
     readonly keyPrefix: string
     /** CIDRs and host globs a cookie's addresses must match; empty = any signed address. */
     readonly allow: readonly string[]
+    readonly discovery: {
+      /** `name:port` re-resolved (A and AAAA) every intervalMs; its addresses join `nodes`. */
+      readonly dns: string | undefined
+      /** Default 10000. */
+      readonly intervalMs: Milliseconds
+    }
   }
   readonly cookies: {
     /** Domain set on the app's own Set-Cookie headers; undefined leaves them alone. */
@@ -88,6 +94,7 @@ const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 const COOKIE_DOMAIN = /^\.?[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i
 // memcached keys: printable ASCII without space, at most 250 bytes with the 22-char session key.
 const KEY_PREFIX = /^[\x21-\x7e]{0,200}$/
+const DNS_NAME_PORT = /^(?=.{1,253}:)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?:[0-9]{1,5}$/i
 const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
 
 type Raw = Record<string, unknown>
@@ -123,7 +130,9 @@ export function buildConfig (raw: unknown, env: Env = process.env): SidecarConfi
   const session = reader.section(root.session, 'session', ['secrets', 'idleTimeout', 'maxBytes', 'headerPrefix', 'ignore', 'cookie'])
   const cookie = reader.section(session.cookie, 'session.cookie', ['name', 'domain', 'path', 'secure', 'httpOnly', 'sameSite', 'maxAge'])
   const cache = reader.section(root.cache, 'cache', ['maxBytes', 'revalidateMs'])
-  const memcached = reader.section(root.memcached, 'memcached', ['nodes', 'replicas', 'write', 'timeoutMs', 'keyPrefix', 'allow'])
+  const memcached = reader.section(root.memcached, 'memcached', ['nodes', 'replicas', 'write', 'timeoutMs', 'keyPrefix', 'allow', 'discovery'])
+  const discovery = reader.section(memcached.discovery, 'memcached.discovery', ['dns', 'intervalMs'])
+  const discoveryDns = reader.optionalString(discovery.dns, 'memcached.discovery.dns', DNS_NAME_PORT, 'must be name:port (a DNS name and a port)')
   const cookies = reader.section(root.cookies, 'cookies', ['domain', 'names'])
   const shutdown = reader.section(root.shutdown, 'shutdown', ['timeoutMs'])
   const log = reader.section(root.log, 'log', ['level'])
@@ -175,8 +184,9 @@ export function buildConfig (raw: unknown, env: Env = process.env): SidecarConfi
       nodes.push(address.text)
     }
   })
-  if (nodeTexts.length === 0) problems.push('memcached.nodes: required, at least one host:port (sessions are placed there)')
-  const replicas = reader.oneOf(memcached.replicas, 'memcached.replicas', nodes.length >= 2 ? 2 : 1, [1, 2] as const)
+  if (nodeTexts.length === 0 && discoveryDns === undefined) problems.push('memcached.nodes: required, at least one host:port (sessions are placed there), unless memcached.discovery.dns is set')
+  // With discovery the node count is not known at start: default to a backup copy.
+  const replicas = reader.oneOf(memcached.replicas, 'memcached.replicas', nodes.length >= 2 || discoveryDns !== undefined ? 2 : 1, [1, 2] as const)
 
   const cookiesDomain = reader.optionalString(cookies.domain, 'cookies.domain', COOKIE_DOMAIN, 'must be a domain name')
 
@@ -221,7 +231,11 @@ export function buildConfig (raw: unknown, env: Env = process.env): SidecarConfi
       write: reader.oneOf(memcached.write, 'memcached.write', 'async', ['async', 'sync'] as const),
       timeoutMs: reader.integer(memcached.timeoutMs, 'memcached.timeoutMs', 250, 1, 60_000),
       keyPrefix: reader.string(memcached.keyPrefix, 'memcached.keyPrefix', 'sess:', KEY_PREFIX, 'must be at most 200 printable ASCII characters without spaces'),
-      allow
+      allow,
+      discovery: {
+        dns: discoveryDns,
+        intervalMs: reader.integer(discovery.intervalMs, 'memcached.discovery.intervalMs', 10000, 100, 3_600_000)
+      }
     },
     cookies: {
       domain: cookiesDomain,

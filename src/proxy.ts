@@ -279,9 +279,29 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     })
   }
 
+  /**
+   * WebSocket upgrades: the session is loaded by the same preHandler; the app's upgrade request
+   * gets the session headers and the Cookie header without the sidecar's cookie. (The session
+   * cannot change over a WebSocket: there are no response headers to carry it.)
+   */
+  const rewriteWsHeaders = (base: Record<string, string> | undefined, request: FastifyRequest): Record<string, string> => {
+    const headers: Record<string, string> = { ...base }
+    const cookie = request.headers.cookie
+    const rest = cookie === undefined ? undefined : cookie.includes(cookies.name) ? cookies.remove(cookie) : cookie
+    if (rest !== undefined) headers.cookie = rest
+    const record = request.session?.record
+    if (record !== undefined && request.session !== IGNORED) {
+      headers[protocol.idHeader] = record.key
+      headers[protocol.dataHeader] = record.header
+    }
+    return headers
+  }
+
   await app.register(proxy, {
     upstream: upstream.url,
     preHandler: loadSession,
+    websocket: true,
+    wsClientOptions: { rewriteRequestHeaders: rewriteWsHeaders },
     // Bodies stream through untouched.
     proxyPayloads: false,
     undici: {

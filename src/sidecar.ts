@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import { buildAdmin } from './admin.js'
 import type { SidecarConfig } from './config.js'
 import { codes } from './errors.js'
+import { DnsDiscovery, type Resolver } from './memcached/discovery.js'
 import { NodePool } from './memcached/pool.js'
 import { Metrics } from './metrics.js'
 import { buildProxy } from './proxy.js'
@@ -17,6 +18,11 @@ export interface Sidecar {
   readonly url: string
   readonly adminUrl: string
   /**
+   * Replaces the configured memcached nodes (SIGHUP re-reads the file). New sessions go to the
+   * new list at once; sessions on removed nodes stay readable, their address is in the cookie.
+   */
+  setNodes: (nodes: readonly string[]) => void
+  /**
    * Graceful stop: readiness goes 503, in-flight requests finish, queued memcached writes are
    * flushed. Resolves with the number of writes still pending when shutdown.timeoutMs ran out.
    */
@@ -24,7 +30,7 @@ export interface Sidecar {
 }
 
 /** Builds and starts everything one sidecar process runs. */
-export async function startSidecar (config: SidecarConfig, log: Logger, options: { defaultMetrics?: boolean } = {}): Promise<Sidecar> {
+export async function startSidecar (config: SidecarConfig, log: Logger, options: { defaultMetrics?: boolean, resolver?: Resolver } = {}): Promise<Sidecar> {
   const metrics = new Metrics(options.defaultMetrics ?? true)
   const pool = new NodePool({
     nodes: config.memcached.nodes,
@@ -46,6 +52,20 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
     log,
     metrics
   })
+  // Placement = the configured nodes plus whatever DNS discovery finds.
+  let configured: readonly string[] = config.memcached.nodes
+  let discovered: readonly string[] = []
+  const place = (): void => {
+    const { added, removed, refused } = pool.setPlacement([...configured, ...discovered])
+    if (added.length + removed.length > 0) log.info({ added, removed, nodes: pool.placement }, 'memcached placement changed')
+    if (refused.length > 0) log.warn({ refused }, 'memcached nodes refused by memcached.allow')
+  }
+  const { dns, intervalMs } = config.memcached.discovery
+  const discovery = dns === undefined
+    ? undefined
+    : new DnsDiscovery({ target: dns, intervalMs, log, resolver: options.resolver, onChange: (addresses) => { discovered = addresses; place() } })
+  await discovery?.start()
+
   let ready = false
   const proxy = await buildProxy({ config, log, store, pool, metrics })
   const admin = buildAdmin({ log, metrics, store, isReady: () => ready })
@@ -57,6 +77,7 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
   let closing: Promise<number> | undefined
   const close = async (): Promise<number> => {
     ready = false
+    discovery?.stop()
     const deadline = Date.now() + config.shutdown.timeoutMs
     // fastify.close waits for in-flight requests (their async writes are queued by then), but
     // closes idle keep-alive connections only once: a connection busy at that moment would
@@ -89,6 +110,10 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
     metrics,
     url: httpUrl(proxy),
     adminUrl: httpUrl(admin),
+    setNodes: (nodes) => {
+      configured = nodes
+      place()
+    },
     close: async () => (closing ??= close())
   }
 }

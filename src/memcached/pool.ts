@@ -22,7 +22,7 @@ export interface PoolOptions {
  */
 export class NodePool {
   readonly #nodes = new Map<string, MemcachedNode>()
-  readonly #placement: readonly string[]
+  #placement: readonly string[]
   readonly #replicas: 1 | 2
   readonly #allow: AddressAllowList
   readonly #options: PoolOptions
@@ -54,6 +54,25 @@ export class NodePool {
     return this.#nodes.has(text) || this.node(text) !== undefined
   }
 
+  /** The nodes new sessions are placed on. */
+  get placement (): readonly string[] {
+    return this.#placement
+  }
+
+  /**
+   * Replaces the nodes new sessions are placed on (config reload, DNS discovery). Sessions on
+   * nodes no longer listed stay readable and writable: their addresses are in their cookies.
+   * Addresses the allow list refuses are left out and returned.
+   */
+  setPlacement (nodes: readonly string[]): { added: string[], removed: string[], refused: string[] } {
+    const refused = nodes.filter((a) => this.node(a) === undefined)
+    const next = [...new Set(nodes.filter((a) => !refused.includes(a)))]
+    const added = next.filter((a) => !this.#placement.includes(a))
+    const removed = this.#placement.filter((a) => !next.includes(a))
+    this.#placement = next
+    return { added, removed, refused }
+  }
+
   /** True when the address may be contacted and its node is not in a backoff window. */
   isLive (text: string): boolean {
     const node = this.node(text)
@@ -77,6 +96,7 @@ export class NodePool {
    * when they return.
    */
   place (key: string): { primary: string, backup: string | undefined } {
+    if (this.#placement.length === 0) throw new Error('no memcached node is known yet (memcached.nodes is empty and discovery has found none)')
     const ranked = this.ranked(key)
     const live = ranked.filter((a) => this.isLive(a))
     const order = live.length > 0 ? [...live, ...ranked.filter((a) => !live.includes(a))] : ranked

@@ -8,25 +8,28 @@ import { freePort, until } from './ports.js'
  */
 export class MemcachedProcess {
   readonly port: number
+  readonly host: string
   #child: ChildProcess | undefined
 
-  private constructor (port: number) {
+  private constructor (host: string, port: number) {
+    this.host = host
     this.port = port
   }
 
-  static async start (): Promise<MemcachedProcess> {
-    const m = new MemcachedProcess(await freePort())
+  /** On 127.0.0.1 and a free port, or on another loopback address (127.0.0.2, ...) and a given port. */
+  static async start (host = '127.0.0.1', port?: number): Promise<MemcachedProcess> {
+    const m = new MemcachedProcess(host, port ?? await freePort())
     await m.start()
     return m
   }
 
-  get address (): string { return `127.0.0.1:${this.port}` }
+  get address (): string { return `${this.host}:${this.port}` }
   get pid (): number | undefined { return this.#child?.pid }
 
   async start (): Promise<void> {
     // memcached refuses to run as root unless told which user to be.
     const user = process.getuid?.() === 0 ? ['-u', 'root'] : []
-    const child = spawn('memcached', [...user, '-l', '127.0.0.1', '-p', String(this.port), '-U', '0', '-m', '64', '-t', '1'], { stdio: ['ignore', 'ignore', 'pipe'] })
+    const child = spawn('memcached', [...user, '-l', this.host, '-p', String(this.port), '-U', '0', '-m', '64', '-t', '1'], { stdio: ['ignore', 'ignore', 'pipe'] })
     this.#child = child
     let failure: Error | undefined
     let stderr = ''
@@ -57,7 +60,7 @@ export class MemcachedProcess {
   /** One raw text-protocol exchange: for assertions that must not go through the sidecar. */
   async command (text: string): Promise<string> {
     return await new Promise((resolve, reject) => {
-      const socket = connect(this.port, '127.0.0.1')
+      const socket = connect(this.port, this.host)
       let reply = ''
       socket.setTimeout(2000, () => socket.destroy(new Error('memcached did not answer')))
       socket.on('data', (chunk) => {
