@@ -1,0 +1,78 @@
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { MemcachedProcess } from '../helpers/memcached.js'
+import { TestApp } from '../helpers/upstream.js'
+import { Browser } from '../helpers/client.js'
+import { until } from '../helpers/ports.js'
+import { SidecarProcess, scratch } from '../helpers/processes.js'
+
+const CLI = join(process.cwd(), 'dist', 'cli.js')
+const env = { ...process.env, SESSION_SECRET: 'x'.repeat(24) }
+
+t.test('--check: a valid config with resolvable nodes passes and lists them', async (t) => {
+  const r = spawnSync(process.execPath, [CLI, '--check', '--config', 'config/default.yaml'], { env, encoding: 'utf8' })
+  t.equal(r.status, 0)
+  t.match(r.stdout, /config\/default\.yaml is valid\nmemcached nodes:\n {2}127\.0\.0\.1:11211\n/)
+})
+
+t.test('--check: a node that does not resolve fails the check with its key path', async (t) => {
+  const r = spawnSync(process.execPath, [CLI, '--check', '--config', 'config/default.yaml'], { env: { ...env, MEMCACHED_NODE: 'no-such-host.invalid:11211' }, encoding: 'utf8' })
+  t.equal(r.status, 2)
+  t.match(r.stderr, /memcached\.nodes\[0\]: "no-such-host\.invalid:11211" does not resolve \(ENOTFOUND|EAI_AGAIN\)/)
+})
+
+t.test('--check: an invalid config prints every problem and serves nothing', async (t) => {
+  const { dir, cleanup } = scratch()
+  t.teardown(cleanup)
+  const file = join(dir, 'bad.yaml')
+  writeFileSync(file, 'listen: { port: 99999 }\nmemcached: { nodes: ["nope"] }\n')
+  const r = spawnSync(process.execPath, [CLI, '--check', '--config', file], { env: { PATH: process.env.PATH }, encoding: 'utf8' })
+  t.equal(r.status, 2)
+  t.match(r.stderr, /listen\.port: must be between 0 and 65535/)
+  t.match(r.stderr, /memcached\.nodes\[0\]: "nope" is not host:port/)
+  t.match(r.stderr, /session\.secrets: required/)
+})
+
+t.test('--help lists every flag', async (t) => {
+  const r = spawnSync(process.execPath, [CLI, '--help'], { encoding: 'utf8' })
+  t.equal(r.status, 0)
+  for (const flag of ['--config', '--check', '--help', '--version']) t.match(r.stdout, flag)
+  t.match(r.stdout, /SIGHUP/)
+})
+
+t.test('SIGHUP re-reads memcached.nodes: new sessions move, old ones stay; a broken file changes nothing', async (t) => {
+  const m1 = await MemcachedProcess.start()
+  const m2 = await MemcachedProcess.start()
+  t.teardown(async () => { await m1.stop(); await m2.stop() })
+  const app = await new TestApp().start()
+  t.teardown(() => app.close())
+  const { dir, cleanup } = scratch()
+  t.teardown(cleanup)
+  const sidecar = await new SidecarProcess(dir, 'hup', { upstream: app.url, nodes: [m1.address] }).start()
+  t.teardown(() => sidecar.kill('SIGKILL'))
+  const file = join(dir, 'hup.yaml')
+  const primaryOf = (b: Browser): string => (b.sid ?? '').split('~')[2] ?? ''
+
+  const old = new Browser()
+  await old.get(sidecar.url, '/?set={"old":true}')
+  t.equal(primaryOf(old), m1.address)
+
+  writeFileSync(file, readFileSync(file, 'utf8').replace(m1.address, m2.address))
+  process.kill(sidecar.pid as number, 'SIGHUP')
+  await until(async () => {
+    const b = new Browser()
+    await b.get(sidecar.url, '/?set={"new":true}')
+    return primaryOf(b) === m2.address
+  }, 5000, 'new sessions on the node from the re-read file')
+  t.same((await old.get(sidecar.url, '/')).body.session, { old: true }, 'the session on the dropped node is still served')
+
+  writeFileSync(file, 'this: is: not: yaml: [')
+  process.kill(sidecar.pid as number, 'SIGHUP')
+  await until(() => /config not reloaded, it is invalid/.test(sidecar.output), 5000, 'the refusal to be logged')
+  const b = new Browser()
+  const res = await b.get(sidecar.url, '/?set={"still":"up"}')
+  t.equal(res.status, 200, 'still serving')
+  t.equal(primaryOf(b), m2.address, 'on the last good node list')
+})
