@@ -23,28 +23,44 @@ export async function startTopology (options: {
   sidecar?: Partial<SidecarOptions>
 }): Promise<Topology> {
   const { dir, cleanup } = scratch()
-  const memcached = await Promise.all(Array.from({ length: options.memcached }, async () => await MemcachedProcess.start()))
-  const apps = await Promise.all(Array.from({ length: options.apps }, async () => await new TestApp().start()))
-  const nodes = memcached.map((m) => m.address)
-  const sidecars = await Promise.all(apps.map(async (app, i) =>
-    await new SidecarProcess(dir, `sidecar-${i}`, { upstream: app.url, nodes, ...options.sidecar }).start()))
-  const lb = options.lb === 'haproxy' ? await new HAProxyProcess(dir, sidecars).start() : await new NginxProcess(dir, sidecars).start()
+  const memcached: MemcachedProcess[] = []
+  const apps: TestApp[] = []
+  const sidecars: SidecarProcess[] = []
+  let lb: HAProxyProcess | NginxProcess | undefined
+  const stopAll = async (): Promise<void> => {
+    await lb?.kill('SIGKILL')
+    for (const s of sidecars) await s.kill('SIGKILL')
+    for (const a of apps) await a.close()
+    for (const m of memcached) await m.stop()
+    cleanup()
+  }
+  try {
+    // Started one by one and recorded as they come, so a failed start leaks nothing.
+    for (let i = 0; i < options.memcached; i++) memcached.push(await MemcachedProcess.start())
+    for (let i = 0; i < options.apps; i++) apps.push(await new TestApp().start())
+    const nodes = memcached.map((m) => m.address)
+    for (const [i, app] of apps.entries()) {
+      const sidecar = new SidecarProcess(dir, `sidecar-${i}`, { upstream: app.url, nodes, ...options.sidecar })
+      sidecars.push(sidecar)
+      await sidecar.start()
+    }
+    lb = options.lb === 'haproxy' ? new HAProxyProcess(dir, sidecars) : new NginxProcess(dir, sidecars)
+    await lb.start()
+  } catch (err) {
+    await stopAll()
+    throw err
+  }
+  const started = lb
   return {
     memcached,
     apps,
     sidecars,
-    lb,
+    lb: started,
     count: async (stat) => {
       let sum = 0
       for (const m of memcached) if (await m.ping()) sum += (await m.stats())[stat] ?? 0
       return sum
     },
-    close: async () => {
-      await lb.kill('SIGKILL')
-      for (const s of sidecars) await s.kill('SIGKILL')
-      for (const a of apps) await a.close()
-      for (const m of memcached) await m.stop()
-      cleanup()
-    }
+    close: stopAll
   }
 }

@@ -54,7 +54,7 @@ t.test('defaults: every key not given takes the documented default', async (t) =
   t.equal(config.session.ignore?.source, DEFAULT_IGNORE)
   t.same(config.session.cookie, { name: 'sid', domain: undefined, path: '/', secure: true, httpOnly: true, sameSite: 'lax', maxAge: undefined })
   t.same(config.cache, { maxBytes: 67108864, revalidateMs: 30000 })
-  t.same(config.memcached, { nodes: ['127.0.0.1:11211'], replicas: 1, write: 'async', timeoutMs: 250, keyPrefix: 'sess:', allow: [] })
+  t.same(config.memcached, { nodes: ['127.0.0.1:11211'], replicas: 1, write: 'async', timeoutMs: 250, keyPrefix: 'sess:', allow: [], discovery: { dns: undefined, intervalMs: 10000 } })
   t.same(config.cookies, { domain: undefined, names: [] })
   t.same(config.shutdown, { timeoutMs: 10000 })
   t.same(config.log, { level: 'info' })
@@ -115,7 +115,7 @@ t.test('explicit values are kept', async (t) => {
   t.notOk(config.session.ignore?.test('/app/static/'))
   t.same(config.session.cookie, { name: 'app_sid', domain: '.example.com', path: '/app', secure: false, httpOnly: false, sameSite: 'strict', maxAge: 3600 })
   t.same(config.cache, { maxBytes: 1048576, revalidateMs: 1000 })
-  t.same(config.memcached, { nodes: ['10.0.0.5:11211', '10.0.0.6:11211'], replicas: 1, write: 'sync', timeoutMs: 100, keyPrefix: 'app:', allow: ['10.0.0.0/8'] })
+  t.same(config.memcached, { nodes: ['10.0.0.5:11211', '10.0.0.6:11211'], replicas: 1, write: 'sync', timeoutMs: 100, keyPrefix: 'app:', allow: ['10.0.0.0/8'], discovery: { dns: undefined, intervalMs: 10000 } })
   t.same(config.cookies, { domain: '.example.com', names: ['cart'] })
   t.same(config.shutdown, { timeoutMs: 2000 })
   t.same(config.log, { level: 'warn' })
@@ -240,7 +240,7 @@ t.test('unknown keys are refused at every level', async (t) => {
   t.same(problemsOf(t, () => buildConfig(minimal({ session: { cookie: { sameSite: 'lax', samesite: 'lax' } } }), {})),
     ['session.cookie.samesite: unknown key (expected one of name, domain, path, secure, httpOnly, sameSite, maxAge)'])
   t.same(problemsOf(t, () => buildConfig(minimal({ memcached: { node: ['a:1'] } }), {})), [
-    'memcached.node: unknown key (expected one of nodes, replicas, write, timeoutMs, keyPrefix, allow)'
+    'memcached.node: unknown key (expected one of nodes, replicas, write, timeoutMs, keyPrefix, allow, discovery)'
   ])
 })
 
@@ -249,7 +249,7 @@ t.test('a section that is not a mapping is refused', async (t) => {
   t.same(problemsOf(t, () => buildConfig(['x'], {})), [
     '(root): must be a mapping',
     'session.secrets: required, a list of at least one secret (refusing to start without one)',
-    'memcached.nodes: required, at least one host:port (sessions are placed there)'
+    'memcached.nodes: required, at least one host:port (sessions are placed there), unless memcached.discovery.dns is set'
   ])
 })
 
@@ -305,7 +305,7 @@ t.test('memcached.nodes: the same node twice is refused, compared in canonical f
 })
 
 t.test('memcached.nodes: at least one is required', async (t) => {
-  const expected = ['memcached.nodes: required, at least one host:port (sessions are placed there)']
+  const expected = ['memcached.nodes: required, at least one host:port (sessions are placed there), unless memcached.discovery.dns is set']
   t.same(problemsOf(t, () => buildConfig({ session: { secrets: [SECRET] } }, {})), expected)
   t.same(problemsOf(t, () => buildConfig({ session: { secrets: [SECRET] }, memcached: { nodes: [] } }, {})), expected)
 })
@@ -389,7 +389,7 @@ t.test('loadConfig: the shipped config/default.yaml needs only SESSION_SECRET', 
 t.test('loadConfig: an empty file is an empty document', async (t) => {
   t.same(problemsOf(t, () => loadConfig(yamlFile(t, ''), {})), [
     'session.secrets: required, a list of at least one secret (refusing to start without one)',
-    'memcached.nodes: required, at least one host:port (sessions are placed there)'
+    'memcached.nodes: required, at least one host:port (sessions are placed there), unless memcached.discovery.dns is set'
   ])
 })
 
@@ -412,4 +412,21 @@ t.test('loadConfig: an unreadable file is one problem naming the file and the re
   const missing = join(dir, 'missing.yaml')
   t.same(problemsOf(t, () => loadConfig(missing, {})), [`${missing}: cannot read (ENOENT)`])
   t.same(problemsOf(t, () => loadConfig(dir, {})), [`${dir}: cannot read (EISDIR)`])
+})
+
+t.test('memcached.discovery: a name:port, its interval, and nodes optional with it', async (t) => {
+  const config = buildConfig({ session: { secrets: ['x'.repeat(16)] }, memcached: { discovery: { dns: 'memcached.cache.svc.cluster.local:11211', intervalMs: 5000 } } }, {})
+  t.same(config.memcached.nodes, [])
+  t.same(config.memcached.discovery, { dns: 'memcached.cache.svc.cluster.local:11211', intervalMs: 5000 })
+  t.equal(config.memcached.replicas, 2, 'a backup copy by default: the node count is not known at start')
+  try {
+    buildConfig({ session: { secrets: ['x'.repeat(16)] }, memcached: { discovery: { dns: 'no-port', intervalMs: 5 } } }, {})
+    t.fail('accepted')
+  } catch (err) {
+    t.same([...(err as ConfigError).problems].sort(), [
+      'memcached.discovery.dns: must be name:port (a DNS name and a port)',
+      'memcached.discovery.intervalMs: must be between 100 and 3600000 (got 5)',
+      'memcached.nodes: required, at least one host:port (sessions are placed there), unless memcached.discovery.dns is set'
+    ])
+  }
 })
