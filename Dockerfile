@@ -4,9 +4,11 @@ FROM node:20-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json tsconfig.demo.json ./
 COPY src ./src
-RUN npm run build
+COPY demo ./demo
+# The demo app (dist/demo/app.js) ships too: docker-compose.yml runs it as the app.
+RUN npm run build && npx tsc -p tsconfig.demo.json
 
 # Runtime stage: production dependencies and the compiled code only, as a non-root user.
 FROM node:20-bookworm-slim

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { parse } from 'yaml'
 import { loadConfig } from '../../src/config.js'
 import type { ConfigError } from '../../src/errors.js'
@@ -39,7 +39,12 @@ t.test('config/docker.yaml, the Dockerfile and docker-compose.yml agree', async 
   const composed = loadConfig('config/docker.yaml', { ...env, ...sidecarEnv })
   t.same([...composed.memcached.nodes].sort(), nodes.sort(), 'the sidecars use the compose file\'s memcached services')
   t.equal(composed.upstream.url, 'http://127.0.0.1:3000')
-  for (const app of ['app-1', 'app-2']) t.same(compose.services[app].command, ['--port', '3000'], `${app} listens where the sidecar forwards`)
+  for (const app of ['app-1', 'app-2']) {
+    t.same(compose.services[app].entrypoint, ['node', 'dist/demo/app.js'], `${app} runs the demo app from the image`)
+    t.equal(compose.services[app].environment.PORT, '3000', `${app} listens where the sidecar forwards`)
+  }
+  t.match(dockerfile, /tsc -p tsconfig\.demo\.json/, 'the image builds the demo app')
+  t.ok(existsSync('demo/app.ts') && existsSync('tsconfig.demo.json'), 'what the image builds exists')
   const nginx = readFileSync('config/nginx-compose.conf', 'utf8')
   t.match(nginx, new RegExp(`server app-1:${config.listen.port};`), 'nginx reaches sidecar-1 through app-1\'s network namespace')
   t.match(nginx, new RegExp(`server app-2:${config.listen.port};`))

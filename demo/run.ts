@@ -1,0 +1,496 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { accessSync, closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { connect, createServer, type Server } from 'node:net'
+import { tmpdir } from 'node:os'
+import { delimiter, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { startDemoApp, type AppAnswer } from './app.js'
+import { RoundRobinBalancer } from './balancer.js'
+import { EmbeddedMemcached } from './embedded-memcached.js'
+
+// `npm run demo`: two memcached nodes, two app instances, a built sidecar (dist/cli.js) in
+// front of each, and a round-robin load balancer, all on loopback; then a scripted walk-through
+// that kills the sidecar holding a session and shows the session surviving on the other one.
+
+const HELP = `Usage: npm run demo [-- --walkthrough-only] [-- --port <n>]
+
+Starts two memcached nodes, two instances of a small app, a session-sidecar (the built
+dist/cli.js) beside each, and a round-robin load balancer on 127.0.0.1:8080 (or a free port),
+then walks through a sidecar crash. Stays up until Ctrl-C.
+
+Options:
+  --walkthrough-only   exit after the walk-through (also: DEMO_EXIT=1)
+  --port <n>           load balancer port (default 8080, a free one if taken; 0: any free port)
+  -h, --help           show this help
+
+Environment:
+  DEMO_EMBEDDED_MEMCACHED=1   use the demo's embedded memcached-protocol server even when
+                              memcached is installed
+`
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+const CLI = fileURLToPath(new URL('../cli.js', import.meta.url))
+const STEP_TIMEOUT_MS = 15_000
+const REQUEST_TIMEOUT_MS = 10_000
+const STOP_TIMEOUT_MS = 6_000
+
+const say = (line = ''): void => { process.stdout.write(`${line}\n`) }
+
+class StepFailed extends Error {}
+class Interrupted extends Error {}
+
+const abort = new AbortController()
+let stopSignal: NodeJS.Signals | undefined
+
+/** Polls `check` until it returns true; bounded by `ms`, and by Ctrl-C. */
+async function until (check: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms
+  for (let wait = 10; ; wait = Math.min(wait * 2, 100)) {
+    if (abort.signal.aborted) throw new Interrupted(String(stopSignal))
+    if (await check()) return
+    if (Date.now() > deadline) throw new StepFailed(`timed out after ${ms} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, wait))
+  }
+}
+
+/** A TCP port free on 127.0.0.1 right now. */
+async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server: Server = createServer()
+    server.unref()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      const port = typeof address === 'object' && address !== null ? address.port : 0
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** True when a memcached-protocol server on `port` answers `version`. */
+async function memcachedAnswers (port: number): Promise<boolean> {
+  return await new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    let reply = ''
+    socket.setTimeout(1000, () => { socket.destroy(); resolve(false) })
+    socket.on('data', (chunk: Buffer) => {
+      reply += chunk.toString('latin1')
+      if (reply.includes('\r\n')) { socket.destroy(); resolve(reply.startsWith('VERSION ')) }
+    })
+    socket.on('error', () => resolve(false))
+    socket.write('version\r\n')
+  })
+}
+
+async function readyz (adminPort: number): Promise<number> {
+  return await fetch(`http://127.0.0.1:${adminPort}/readyz`, { signal: AbortSignal.timeout(1000) }).then((r) => r.status, () => 0)
+}
+
+/** `memcached` from PATH, else /usr/bin/memcached; undefined when neither is executable. */
+function findMemcached (path = process.env.PATH ?? ''): string | undefined {
+  const candidates = [...path.split(delimiter).filter((d) => d !== '').map((d) => join(d, 'memcached')), '/usr/bin/memcached']
+  for (const file of candidates) {
+    try {
+      accessSync(file, constants.X_OK)
+      if (statSync(file).isFile()) return file
+    } catch {}
+  }
+  return undefined
+}
+
+/** A child process of the demo: output to a log file, stopped by pid. */
+class Child {
+  #child: ChildProcess | undefined
+  readonly logFile: string
+
+  constructor (readonly name: string, readonly dir: string) {
+    this.logFile = join(dir, `${name}.log`)
+  }
+
+  get pid (): number | undefined { return this.#child?.pid }
+  get running (): boolean { return this.#child !== undefined && this.#child.exitCode === null && this.#child.signalCode === null }
+
+  start (command: string, args: string[], env: NodeJS.ProcessEnv = process.env): void {
+    if (abort.signal.aborted) throw new Interrupted(String(stopSignal))
+    const fd = openSync(this.logFile, 'a')
+    try {
+      const child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', fd, fd] })
+      child.on('error', () => {}) // reported through `running` and the log
+      this.#child = child
+      children.add(this)
+    } finally {
+      closeSync(fd)
+    }
+  }
+
+  /** Sends `signal` and waits (bounded) for the exit; SIGKILL when SIGTERM was not enough. */
+  async stop (signal: NodeJS.Signals = 'SIGTERM', ms = STOP_TIMEOUT_MS): Promise<void> {
+    const child = this.#child
+    if (child === undefined || !this.running) return
+    const exited = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), ms)
+      child.once('exit', () => { clearTimeout(timer); resolve(true) })
+    })
+    process.kill(child.pid as number, signal)
+    if (await exited) return
+    if (signal !== 'SIGKILL') {
+      say(`  ${this.name} (pid ${String(child.pid)}) did not stop within ${ms} ms after ${signal}: SIGKILL`)
+      await this.stop('SIGKILL', 2000)
+      return
+    }
+    throw new Error(`${this.name} (pid ${String(child.pid)}) did not exit after SIGKILL`)
+  }
+
+  /** Kills at once, synchronously: the last resort on exit. */
+  killNow (): void {
+    if (this.running && this.pid !== undefined) {
+      try { process.kill(this.pid, 'SIGKILL') } catch {}
+    }
+  }
+
+  /** The last lines of its log, for error messages. */
+  tail (lines = 15): string {
+    try {
+      return readFileSync(this.logFile, 'utf8').trimEnd().split('\n').slice(-lines).map((l) => `      ${l}`).join('\n')
+    } catch {
+      return '      (no log)'
+    }
+  }
+}
+
+const children = new Set<Child>()
+
+interface SidecarSpec {
+  readonly name: string
+  readonly instance: string
+  readonly child: Child
+  readonly port: number
+  readonly adminPort: number
+  readonly config: string
+}
+
+/** The YAML an operator would write, with the secret taken from the environment. */
+function sidecarYaml (port: number, adminPort: number, upstream: string, nodes: string[]): string {
+  return `# Generated by the session-sidecar demo.
+listen:   { host: 127.0.0.1, port: ${port} }
+upstream: { url: "${upstream}", timeoutMs: 10000 }
+admin:    { host: 127.0.0.1, port: ${adminPort} }
+session:
+  secrets: ["\${SESSION_SECRET}"]
+  # Plain http on localhost: a Secure cookie would never be sent back.
+  cookie: { secure: false }
+memcached:
+  nodes: [${nodes.map((n) => `"${n}"`).join(', ')}]
+  # sync: the response waits until memcached stored the update, so a kill -9 right after a
+  # response loses nothing (async, the default, is faster and has a window of about a millisecond).
+  write: sync
+  timeoutMs: 250
+shutdown: { timeoutMs: 3000 }
+log:      { level: info }
+`
+}
+
+async function startSidecar (s: SidecarSpec, secret: string): Promise<void> {
+  s.child.start(process.execPath, [CLI, '--config', s.config], { ...process.env, SESSION_SECRET: secret })
+  await until(async () => {
+    if (!s.child.running) throw new StepFailed(`${s.name} exited while starting; its log:\n${s.child.tail()}`)
+    return await readyz(s.adminPort) === 200
+  }, STEP_TIMEOUT_MS, `${s.name} to be ready`)
+}
+
+async function startMemcached (bin: string, name: string, dir: string): Promise<{ child: Child, port: number }> {
+  // memcached refuses to run as root unless told which user to be.
+  const user = process.getuid?.() === 0 ? ['-u', 'root'] : []
+  // A free port can be taken between the check and memcached's bind: try a few.
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort()
+    const child = new Child(name, dir)
+    child.start(bin, [...user, '-l', '127.0.0.1', '-p', String(port), '-U', '0', '-m', '64', '-t', '1'])
+    try {
+      await until(async () => {
+        if (!child.running) throw new StepFailed(`${name} exited while starting; its log:\n${child.tail()}`)
+        return await memcachedAnswers(port)
+      }, STEP_TIMEOUT_MS, `${name} on port ${port}`)
+      return { child, port }
+    } catch (err) {
+      if (!(err instanceof StepFailed) || attempt >= 3) throw err
+    }
+  }
+}
+
+/** The session cookie's fields (format 1: 1~key~primary[~backup]~version~mac). */
+function cookieFields (sid: string | undefined): { key: string, version: string, nodes: string[] } | undefined {
+  const parts = sid?.split('~')
+  if (parts === undefined || parts.length < 5) return undefined
+  return { key: parts[1] ?? '', version: parts.at(-2) ?? '', nodes: parts.slice(2, -2) }
+}
+
+/** A browser in miniature: keeps the sidecar's cookie and sends it back. */
+class CookieClient {
+  readonly cookies = new Map<string, string>()
+
+  constructor (readonly base: string) {}
+
+  get sid (): string | undefined { return this.cookies.get('sid') }
+
+  async get (path: string): Promise<{ status: number, answer: AppAnswer, backend: string }> {
+    const cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ')
+    let res: Response
+    try {
+      res = await fetch(this.base + path, {
+        headers: { accept: 'application/json', ...(cookie === '' ? {} : { cookie }) },
+        signal: AbortSignal.any([AbortSignal.timeout(REQUEST_TIMEOUT_MS), abort.signal])
+      })
+    } catch (err) {
+      if (abort.signal.aborted) throw new Interrupted(String(stopSignal))
+      throw new StepFailed(`GET ${path}: ${(err as Error).message}`)
+    }
+    for (const line of res.headers.getSetCookie()) {
+      const [pair = '', ...attributes] = line.split(';')
+      const eq = pair.indexOf('=')
+      const name = pair.slice(0, eq).trim()
+      const value = pair.slice(eq + 1).trim()
+      const expired = attributes.some((a) => /^\s*max-age=0\s*$/i.test(a) || /^\s*expires=thu, 01 jan 1970/i.test(a))
+      if (expired || value === '') this.cookies.delete(name)
+      else this.cookies.set(name, value)
+    }
+    const text = await res.text()
+    if (res.status !== 200) throw new StepFailed(`GET ${path} answered ${res.status}: ${text.trim()}`)
+    return { status: res.status, answer: JSON.parse(text) as AppAnswer, backend: res.headers.get('x-demo-backend') ?? '?' }
+  }
+}
+
+interface Topology {
+  readonly dir: string
+  readonly secret: string
+  readonly sidecars: SidecarSpec[]
+  readonly balancer: RoundRobinBalancer
+}
+
+/** One request of the walk-through, printed as it happened. */
+async function step (client: CookieClient, path: string): Promise<AppAnswer> {
+  const { answer } = await client.get(path)
+  const c = cookieFields(client.sid)
+  const session = answer.session === null
+    ? 'no session'
+    : Object.entries(answer.session).map(([k, v]) => `${k}=${String(v)}`).join(' ')
+  const cookie = c === undefined ? 'no cookie' : `cookie key ${c.key.slice(0, 6)}… v${c.version} on ${c.nodes.join(' + ')}`
+  say(`  GET ${path.padEnd(18)} answered by ${answer.instance}   ${session.padEnd(24)} ${cookie}`)
+  return answer
+}
+
+function expect (ok: boolean, message: string): void {
+  if (!ok) throw new StepFailed(message)
+}
+
+async function walkthrough (topo: Topology): Promise<void> {
+  const client = new CookieClient(topo.balancer.url)
+  say()
+  say('Walk-through (a cookie-keeping client, through the round-robin load balancer):')
+  const login = await step(client, '/login?user=alice')
+  expect(login.session?.user === 'alice' && client.sid !== undefined, 'login did not create a session cookie')
+  const key = cookieFields(client.sid)?.key
+  let last = login
+  for (let i = 1; i <= 3; i++) {
+    last = await step(client, '/')
+    expect(last.session?.visits === i && last.saw?.user === 'alice', `visit ${i}: expected visits=${i} for alice, got ${JSON.stringify(last.saw)}`)
+    expect(cookieFields(client.sid)?.key === key, 'the session key changed between visits')
+  }
+  const victim = topo.sidecars.find((s) => s.instance === last.instance)
+  if (victim === undefined) throw new StepFailed(`unknown instance ${last.instance}`)
+  say()
+  say(`  SIGKILL ${victim.name} (pid ${String(victim.child.pid)}): it answered the last request and has the session in its cache.`)
+  await victim.child.stop('SIGKILL')
+  say(`  ${victim.name} is dead: no drain, no flush, its cache is gone.`)
+  const after = await step(client, '/')
+  expect(after.instance !== victim.instance, `${victim.instance} answered although its sidecar is dead`)
+  expect(after.saw?.user === 'alice' && after.session?.visits === 4,
+    `the session did not survive: expected alice with visits=4, got ${JSON.stringify(after.session)}`)
+  expect(cookieFields(client.sid)?.key === key, 'the session key changed across the crash')
+  say(`  The session survived the crash: ${after.instance} still sees alice, visits went on from 3 to 4, same key.`)
+  say()
+  say(`  Restarting ${victim.name} on the same ports ...`)
+  await startSidecar(victim, topo.secret)
+  await until(() => topo.balancer.healthy(victim.name), STEP_TIMEOUT_MS, `the load balancer to see ${victim.name} ready`)
+  say(`  ${victim.name} is back (pid ${String(victim.child.pid)}), with an empty cache, and in the load balancer's rotation.`)
+  let visits = 4
+  let served = false
+  // Round-robin sends the next request or the one after to the restarted sidecar.
+  for (let i = 0; i < 4 && !served; i++) {
+    const a = await step(client, '/')
+    visits++
+    expect(a.session?.visits === visits, `expected visits=${visits}, got ${JSON.stringify(a.session)}`)
+    served = a.instance === victim.instance
+  }
+  expect(served, `${victim.name} did not get a request after its restart`)
+  say(`  ${victim.instance} loaded the session from memcached after its restart.`)
+  say()
+  const out = await step(client, '/logout')
+  expect(out.saw?.user === 'alice' && client.sid === undefined, 'logout did not clear the session cookie')
+  const anon = await step(client, '/whoami')
+  expect(anon.saw === null, 'the session is still there after logout')
+  say()
+  say('Walk-through complete: the session survived kill -9 of the sidecar that served it.')
+}
+
+async function main (): Promise<number> {
+  let values
+  try {
+    ({ values } = parseArgs({
+      args: process.argv.slice(2),
+      options: {
+        'walkthrough-only': { type: 'boolean' },
+        port: { type: 'string' },
+        help: { type: 'boolean', short: 'h' }
+      }
+    }))
+  } catch (err) {
+    process.stderr.write(`demo: ${(err as Error).message}\n\n${HELP}`)
+    return 2
+  }
+  if (values.help === true) {
+    process.stdout.write(HELP)
+    return 0
+  }
+  const exitAfter = values['walkthrough-only'] === true || process.env.DEMO_EXIT === '1'
+  const wantedPort = values.port === undefined ? 8080 : Number(values.port)
+  if (!Number.isInteger(wantedPort) || wantedPort < 0 || wantedPort > 65535) {
+    process.stderr.write(`demo: --port must be 0-65535, got ${String(values.port)}\n`)
+    return 2
+  }
+  if (!existsSync(CLI)) {
+    process.stderr.write(`demo: ${CLI} is missing: run \`npm run build\` first (npm run demo does)\n`)
+    return 2
+  }
+
+  const dir = mkdtempSync(join(tmpdir(), 'session-sidecar-demo-'))
+  const apps: Array<Awaited<ReturnType<typeof startDemoApp>>> = []
+  const embedded: EmbeddedMemcached[] = []
+  let balancer: RoundRobinBalancer | undefined
+  let completed = false
+  let keepLogs = false
+  try {
+    say('session-sidecar demo')
+    // memcached
+    const forceEmbedded = process.env.DEMO_EMBEDDED_MEMCACHED === '1'
+    const bin = forceEmbedded ? undefined : findMemcached()
+    const nodes: string[] = []
+    if (bin !== undefined) {
+      say(`[1/4] memcached: starting 2 nodes (${bin})`)
+      for (const name of ['memcached-1', 'memcached-2']) {
+        const m = await startMemcached(bin, name, dir)
+        nodes.push(`127.0.0.1:${m.port}`)
+        say(`      ${name}  127.0.0.1:${m.port}  pid ${String(m.child.pid)}`)
+      }
+    } else {
+      say(forceEmbedded
+        ? '[1/4] DEMO_EMBEDDED_MEMCACHED=1: using the demo\'s embedded memcached-protocol server (not for production)'
+        : '[1/4] memcached not found: using the demo\'s embedded memcached-protocol server (not for production)')
+      for (const name of ['memcached-1', 'memcached-2']) {
+        const m = new EmbeddedMemcached()
+        embedded.push(m)
+        await m.listen(0)
+        nodes.push(m.address)
+        say(`      ${name}  ${m.address}  (embedded, in the demo's process)`)
+      }
+    }
+
+    // apps
+    say('[2/4] demo app: 2 instances (plain node:http, sessions through X-Session-* headers)')
+    for (const instance of ['instance-1', 'instance-2']) {
+      const app = await startDemoApp(instance)
+      apps.push(app)
+      say(`      ${instance}  ${app.url}`)
+    }
+
+    // sidecars
+    const secret = randomBytes(32).toString('base64url')
+    say('[3/4] sidecars: the built CLI, one beside each app instance (node dist/cli.js --config <yaml>)')
+    say('      secret: 32 random bytes in SESSION_SECRET, read by the YAML as secrets: ["${SESSION_SECRET}"]')
+    const sidecars: SidecarSpec[] = []
+    for (const [i, app] of apps.entries()) {
+      const name = `sidecar-${i + 1}`
+      const port = await freePort()
+      const adminPort = await freePort()
+      const config = join(dir, `${name}.yaml`)
+      writeFileSync(config, sidecarYaml(port, adminPort, app.url, nodes))
+      const s: SidecarSpec = { name, instance: `instance-${i + 1}`, child: new Child(name, dir), port, adminPort, config }
+      sidecars.push(s)
+      await startSidecar(s, secret)
+      say(`      ${name}  http://127.0.0.1:${port} -> ${s.instance}, admin http://127.0.0.1:${adminPort}  pid ${String(s.child.pid)}`)
+    }
+
+    // load balancer
+    balancer = new RoundRobinBalancer(sidecars.map((s) => ({ name: s.name, port: s.port, adminPort: s.adminPort })))
+    const port = await balancer.listen(wantedPort)
+    const moved = port !== wantedPort && wantedPort !== 0 ? ` (port ${wantedPort} is taken)` : ''
+    say(`[4/4] load balancer: round-robin, not sticky, in the demo's process: ${balancer.url}${moved}`)
+
+    say()
+    say('Open:')
+    say(`  ${balancer.url}/                    the app through the load balancer (reload: the instances alternate)`)
+    say(`  ${balancer.url}/login?user=alice    log in (new session key)`)
+    say(`  ${balancer.url}/logout              log out (session destroyed everywhere)`)
+    for (const s of sidecars) say(`  http://127.0.0.1:${s.adminPort}/metrics   ${s.name}'s Prometheus metrics`)
+    say(`  ${dir}   the generated configs and every process's log`)
+
+    await walkthrough({ dir, secret, sidecars, balancer })
+    completed = true
+    if (exitAfter) return 0
+    say()
+    say(`Running: open ${balancer.url}/ in a browser. Press Ctrl-C to stop.`)
+    await new Promise<void>((resolve) => abort.signal.addEventListener('abort', () => resolve(), { once: true }))
+    return 0
+  } catch (err) {
+    if (err instanceof Interrupted || abort.signal.aborted) {
+      if (completed) return 0
+      say(`Interrupted (${String(stopSignal)}) before the walk-through finished.`)
+      return stopSignal === 'SIGTERM' ? 143 : 130
+    }
+    keepLogs = true
+    const message = err instanceof StepFailed ? err.message : (err as Error).stack ?? String(err)
+    process.stderr.write(`\ndemo failed: ${message}\n`)
+    for (const c of children) if (c.name.startsWith('sidecar')) process.stderr.write(`    ${c.name} log (last lines):\n${c.tail()}\n`)
+    return 1
+  } finally {
+    say('Stopping: load balancer, sidecars (SIGTERM, by pid), apps, memcached ...')
+    await balancer?.close().catch(() => {})
+    const sidecars = [...children].filter((c) => c.name.startsWith('sidecar'))
+    await Promise.all(sidecars.map(async (c) => await c.stop().catch(() => c.killNow())))
+    await Promise.all(apps.map(async ({ server }) => {
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    }))
+    await Promise.all([...children].map(async (c) => await c.stop().catch(() => c.killNow())))
+    await Promise.all(embedded.map(async (m) => await m.close()))
+    if (keepLogs) process.stderr.write(`logs kept in ${dir}\n`)
+    else rmSync(dir, { recursive: true, force: true })
+    say('Stopped.')
+  }
+}
+
+function onSignal (signal: NodeJS.Signals): void {
+  if (stopSignal !== undefined) {
+    // A second Ctrl-C: no more waiting.
+    for (const c of children) c.killNow()
+    process.exit(130)
+  }
+  stopSignal = signal
+  abort.abort()
+}
+process.on('SIGINT', onSignal)
+process.on('SIGTERM', onSignal)
+// Whatever happens, no child outlives the demo.
+process.on('exit', () => { for (const c of children) c.killNow() })
+
+main().then((code) => {
+  process.exitCode = code
+  // Everything is closed; a lingering keep-alive timer must not hold the exit.
+  setTimeout(() => process.exit(code), 500).unref()
+},  (err: unknown) => {
+  process.stderr.write(`demo: ${(err as Error).stack ?? String(err)}\n`)
+  for (const c of children) c.killNow()
+  process.exitCode = 1
+})
