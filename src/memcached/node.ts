@@ -142,7 +142,11 @@ export class MemcachedNode {
         this.#options.ops.observe(this.address, command, 'miss', performance.now() - started)
         throw err
       }
-      const failure = err instanceof NodeUnavailable ? err : new NodeUnavailable(this.address, command, message)
+      // memcache-client's own timers may fire first ("Command timeout", "connect timeout"):
+      // one wording for every timeout keeps the log line greppable.
+      const failure = err instanceof NodeUnavailable
+        ? err
+        : new NodeUnavailable(this.address, command, /timeout/i.test(message) ? `timed out after ${this.#options.timeoutMs} ms` : message)
       this.#failed(failure)
       this.#options.ops.observe(this.address, command, 'error', performance.now() - started)
       throw failure
