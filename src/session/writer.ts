@@ -3,7 +3,7 @@ import { codes } from '../errors.js'
 import type { Metrics } from '../metrics.js'
 import { NodeUnavailable, type MemcachedNode } from '../memcached/node.js'
 import type { NodePool } from '../memcached/pool.js'
-import { encodeObject, mergePatch, parseStored, type SessionObject } from './data.js'
+import { encodeObject, isObject, mergePatch, parseStored, type SessionObject } from './data.js'
 import { decodeCopy, encodeCopy, type StoredCopy } from './record.js'
 import { keyHash } from './key.js'
 
@@ -70,6 +70,8 @@ export class SessionWriter {
   readonly #options: WriterOptions
   readonly #chains = new Map<string, Promise<unknown>>()
   readonly #failed = new Map<string, WriteJob[]>()
+  /** Per key, the write queued behind the one in flight, not started yet. */
+  readonly #waiting = new Map<string, WaitingWrite>()
   /** Copies to delete where a node could not be reached: `address key` -> what and until when. */
   readonly #deletes = new Map<string, PendingDelete>()
   #pending = 0
@@ -92,7 +94,20 @@ export class SessionWriter {
    */
   write (job: WriteJob): Promise<WriteResult | undefined> {
     this.#requeueFailed(job.key)
-    return this.#enqueue(job.key, async () => await this.#write(job))
+    // A write of this key still waiting for its turn absorbs this one: a busy session costs
+    // one write per round trip, not one per request, and the queue cannot grow without bound.
+    const waiting = this.#waiting.get(job.key)
+    if (waiting !== undefined) {
+      waiting.job = combine(waiting.job, job)
+      return waiting.done
+    }
+    const slot: WaitingWrite = { job, done: Promise.resolve(undefined) }
+    this.#waiting.set(job.key, slot)
+    slot.done = this.#enqueue(job.key, async () => {
+      if (this.#waiting.get(job.key) === slot) this.#waiting.delete(job.key)
+      return await this.#write(slot.job)
+    })
+    return slot.done
   }
 
   /**
@@ -347,6 +362,54 @@ export class SessionWriter {
       if (d.until > now) void this.#enqueue(d.key, async () => await this.#deleteCopy(d.key, d.address, d.upTo))
     }
   }
+}
+
+interface WaitingWrite {
+  job: WriteJob
+  done: Promise<WriteResult | undefined>
+}
+
+/**
+ * Two queued writes of one key as one: the later state, and the changes both stand for, so a
+ * conflict with another node's copy re-applies exactly what this node changed.
+ */
+export function combine (earlier: WriteJob, later: WriteJob): WriteJob {
+  return {
+    ...later,
+    kind: combineKinds(earlier.kind, later.kind),
+    fresh: earlier.fresh,
+    mayCreate: earlier.mayCreate || later.mayCreate,
+    replaces: earlier.replaces ?? later.replaces
+  }
+}
+
+function combineKinds (a: WriteKind, b: WriteKind): WriteKind {
+  if (b.type === 'set' || a.type === 'set') return { type: 'set' }
+  if (a.type === 'copy') return b
+  if (b.type === 'copy') return a
+  const patch = composePatches(a.patch, b.patch)
+  return patch === undefined ? { type: 'set' } : { type: 'merge', patch }
+}
+
+/**
+ * One RFC 7396 patch C with merge(merge(T, A), B) = merge(T, C) for every T, or undefined when
+ * no such patch exists (A puts a non-object where B then merges an object): the caller then
+ * writes the whole state instead.
+ */
+export function composePatches (a: SessionObject, b: SessionObject): SessionObject | undefined {
+  const out: SessionObject = { ...a }
+  for (const [name, value] of Object.entries(b)) {
+    const before = out[name]
+    if (!isObject(value) || !(name in out)) {
+      Object.defineProperty(out, name, { value, enumerable: true, writable: true, configurable: true })
+      continue
+    }
+    if (!isObject(before)) return undefined
+    const inner = composePatches(before, value)
+    if (inner === undefined) return undefined
+    Object.defineProperty(out, name, { value: inner, enumerable: true, writable: true, configurable: true })
+  }
+  return out
 }
 
 /** The key a plain change wanted to update is not on this node. */

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { Browser } from '../helpers/client.js'
+import { Browser, versionOf } from '../helpers/client.js'
 import { startTopology } from '../helpers/topology.js'
 
 // Issue 3, scenario 6: one session, concurrent requests on two nodes, each merging its own keys.
@@ -28,7 +28,9 @@ t.test('concurrent X-Session-Merge on two nodes with disjoint keys loses nothing
     const [version, data] = stored.split(' ')
     const session = JSON.parse(Buffer.from(data ?? '', 'base64url').toString()) as Record<string, number>
     t.equal(Object.keys(session).length, 2 * pairs, `${write}: all ${2 * pairs} merged keys are in memcached`)
-    t.equal(Number(version), 1 + 2 * pairs, `${write}: one version per change (${String(version)})`)
+    // Writes queued behind one in flight are combined, so versions may advance by less than
+    // one per change; what matters is that no cookie handed out is ahead of memcached.
+    t.ok(Number(version) >= versionOf(browser.sid), `${write}: memcached's version ${String(version)} >= the cookie's ${versionOf(browser.sid)}`)
     // What a reader sees right after: a node may still serve its own last copy until the cookie
     // moves past it or cache.revalidateMs passes; the next change there re-applies onto the full copy.
     const viaA = Object.keys((await browser.get(a.url, '/')).body.session as object).length
