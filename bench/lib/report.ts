@@ -1,0 +1,79 @@
+import type { LoadResult } from './load.js'
+
+export interface ScenarioResult extends LoadResult {
+  readonly id: string
+  readonly ref: string
+  readonly title: string
+  /** req/s relative to (b), the bare proxy. */
+  readonly ratioToBare: number
+  /** req/s of every round (BENCH_ROUNDS); the row shows the median one. */
+  readonly roundsReqPerSec: readonly number[]
+  /** memcached get+set+touch+delete commands (all nodes) per request. */
+  readonly memcachedOpsPerRequest: number
+  readonly memcachedOps: number
+}
+
+export interface ScenarioFailure {
+  readonly id: string
+  readonly ref: string
+  readonly title: string
+  readonly error: string
+}
+
+export interface HeapResult {
+  readonly sessions: number
+  readonly sessionJsonBytes: number
+  readonly heapBytesPerSession: number
+  readonly accountedBytesPerSession: number
+  readonly createSeconds: number
+}
+
+export interface TargetResult {
+  readonly target: string
+  readonly value: number | null
+  readonly limit: string
+  readonly pass: boolean
+}
+
+const num = (n: number, digits = 0): string => Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : 'n/a'
+
+/** A plain-text table: first column left-aligned, the others right-aligned. */
+export function table (header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (cells: readonly string[]): string => `| ${cells.map((c, i) => i <= 1 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number)).join(' | ')} |`
+  return [line(header), `|${widths.map((w, i) => i <= 1 ? `${'-'.repeat(w + 1)}-` : `${'-'.repeat(w + 1)}:`).join('|')}|`, ...rows.map(line)].join('\n')
+}
+
+export function loadTable (results: ReadonlyArray<ScenarioResult | ScenarioFailure>): string {
+  const rounds = results.some((r) => !('error' in r) && r.roundsReqPerSec.length > 1)
+  return table(['', 'scenario', 'req/s', ...(rounds ? ['rounds min-max'] : []), 'p50 ms', 'p99 ms', 'x (b)', 'memcached ops/req', 'non-2xx+errors'], results.map((r) => 'error' in r
+    ? [r.ref, r.title, 'FAILED', ...(rounds ? [''] : []), '', '', '', '', r.error.slice(0, 60)]
+    : [r.ref, r.title, num(r.reqPerSec), ...(rounds ? [`${num(Math.min(...r.roundsReqPerSec))}-${num(Math.max(...r.roundsReqPerSec))}`] : []), num(r.p50Ms, 2), num(r.p99Ms, 2), num(r.ratioToBare, 2), num(r.memcachedOpsPerRequest, 3), num(r.non2xx + r.errors + r.timeouts)]))
+}
+
+export function heapTable (results: readonly HeapResult[]): string {
+  return table(['sessions', 'heap bytes per cached 1 KB session', 'bytes cache.maxBytes accounts', 'create s (with memcached writes)'],
+    results.map((h) => [num(h.sessions), num(h.heapBytesPerSession), num(h.accountedBytesPerSession), num(h.createSeconds, 1)]))
+}
+
+export function targetTable (targets: readonly TargetResult[]): string {
+  return table(['', 'target', 'measured', 'limit'], targets.map((t) => [t.pass ? 'PASS' : 'MISS', t.target, t.value === null ? 'n/a' : num(t.value, 3), t.limit]))
+}
+
+/** The issue's targets, from whatever scenarios ran (a missing one is a MISS with no value). */
+export function evaluate (results: ReadonlyArray<ScenarioResult | ScenarioFailure>, heap: readonly HeapResult[]): TargetResult[] {
+  const ok = (id: string): ScenarioResult | undefined => results.find((r): r is ScenarioResult => r.id === id && !('error' in r))
+  const bare = ok('bare-proxy')
+  const hit = ok('sidecar-hit')
+  const mergeAsync = ok('sidecar-merge-async')
+  const targets: TargetResult[] = [
+    { target: '(d) hit req/s vs (b)', value: hit?.ratioToBare ?? null, limit: '>= 0.90x', pass: hit !== undefined && bare !== undefined && hit.ratioToBare >= 0.9 },
+    { target: '(d) hit p99 - (b) p99, ms', value: hit !== undefined && bare !== undefined ? Math.round((hit.p99Ms - bare.p99Ms) * 100) / 100 : null, limit: '<= 1 ms', pass: hit !== undefined && bare !== undefined && hit.p99Ms <= bare.p99Ms + 1 },
+    { target: '(e) merge, async write, req/s vs (b)', value: mergeAsync?.ratioToBare ?? null, limit: '>= 0.75x', pass: mergeAsync !== undefined && bare !== undefined && mergeAsync.ratioToBare >= 0.75 },
+    { target: '(d) hit memcached ops per request', value: hit?.memcachedOpsPerRequest ?? null, limit: '<= 0.02', pass: hit !== undefined && hit.memcachedOpsPerRequest <= 0.02 }
+  ]
+  for (const h of heap) {
+    targets.push({ target: `heap per cached 1 KB session at ${num(h.sessions)}, bytes`, value: h.heapBytesPerSession, limit: '<= 3072', pass: h.heapBytesPerSession <= 3072 })
+  }
+  return targets
+}

@@ -1,0 +1,55 @@
+import type { MemcachedProcess } from '../../test/helpers/memcached.js'
+import type { Children } from './children.js'
+import { SidecarChild } from './sidecar.js'
+import { CookiePool, login } from './sessions.js'
+
+/** What every scenario gets from the runner: shared servers and a scratch folder. */
+export interface BenchContext {
+  readonly children: Children
+  /** Scratch folder for configs (removed at the end). */
+  readonly dir: string
+  /** The shared app (bench/servers/upstream.ts). */
+  readonly upstream: string
+  readonly memcached: readonly MemcachedProcess[]
+  readonly nodes: readonly string[]
+  /** Users the session workloads play: one per connection. */
+  readonly users: number
+  /** Extra node flags for the proxy processes a scenario measures (--profile adds --cpu-prof). */
+  readonly nodeFlags: readonly string[]
+}
+
+/** A scenario's servers, started and ready for load. */
+export interface Running {
+  /** Where the load goes, path included. */
+  readonly url: string
+  readonly cookies?: CookiePool
+  /** Resolves once work a response left behind (async writes) is done: counters are complete. */
+  settle: () => Promise<void>
+  stop: () => Promise<void>
+}
+
+export interface Scenario {
+  /** Stable id in the JSON output. */
+  readonly id: string
+  /** Its letter in the issue and the table, e.g. "(d)". */
+  readonly ref: string
+  readonly title: string
+  start: (ctx: BenchContext) => Promise<Running>
+}
+
+/** One sidecar (built CLI) in front of the shared app; with `users` sessions created first. */
+export async function oneSidecar (ctx: BenchContext, options: { name: string, path: string, write?: 'async' | 'sync', sessions: boolean }): Promise<Running> {
+  const sidecar = await new SidecarChild(ctx.dir, { name: options.name, upstream: ctx.upstream, nodes: ctx.nodes, write: options.write, nodeFlags: ctx.nodeFlags }).start(ctx.children)
+  try {
+    const cookies = options.sessions ? new CookiePool(await login(sidecar.url, ctx.users)) : undefined
+    return {
+      url: sidecar.url + options.path,
+      cookies,
+      settle: async () => { await sidecar.flushed() },
+      stop: async () => { await sidecar.stop() }
+    }
+  } catch (err) {
+    await sidecar.stop()
+    throw err
+  }
+}

@@ -1,0 +1,23 @@
+/** Bytes of compact JSON in every benchmark session ("a 1 KB session"). */
+export const SESSION_JSON_BYTES = 1024
+
+/**
+ * A plausible session of exactly SESSION_JSON_BYTES of compact JSON, different for each `i`
+ * (so no two cached sessions can share a string).
+ */
+export function sessionData (i: number): Record<string, unknown> {
+  const data: Record<string, unknown> = {
+    user: `user-${String(i).padStart(8, '0')}`,
+    roles: ['reader', 'writer'],
+    locale: 'en-GB',
+    theme: 'dark',
+    cart: [{ sku: 'A-1001', qty: 2 }, { sku: 'B-2002', qty: 1 }],
+    csrf: `csrf-${i.toString(36).padStart(12, '0')}`,
+    pad: ''
+  }
+  const missing = SESSION_JSON_BYTES - Buffer.byteLength(JSON.stringify(data))
+  data.pad = 'x'.repeat(missing)
+  return data
+}
+
+export const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url')

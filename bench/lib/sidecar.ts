@@ -1,0 +1,86 @@
+import type { ChildProcess } from 'node:child_process'
+import { existsSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { stringify } from 'yaml'
+import { freePort, until } from '../../test/helpers/ports.js'
+import { stopChild, type Children } from './children.js'
+import { CLI, ROOT } from './root.js'
+
+export const SECRET = 'bench-secret-0123456789abcdef'
+
+export interface SidecarOptions {
+  readonly name: string
+  readonly upstream: string
+  readonly nodes: readonly string[]
+  readonly write?: 'async' | 'sync'
+  /** Extra node flags, e.g. --cpu-prof. */
+  readonly nodeFlags?: readonly string[]
+}
+
+/**
+ * The built CLI (dist/cli.js) in its own process, configured by a YAML file like an
+ * operator's, so the load generator never shares its event loop.
+ */
+export class SidecarChild {
+  port = 0
+  adminPort = 0
+  #child: ChildProcess | undefined
+  #output = ''
+
+  constructor (readonly dir: string, readonly options: SidecarOptions) {}
+
+  get url (): string { return `http://127.0.0.1:${this.port}` }
+  get adminUrl (): string { return `http://127.0.0.1:${this.adminPort}` }
+
+  async start (children: Children): Promise<this> {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build`)
+    this.port = await freePort()
+    this.adminPort = await freePort()
+    const { name, upstream, nodes, write = 'async', nodeFlags = [] } = this.options
+    const file = join(this.dir, `${name}.yaml`)
+    writeFileSync(file, stringify({
+      listen: { host: '127.0.0.1', port: this.port },
+      admin: { host: '127.0.0.1', port: this.adminPort },
+      upstream: { url: upstream, timeoutMs: 10_000 },
+      session: { secrets: ['${BENCH_SECRET}'], cookie: { secure: false } },
+      memcached: { nodes: [...nodes], write, timeoutMs: 250 },
+      shutdown: { timeoutMs: 5000 },
+      log: { level: 'warn' }
+    }))
+    const child = children.spawn(`sidecar ${name}`, process.execPath, [...nodeFlags, CLI, '--config', file], {
+      cwd: ROOT,
+      env: { ...process.env, BENCH_SECRET: SECRET },
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    this.#child = child
+    const keep = (c: Buffer): void => { this.#output = (this.#output + c.toString()).slice(-8000) }
+    child.stdout?.on('data', keep)
+    child.stderr?.on('data', keep)
+    await until(async () => {
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`sidecar ${name} exited: ${this.#output}`)
+      return await fetch(`${this.adminUrl}/readyz`).then((r) => r.status === 200, () => false)
+    }, 15_000, `sidecar ${name}`)
+    return this
+  }
+
+  /** Log lines the sidecar wrote (warn and above), last 8 KB. */
+  get output (): string { return this.#output }
+
+  /** Queued or in-flight memcached writes, from /metrics. */
+  async pendingWrites (): Promise<number> {
+    const text = await (await fetch(`${this.adminUrl}/metrics`)).text()
+    const m = /^sidecar_pending_writes (\d+)$/m.exec(text)
+    return m === null ? 0 : Number(m[1])
+  }
+
+  /** Waits (at most `ms`) until no write is pending, so memcached counters are complete. */
+  async flushed (ms = 10_000): Promise<void> {
+    await until(async () => await this.pendingWrites() === 0, ms, `sidecar ${this.options.name} to flush its writes`)
+  }
+
+  /** Graceful stop (SIGTERM: drain and flush); SIGKILL if it takes longer than 15 s. */
+  async stop (): Promise<number | null> {
+    if (this.#child === undefined) return null
+    return await stopChild(this.#child, 'SIGTERM', 15_000)
+  }
+}

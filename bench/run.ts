@@ -1,0 +1,295 @@
+/**
+ * The benchmark runner: `npm run bench` (full), `npm run bench -- --smoke` or BENCH_SMOKE=1
+ * (about 1 s per scenario, 1k sessions for the heap), `npm run bench -- --profile` (CPU
+ * profile, node --cpu-prof, of the proxy process under the (d) 1 KB hit workload; with
+ * BENCH_ONLY=<ids> of those scenarios' proxies instead, e.g. sidecar-merge-async,bare-proxy).
+ *
+ * Environment: BENCH_DURATION (s, default 5; smoke 1), BENCH_WARMUP (s, default 2; smoke 0.5),
+ * BENCH_ROUNDS (default 1: run the whole list N times, report each scenario's median round),
+ * BENCH_OUT (JSON path, default bench/results/latest.json), BENCH_ONLY (scenario ids, comma
+ * separated), BENCH_SMOKE=1, BENCH_PROFILE=1.
+ *
+ * Every server runs in its own process; the load generator (autocannon) runs here. Children
+ * are killed on any exit, error or signal.
+ */
+import { execFileSync } from 'node:child_process'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { cpus, tmpdir, totalmem } from 'node:os'
+import { dirname, isAbsolute, join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { MemcachedProcess } from '../test/helpers/memcached.js'
+import { announced, Children } from './lib/children.js'
+import { CONNECTIONS, memcachedOps, round2, run } from './lib/load.js'
+import { summarize } from './lib/profile.js'
+import { evaluate, heapTable, loadTable, targetTable, type HeapResult, type ScenarioFailure, type ScenarioResult } from './lib/report.js'
+import { BENCH_DIR, ROOT } from './lib/root.js'
+import type { BenchContext, Scenario } from './lib/scenario.js'
+import { HAPROXY, startScript } from './lib/servers.js'
+import bareProxy from './scenarios/bare-proxy.js'
+import expressSessionChange from './scenarios/express-session-change.js'
+import expressSessionHit from './scenarios/express-session-hit.js'
+import roundRobinHit from './scenarios/round-robin-hit.js'
+import sidecarHit from './scenarios/sidecar-hit.js'
+import sidecarMergeAsync from './scenarios/sidecar-merge-async.js'
+import sidecarMergeSync from './scenarios/sidecar-merge-sync.js'
+import sidecarNoSession from './scenarios/sidecar-no-session.js'
+import upstream from './scenarios/upstream.js'
+
+/** In the order they run; (b) comes before everything that is compared to it. */
+const SCENARIOS: readonly Scenario[] = [
+  upstream, bareProxy, sidecarNoSession, sidecarHit, sidecarMergeAsync, sidecarMergeSync,
+  roundRobinHit, expressSessionHit, expressSessionChange
+]
+
+const { values: flags } = parseArgs({
+  options: {
+    smoke: { type: 'boolean', default: process.env.BENCH_SMOKE === '1' },
+    profile: { type: 'boolean', default: process.env.BENCH_PROFILE === '1' },
+    out: { type: 'string', default: process.env.BENCH_OUT },
+    only: { type: 'string', default: process.env.BENCH_ONLY }
+  }
+})
+const smoke = flags.smoke === true
+const profiling = flags.profile === true
+const seconds = positive('BENCH_DURATION', smoke ? 1 : 5)
+const warmup = positive('BENCH_WARMUP', smoke ? 0.5 : 2)
+const rounds = Math.round(positive('BENCH_ROUNDS', 1, 'rounds', 20))
+const heapCounts = smoke ? [1000] : [10_000, 100_000]
+const out = flags.out === undefined ? join(ROOT, 'bench', 'results', 'latest.json') : isAbsolute(flags.out) ? flags.out : join(process.cwd(), flags.out)
+const only = flags.only?.split(',').map((s) => s.trim()).filter((s) => s !== '')
+const scenarios = profiling && only === undefined ? [sidecarHit] : SCENARIOS.filter((s) => only === undefined || only.includes(s.id))
+if (scenarios.length === 0) fail(`no scenario matches ${String(flags.only)}; ids: ${SCENARIOS.map((s) => s.id).join(', ')}`)
+
+function positive (name: string, fallback: number, unit = 'seconds', max = 600): number {
+  const raw = process.env[name]
+  if (raw === undefined || raw === '') return fallback
+  const n = Number(raw)
+  if (!Number.isFinite(n) || n <= 0 || n > max) fail(`${name} must be a number of ${unit} in (0, ${max}], got "${raw}"`)
+  return n
+}
+
+function fail (message: string): never {
+  process.stderr.write(`bench: ${message}\n`)
+  process.exit(2)
+}
+
+const progress = (text: string): void => { process.stderr.write(text) }
+
+const children = new Children()
+const scratch = mkdtempSync(join(tmpdir(), 'sidecar-bench-'))
+let cleaned = false
+/** Synchronous last resort: kill every child by pid, remove the scratch folder. */
+function cleanupNow (): void {
+  if (cleaned) return
+  cleaned = true
+  children.killAllNow()
+  rmSync(scratch, { recursive: true, force: true })
+}
+process.on('exit', cleanupNow)
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(signal, () => {
+    progress(`\nbench: ${signal}, stopping every child process\n`)
+    cleanupNow()
+    process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1))
+  })
+}
+
+async function main (): Promise<number> {
+  const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryGiB: Math.round(totalmem() / 1024 ** 3), node: process.version, platform: `${process.platform} ${process.arch}` }
+  const generatorNote = `load: autocannon in the runner process, ${CONNECTIONS} connections, pipelining 1, warm-up ${warmup} s then ${seconds} s per scenario${rounds > 1 ? `, ${rounds} rounds (median round shown)` : ''}`
+  const serverNote = 'servers: each in its own process (the sidecar is the built CLI, dist/cli.js, with a YAML config), so the load generator never shares their event loop'
+  const cpuNote = `machine: ${machine.cpus} CPUs shared by the load generator, the proxies, the app and 2 memcached processes (${machine.cpuModel}); compare rows with each other, not with other machines`
+  const busy = await cpuBusy(1000)
+  const loadNote = busy > 25 ? `WARNING: the CPUs were ${busy}% busy before the run started: other work is competing, numbers will be low and noisy` : undefined
+  progress(`session-sidecar benchmarks${smoke ? ' (smoke mode: short runs, numbers not meaningful)' : ''}\n  ${generatorNote}\n  ${serverNote}\n  ${cpuNote}\n${loadNote === undefined ? '' : `  ${loadNote}\n`}`)
+
+  const memcached: MemcachedProcess[] = []
+  for (let i = 0; i < 2; i++) {
+    const m = await MemcachedProcess.start()
+    children.adopt('memcached', m.pid)
+    memcached.push(m)
+  }
+  const app = await startScript(children, 'upstream', [])
+  const ctx: BenchContext = {
+    children,
+    dir: scratch,
+    upstream: app.url,
+    memcached,
+    nodes: memcached.map((m) => m.address),
+    users: CONNECTIONS,
+    nodeFlags: []
+  }
+  const steps = rounds * scenarios.length + (profiling ? 0 : heapCounts.length)
+  const measured = new Map<string, Array<ScenarioResult | ScenarioFailure>>(scenarios.map((s) => [s.id, []]))
+  let step = 0
+  for (let round = 1; round <= rounds; round++) {
+    for (const scenario of scenarios) {
+      progress(`[${++step}/${steps}] ${scenario.ref} ${scenario.title}${rounds > 1 ? ` (round ${round}/${rounds})` : ''}: starting...`)
+      let result: ScenarioResult | ScenarioFailure
+      try {
+        const profileDir = join(scratch, `profile-${scenario.id}`)
+        const scenarioCtx = profiling ? { ...ctx, nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } : ctx
+        result = await measure(scenario, scenarioCtx)
+      } catch (err) {
+        progress(` FAILED: ${(err as Error).message}\n`)
+        result = { id: scenario.id, ref: scenario.ref, title: scenario.title, error: (err as Error).message }
+      }
+      measured.get(scenario.id)?.push(result)
+    }
+  }
+  // Per scenario, the round with the median req/s (its latencies with it); any failed round fails it.
+  const results = scenarios.map((s): ScenarioResult | ScenarioFailure => {
+    const all = measured.get(s.id) ?? []
+    const failure = all.find((r): r is ScenarioFailure => 'error' in r)
+    if (failure !== undefined) return failure
+    const ok = (all as ScenarioResult[]).slice().sort((a, b) => a.reqPerSec - b.reqPerSec)
+    const median = ok[Math.floor((ok.length - 1) / 2)] as ScenarioResult
+    return { ...median, roundsReqPerSec: (all as ScenarioResult[]).map((r) => r.reqPerSec) }
+  })
+
+  if (profiling) {
+    await app.stop()
+    for (const m of memcached) { await m.stop(); children.forget(m.pid) }
+    return reportProfile(results)
+  }
+
+  const heap: HeapResult[] = []
+  let heapFailed = false
+  for (const n of heapCounts) {
+    progress(`[${++step}/${steps}] heap per cached 1 KB session, ${n.toLocaleString('en-US')} sessions (node --expose-gc, store API): creating...`)
+    try {
+      const child = children.spawn('heap', process.execPath, ['--expose-gc', join(BENCH_DIR, 'heap.js'), String(n), ctx.nodes.join(',')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+      const h = await announced<HeapResult>('heap measurement', child, 300_000)
+      heap.push(h)
+      progress(` ${h.heapBytesPerSession.toLocaleString('en-US')} bytes/session\n`)
+    } catch (err) {
+      heapFailed = true
+      progress(` FAILED: ${(err as Error).message}\n`)
+    }
+  }
+
+  await app.stop()
+  for (const m of memcached) { await m.stop(); children.forget(m.pid) }
+
+  // Ratios once (b) is known, whatever the order.
+  const bare = results.find((r): r is ScenarioResult => r.id === 'bare-proxy' && !('error' in r))
+  for (const [i, r] of results.entries()) {
+    if (!('error' in r)) results[i] = { ...r, ratioToBare: bare === undefined ? NaN : round2(r.reqPerSec / bare.reqPerSec) }
+  }
+  const targets = evaluate(results, heap)
+  const failed = results.filter((r) => 'error' in r).length
+  const report = [
+    '',
+    `session-sidecar benchmarks, ${new Date().toISOString()}${smoke ? ' (SMOKE MODE: too short to mean anything)' : ''}`,
+    `  ${generatorNote}`,
+    `  ${serverNote}`,
+    `  ${cpuNote}`,
+    `  memcached: 2 real memcached ${memcachedVersion()} processes; ops/req = (cmd_get+cmd_set+cmd_touch+delete_hits+delete_misses over both nodes) / requests sent`,
+    `  sessions: 1 KB of JSON each, one per connection (${CONNECTIONS} users); the sidecar revalidates a cached session once per cache.revalidateMs (30 s)`,
+    ...(loadNote === undefined ? [] : [`  ${loadNote}`]),
+    `  (f) balancer: ${HAPROXY === undefined ? 'node:http round-robin proxy (bench/servers/balancer.ts)' : `HAProxy ${HAPROXY}, roundrobin`}; (g) is the app itself (no proxy in front)`,
+    '',
+    loadTable(results),
+    '',
+    heapTable(heap),
+    '',
+    targetTable(targets),
+    ''
+  ].join('\n')
+  process.stdout.write(report)
+  if (targets.some((t) => !t.pass)) process.stdout.write('A target was missed: `npm run bench -- --profile` profiles the sidecar under the (d) workload (BENCH_ONLY=<ids> for others).\n')
+
+  mkdirSync(dirname(out), { recursive: true })
+  writeFileSync(out, `${JSON.stringify({
+    date: new Date().toISOString(),
+    smoke,
+    machine: { ...machine, cpuBusyPercentBeforeRun: busy },
+    settings: { seconds, warmupSeconds: warmup, rounds, connections: CONNECTIONS, pipelining: 1, users: CONNECTIONS, sessionJsonBytes: 1024, heapCounts, balancer: HAPROXY === undefined ? 'node' : 'haproxy', sidecar: 'built CLI child process (dist/cli.js)' },
+    scenarios: results,
+    heap,
+    targets
+  }, null, 2)}\n`)
+  process.stdout.write(`JSON: ${out}\n`)
+  return failed > 0 || heapFailed ? 1 : 0
+}
+
+/** Warm-up, then the measured run with memcached counters around it. */
+async function measure (scenario: Scenario, ctx: BenchContext): Promise<ScenarioResult> {
+  const running = await scenario.start(ctx)
+  try {
+    progress(` warm-up ${warmup} s...`)
+    await run({ url: running.url, seconds: warmup, cookies: running.cookies })
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    await running.settle()
+    const opsBefore = await memcachedOps(ctx.memcached)
+    progress(` measuring ${seconds} s...`)
+    const result = await run({ url: running.url, seconds, cookies: running.cookies })
+    // Requests cut off at the end still finish on the server, and responses can leave async
+    // writes behind: all of it belongs to this run.
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    await running.settle()
+    const ops = await memcachedOps(ctx.memcached) - opsBefore
+    const problems = result.non2xx + result.errors + result.timeouts
+    progress(` ${result.reqPerSec.toLocaleString('en-US')} req/s, p99 ${result.p99Ms} ms${problems > 0 ? `, ${problems} non-2xx/errors` : ''}\n`)
+    if (result.requests === 0) throw new Error('no request completed')
+    return { id: scenario.id, ref: scenario.ref, title: scenario.title, ...result, ratioToBare: NaN, roundsReqPerSec: [result.reqPerSec], memcachedOps: ops, memcachedOpsPerRequest: Math.round((ops / result.requestsSent) * 1000) / 1000 }
+  } finally {
+    await running.stop()
+  }
+}
+
+/** How busy all CPUs were over `ms` (%), before we add any load: someone else's work skews everything. */
+async function cpuBusy (ms: number): Promise<number> {
+  const total = (): { idle: number, all: number } => cpus().reduce((acc, c) => ({ idle: acc.idle + c.times.idle, all: acc.all + c.times.user + c.times.nice + c.times.sys + c.times.irq + c.times.idle }), { idle: 0, all: 0 })
+  const a = total()
+  await new Promise((resolve) => setTimeout(resolve, ms))
+  const b = total()
+  return b.all === a.all ? 0 : Math.round(100 * (1 - (b.idle - a.idle) / (b.all - a.all)))
+}
+
+function memcachedVersion (): string {
+  try {
+    return execFileSync('memcached', ['-V'], { encoding: 'utf8' }).trim().replace(/^memcached\s*/, '')
+  } catch {
+    return ''
+  }
+}
+
+/** Summaries of the CPU profiles the measured proxies wrote when they exited. */
+function reportProfile (results: ReadonlyArray<ScenarioResult | ScenarioFailure>): number {
+  let code = 0
+  for (const r of results) {
+    const dir = join(scratch, `profile-${r.id}`)
+    const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).sort() : []
+    if ('error' in r || files.length === 0) {
+      process.stderr.write(`bench: ${r.ref} ${r.title}: no profile${'error' in r ? ` (${r.error})` : ' (is this scenario served by a proxy process?)'}\n`)
+      code = 1
+      continue
+    }
+    for (const [i, file] of files.entries()) {
+      const kept = join(ROOT, 'bench', 'results', `${r.id}${files.length > 1 ? `-${i + 1}` : ''}.cpuprofile`)
+      mkdirSync(dirname(kept), { recursive: true })
+      copyFileSync(join(dir, file), kept)
+      const summary = summarize(kept)
+      process.stdout.write(`\nCPU profile (node --cpu-prof) of the proxy process, ${r.ref} ${r.title}: startup, warm-up ${warmup} s and ${seconds} s of load at ${r.reqPerSec.toLocaleString('en-US')} req/s\n`)
+      process.stdout.write(`busy (non-idle) CPU ${summary.busyMs} ms; ${kept} opens in Chrome DevTools\n\ntop self time (% of busy):\n`)
+      for (const f of summary.top) process.stdout.write(`  ${f.percent.toFixed(1).padStart(5)}%  ${f.name}  ${f.where}\n`)
+      process.stdout.write('\nself time by origin:\n')
+      for (const o of summary.byOrigin) process.stdout.write(`  ${o.percent.toFixed(1).padStart(5)}%  ${o.origin}\n`)
+      if (summary.ownInclusive.length > 0) {
+        process.stdout.write('\nsession-sidecar functions (src/), inclusive time (% of busy; loadSession and onResponse hand over to fastify synchronously, so theirs include the proxying after them):\n')
+        for (const f of summary.ownInclusive) process.stdout.write(`  ${f.percent.toFixed(1).padStart(5)}%  ${f.name}  ${f.where}\n`)
+      }
+    }
+  }
+  return code
+}
+
+main().then((code) => {
+  cleanupNow()
+  process.exit(code)
+}, (err: unknown) => {
+  process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`)
+  cleanupNow()
+  process.exit(1)
+})
