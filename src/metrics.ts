@@ -38,6 +38,15 @@ export class Metrics implements MemcachedOps {
   }
 
   observe (node: string, command: string, result: OpResult, ms: number): void {
-    this.memcachedOps.observe({ node, command, result }, ms / 1000)
+    // Label children resolved once per series: prom-client otherwise hashes the labels per call.
+    const id = `${node} ${command} ${result}`
+    let child = this.#opSeries.get(id)
+    if (child === undefined) {
+      child = this.memcachedOps.labels(node, command, result)
+      this.#opSeries.set(id, child)
+    }
+    child.observe(ms / 1000)
   }
+
+  readonly #opSeries = new Map<string, { observe: (value: number) => void }>()
 }

@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto'
+import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto'
 import { KEY_PATTERN } from './key.js'
 
 /** The fields of a format-1 cookie: `1~key~primary[~backup]~version~mac`. */
@@ -28,18 +28,19 @@ const MAX_COOKIE = 600
  * constant time. Anything that does not parse or verify is "no cookie".
  */
 export class CookieCodec {
-  readonly #secrets: readonly Buffer[]
+  // KeyObjects, made once: an HMAC keyed by a raw Buffer re-imports the key on every call.
+  readonly #secrets: readonly KeyObject[]
 
   constructor (secrets: readonly string[]) {
     if (secrets.length === 0) throw new TypeError('at least one secret is required')
-    this.#secrets = secrets.map((s) => Buffer.from(s, 'utf8'))
+    this.#secrets = secrets.map((s) => createSecretKey(Buffer.from(s, 'utf8')))
   }
 
   encode (fields: CookieFields): string {
     const body = fields.backup === undefined
       ? `1~${fields.key}~${fields.primary}~${fields.version}`
       : `1~${fields.key}~${fields.primary}~${fields.backup}~${fields.version}`
-    return `${body}~${this.#mac(this.#secrets[0] as Buffer, body).toString('base64url')}`
+    return `${body}~${this.#mac(this.#secrets[0] as KeyObject, body).toString('base64url')}`
   }
 
   /** Parses the fields without checking the MAC; undefined when the shape is wrong. */
@@ -69,13 +70,13 @@ export class CookieCodec {
     let matched = -1
     // Check every secret, even after a match, so timing does not reveal which one signed it.
     for (let i = 0; i < this.#secrets.length; i++) {
-      if (timingSafeEqual(this.#mac(this.#secrets[i] as Buffer, body), given) && matched < 0) matched = i
+      if (timingSafeEqual(this.#mac(this.#secrets[i] as KeyObject, body), given) && matched < 0) matched = i
     }
     if (matched < 0) return undefined
     return { ...fields, oldSecret: matched > 0 }
   }
 
-  #mac (secret: Buffer, body: string): Buffer {
+  #mac (secret: KeyObject, body: string): Buffer {
     return createHmac('sha256', secret).update(body).digest().subarray(0, MAC_BYTES)
   }
 }
