@@ -156,11 +156,8 @@ export function renderConfig (file: string, blocks: Record<string, string | ((or
   return rendered
 }
 
-/**
- * HAProxy from config/haproxy.cfg: round-robin and not sticky, with health checks on each
- * sidecar's /readyz (checked every 100 ms here so the tests need not wait).
- */
-export class HAProxyProcess extends Managed {
+/** A load balancer in front of sidecars, on a free loopback port. */
+abstract class LoadBalancer extends Managed {
   port = 0
 
   constructor (readonly dir: string, readonly sidecars: SidecarProcess[]) {
@@ -168,7 +165,13 @@ export class HAProxyProcess extends Managed {
   }
 
   get url (): string { return `http://127.0.0.1:${this.port}` }
+}
 
+/**
+ * HAProxy from config/haproxy.cfg: round-robin and not sticky, with health checks on each
+ * sidecar's /readyz (checked every 100 ms here so the tests need not wait).
+ */
+export class HAProxyProcess extends LoadBalancer {
   async start (): Promise<this> {
     this.port = await freePort()
     const file = join(this.dir, 'haproxy.cfg')
@@ -187,15 +190,7 @@ export class HAProxyProcess extends Managed {
  * the session key in the cookie (`hash $session_key consistent`), failing over on errors. The
  * sidecars get the parameters of the file's first example server line.
  */
-export class NginxProcess extends Managed {
-  port = 0
-
-  constructor (readonly dir: string, readonly sidecars: SidecarProcess[]) {
-    super()
-  }
-
-  get url (): string { return `http://127.0.0.1:${this.port}` }
-
+export class NginxProcess extends LoadBalancer {
   async start (): Promise<this> {
     this.port = await freePort()
     const prefix = join(this.dir, 'nginx')

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { MemcachedProcess } from '../helpers/memcached.js'
 import { TestApp, b64 } from '../helpers/upstream.js'
-import { startTestSidecar, testConfig } from '../helpers/sidecar.js'
+import { startStack, startTestSidecar, testConfig } from '../helpers/sidecar.js'
 import { Browser, keyOf } from '../helpers/client.js'
 import { until } from '../helpers/ports.js'
 import { SilentServer } from '../helpers/tcp.js'
@@ -15,12 +15,8 @@ async function metric (adminUrl: string, name: string): Promise<number> {
 }
 
 t.test('memcached down: requests keep succeeding from the local cache, and changes reach memcached when it returns', async (t) => {
-  const m = await MemcachedProcess.start()
-  t.teardown(() => m.stop())
-  const app = await new TestApp().start()
-  t.teardown(() => app.close())
-  const sidecar = await startTestSidecar(testConfig(app.url, [m.address]))
-  t.teardown(() => sidecar.close())
+  const { m, sidecar: start } = await startStack(t)
+  const sidecar = await start(t)
   const browser = new Browser()
   await browser.get(sidecar.url, '/?set={"n":1}')
   await sidecar.store.flush(2000)

@@ -1,16 +1,11 @@
 import t from 'tap'
-import { MemcachedProcess } from '../helpers/memcached.js'
-import { TestApp, b64 } from '../helpers/upstream.js'
-import { startTestSidecar, testConfig } from '../helpers/sidecar.js'
+import { b64 } from '../helpers/upstream.js'
+import { startStack } from '../helpers/sidecar.js'
 import { Browser } from '../helpers/client.js'
 
 t.test('a session is created by the app, handed back on the next request, changed and destroyed', async (t) => {
-  const m = await MemcachedProcess.start()
-  t.teardown(() => m.stop())
-  const app = await new TestApp().start()
-  t.teardown(() => app.close())
-  const sidecar = await startTestSidecar(testConfig(app.url, [m.address]))
-  t.teardown(() => sidecar.close())
+  const { m, sidecar: start } = await startStack(t)
+  const sidecar = await start(t)
   const browser = new Browser()
 
   const first = await browser.get(sidecar.url, '/')
