@@ -71,6 +71,11 @@ export function encodeObject (data: SessionObject, header: string, maxBytes: num
   return { header: Buffer.from(json).toString('base64url'), bytes }
 }
 
+/** Sets a member as plain data: assignment would turn a "__proto__" member into a prototype. */
+export function setMember (target: SessionObject, name: string, value: unknown): void {
+  Object.defineProperty(target, name, { value, enumerable: true, writable: true, configurable: true })
+}
+
 /**
  * RFC 7396 JSON Merge Patch. Returns a new value; neither argument is modified. Throws
  * RefusedUpdate('too-deep') past MAX_DEPTH levels instead of exhausting the stack.
@@ -81,8 +86,7 @@ export function mergePatch (target: unknown, patch: unknown, depth = 0): unknown
   const result: SessionObject = isObject(target) ? { ...target } : {}
   for (const [name, value] of Object.entries(patch)) {
     if (value === null) delete result[name]
-    // defineProperty, not assignment: a "__proto__" member must stay plain data.
-    else Object.defineProperty(result, name, { value: mergePatch(result[name], value, depth + 1), enumerable: true, writable: true, configurable: true })
+    else setMember(result, name, mergePatch(result[name], value, depth + 1))
   }
   return result
 }

@@ -3,7 +3,7 @@ import { codes } from '../errors.js'
 import type { Metrics } from '../metrics.js'
 import { NodeUnavailable, type MemcachedNode } from '../memcached/node.js'
 import type { NodePool } from '../memcached/pool.js'
-import { encodeObject, isObject, mergePatch, parseStored, type SessionObject } from './data.js'
+import { encodeObject, isObject, mergePatch, parseStored, setMember, type SessionObject } from './data.js'
 import { decodeCopy, encodeCopy, type StoredCopy } from './record.js'
 import { keyHash } from './key.js'
 
@@ -58,7 +58,6 @@ export interface WriterOptions {
 }
 
 const CAS_ATTEMPTS = 5
-const MAX_FAILED_PER_KEY = 20
 const RETRY_INTERVAL_MS = 1000
 
 /**
@@ -69,7 +68,8 @@ const RETRY_INTERVAL_MS = 1000
 export class SessionWriter {
   readonly #options: WriterOptions
   readonly #chains = new Map<string, Promise<unknown>>()
-  readonly #failed = new Map<string, WriteJob[]>()
+  /** Per key, the write that reached no node, waiting for a retry (later failures combined in). */
+  readonly #failed = new Map<string, WriteJob>()
   /** Per key, the write queued behind the one in flight, not started yet. */
   readonly #waiting = new Map<string, WaitingWrite>()
   /** Copies to delete where a node could not be reached: `address key` -> what and until when. */
@@ -83,9 +83,7 @@ export class SessionWriter {
 
   /** Writes queued or in flight, plus failed writes waiting for a retry. */
   get pending (): number {
-    let failed = 0
-    for (const jobs of this.#failed.values()) failed += jobs.length
-    return this.#pending + failed
+    return this.#pending + this.#failed.size
   }
 
   /**
@@ -93,7 +91,12 @@ export class SessionWriter {
    * write must never land after a newer one. Never rejects.
    */
   write (job: WriteJob): Promise<WriteResult | undefined> {
-    this.#requeueFailed(job.key)
+    // A failed write of this key goes first, folded into this one, never after it.
+    const failed = this.#failed.get(job.key)
+    if (failed !== undefined) {
+      this.#failed.delete(job.key)
+      job = combine(failed, job)
+    }
     // A write of this key still waiting for its turn absorbs this one: a busy session costs
     // one write per round trip, not one per request, and the queue cannot grow without bound.
     const waiting = this.#waiting.get(job.key)
@@ -131,11 +134,6 @@ export class SessionWriter {
       await Promise.race([Promise.all(chains), wait])
     }
     return this.pending
-  }
-
-  /** Deletes of unreachable copies still waiting for their node. */
-  get pendingDeletes (): number {
-    return this.#deletes.size
   }
 
   close (): void {
@@ -321,19 +319,14 @@ export class SessionWriter {
   }
 
   /**
-   * Keeps a write that reached no node. Per key the list stays short: a set carries the whole
-   * state, so it replaces what came before; merges are kept (they must be re-applied on top of
-   * other nodes' changes) up to a bound, past which the newest state is kept as a set.
+   * Keeps a write that reached no node, combined with any earlier one of the same key (the
+   * later state, the merge patches composed), so an outage holds one job per session.
    */
   #keepForRetry (job: WriteJob): void {
-    const jobs = this.#failed.get(job.key) ?? []
-    let kept: WriteJob[]
+    const earlier = this.#failed.get(job.key)
     // After an outage the node may be back empty: the retry may fill the miss.
     const retry: WriteJob = { ...job, mayCreate: true }
-    if (job.kind.type === 'set' || jobs.length >= MAX_FAILED_PER_KEY) kept = [{ ...retry, kind: { type: 'set' } }]
-    else if (job.kind.type === 'copy') kept = [...jobs.filter((j) => j.kind.type !== 'copy'), retry]
-    else kept = [...jobs, retry]
-    this.#failed.set(job.key, kept)
+    this.#failed.set(job.key, earlier === undefined ? retry : combine(earlier, retry))
     this.#scheduleRetry()
   }
 
@@ -346,15 +339,10 @@ export class SessionWriter {
     this.#retryTimer.unref()
   }
 
-  #requeueFailed (key: string): void {
-    const jobs = this.#failed.get(key)
-    if (jobs === undefined) return
-    this.#failed.delete(key)
-    for (const job of jobs) void this.#enqueue(key, async () => await this.#write(job))
-  }
-
   #retryFailed (): void {
-    for (const key of [...this.#failed.keys()]) this.#requeueFailed(key)
+    const failed = [...this.#failed.values()]
+    this.#failed.clear()
+    for (const job of failed) void this.write(job)
     const now = Date.now()
     for (const [id, d] of [...this.#deletes]) {
       this.#deletes.delete(id)
@@ -401,13 +389,13 @@ export function composePatches (a: SessionObject, b: SessionObject): SessionObje
   for (const [name, value] of Object.entries(b)) {
     const before = out[name]
     if (!isObject(value) || !(name in out)) {
-      Object.defineProperty(out, name, { value, enumerable: true, writable: true, configurable: true })
+      setMember(out, name, value)
       continue
     }
     if (!isObject(before)) return undefined
     const inner = composePatches(before, value)
     if (inner === undefined) return undefined
-    Object.defineProperty(out, name, { value: inner, enumerable: true, writable: true, configurable: true })
+    setMember(out, name, inner)
   }
   return out
 }
