@@ -11,7 +11,8 @@ import type { NodePool } from './memcached/pool.js'
 import { CookieCodec, type CookieFields } from './session/cookie.js'
 import { decodeJson, decodeObject, isObject, mergePatch, RefusedUpdate, type SessionObject } from './session/data.js'
 import type { SessionRecord } from './session/record.js'
-import { keyHash, type Change, type SessionStore } from './session/store.js'
+import { keyHash } from './session/key.js'
+import type { Change, SessionStore } from './session/store.js'
 
 /** What the sidecar knows about one request's session, from the cookie to the response. */
 class RequestSession {

@@ -91,10 +91,7 @@ export class SessionStore {
       log: options.log,
       metrics: options.metrics,
       ttlMs: options.idleTimeout * 1000,
-      onGone: (key) => {
-        this.#cache.delete(key)
-        this.#ended.set(key, true)
-      },
+      onGone: (key) => this.#end(key),
       onWritten: (job, result) => this.#written(job, result)
     })
   }
@@ -115,6 +112,8 @@ export class SessionStore {
 
   /** Finds the session a verified cookie names, when the local copy is missing or not fresh. */
   async load (cookie: CookieFields, local: SessionRecord | undefined): Promise<Loaded> {
+    // Destroyed or regenerated here: nothing to ask memcached.
+    if (this.#ended.has(cookie.key)) return { record: undefined, outcome: 'gone' }
     if (local !== undefined && local.acceptedVersion >= cookie.version) return await this.#revalidate(local)
     return await this.#read(cookie, local)
   }
@@ -162,9 +161,8 @@ export class SessionStore {
     // Regeneration keeps the data but not the key. The new key is stored only if the old one
     // still exists (it may have been destroyed elsewhere), then the old copies go.
     const old = current
-    this.#cache.delete(old.key)
-    this.#ended.set(old.key, true)
-    const addresses = old.backup === undefined ? [old.primary] : [old.primary, old.backup]
+    this.#end(old.key)
+    const addresses = addressesOf(old)
     const written = this.#writer.write({ ...job, replaces: { key: old.key, addresses } })
     void written.finally(() => this.#writer.delete(old.key, addresses))
     return { record, written }
@@ -175,14 +173,12 @@ export class SessionStore {
    * the client's cookie names (they differ after a relocation).
    */
   destroy (record: SessionRecord, cookie?: CookieFields): Promise<void> {
-    return this.#discard(record, cookie === undefined ? [] : [cookie.primary, cookie.backup])
+    return this.#discard(record.key, cookie === undefined ? addressesOf(record) : [...addressesOf(record), ...addressesOf(cookie)])
   }
 
   /** Deletes the copies a cookie names, when the session itself could not be loaded. */
   destroyByCookie (cookie: CookieFields): Promise<void> {
-    this.#cache.delete(cookie.key)
-    this.#ended.set(cookie.key, true)
-    return this.#writer.delete(cookie.key, cookie.backup === undefined ? [cookie.primary] : [cookie.primary, cookie.backup])
+    return this.#discard(cookie.key, addressesOf(cookie))
   }
 
   /** Waits for queued writes, at most `ms`; returns how many are still pending. */
@@ -195,11 +191,15 @@ export class SessionStore {
     this.#cache.clear()
   }
 
-  #discard (record: SessionRecord, more: ReadonlyArray<string | undefined> = []): Promise<void> {
-    this.#cache.delete(record.key)
-    this.#ended.set(record.key, true)
-    const addresses = new Set([record.primary, record.backup, ...more].filter((a): a is string => a !== undefined))
-    return this.#writer.delete(record.key, [...addresses])
+  /** Forgets a key here and keeps it from coming back: destroyed, regenerated, or gone. */
+  #end (key: string): void {
+    this.#cache.delete(key)
+    this.#ended.set(key, true)
+  }
+
+  #discard (key: string, addresses: readonly string[]): Promise<void> {
+    this.#end(key)
+    return this.#writer.delete(key, [...new Set(addresses)])
   }
 
   /** A write of this record; copies (relocation, repair) may fill a node that lacks the key. */
@@ -222,7 +222,7 @@ export class SessionStore {
   /** A touch on each copy: refreshes the TTL and proves the session was not destroyed. */
   async #revalidate (local: SessionRecord): Promise<Loaded> {
     const mkey = this.#options.keyPrefix + local.key
-    const addresses = local.backup === undefined ? [local.primary] : [local.primary, local.backup]
+    const addresses = addressesOf(local)
     const results = await Promise.all(addresses.map(async (a) => {
       const node = this.#options.pool.node(a)
       // The local copy is there to serve: no need to wait on a node known to be failing.
@@ -266,6 +266,7 @@ export class SessionStore {
     }
     const failed = results.includes('error')
     if (failed) this.#options.metrics.failovers.inc()
+    // Destroyed on this node while the read was under way: do not cache it again.
     if (this.#ended.has(cookie.key)) return { record: undefined, outcome: 'gone' }
     if (best === undefined) {
       if (!failed && results.length === nodes.length) {
@@ -350,4 +351,7 @@ function newest (results: readonly ReadResult[]): StoredCopy | undefined {
   return best
 }
 
-export { keyHash }
+/** The nodes a cookie or record names: primary, then backup if any. */
+function addressesOf (at: { readonly primary: string, readonly backup: string | undefined }): string[] {
+  return at.backup === undefined ? [at.primary] : [at.primary, at.backup]
+}
