@@ -164,21 +164,27 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     done()
   }
 
-  const rewriteRequestHeaders = (request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders => {
-    protocol.stripRequest(headers)
-    // Even on ignored paths: the cookie is a credential, and static-file logs are not its place.
-    if (headers.cookie !== undefined && headers.cookie.includes(cookies.name)) {
-      const rest = cookies.remove(headers.cookie)
+  /**
+   * What the app receives with every request, HTTP or WebSocket upgrade: the Cookie header
+   * without the sidecar's cookie (even on ignored paths: it is a credential, and static-file
+   * logs are not its place), and the session headers when there is a session.
+   */
+  const toApp = (request: FastifyRequest, headers: Record<string, string | string[] | undefined>): void => {
+    const cookie = headers.cookie
+    if (typeof cookie === 'string' && cookie.includes(cookies.name)) {
+      const rest = cookies.remove(cookie)
       if (rest === undefined) delete headers.cookie
       else headers.cookie = rest
     }
     const state = request.session
-    if (state === null || state === IGNORED) return headers
-    const record = state.record
-    if (record !== undefined) {
-      headers[protocol.idHeader] = record.key
-      headers[protocol.dataHeader] = record.header
-    }
+    if (state === null || state === IGNORED || state.record === undefined) return
+    headers[protocol.idHeader] = state.record.key
+    headers[protocol.dataHeader] = state.record.header
+  }
+
+  const rewriteRequestHeaders = (request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders => {
+    protocol.stripRequest(headers)
+    toApp(request, headers)
     return headers
   }
 
@@ -289,14 +295,8 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
    */
   const rewriteWsHeaders = (base: Record<string, string> | undefined, request: FastifyRequest): Record<string, string> => {
     const headers: Record<string, string> = { ...base }
-    const cookie = request.headers.cookie
-    const rest = cookie === undefined ? undefined : cookie.includes(cookies.name) ? cookies.remove(cookie) : cookie
-    if (rest !== undefined) headers.cookie = rest
-    const record = request.session?.record
-    if (record !== undefined && request.session !== IGNORED) {
-      headers[protocol.idHeader] = record.key
-      headers[protocol.dataHeader] = record.header
-    }
+    if (request.headers.cookie !== undefined) headers.cookie = request.headers.cookie
+    toApp(request, headers)
     return headers
   }
 
