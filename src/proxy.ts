@@ -305,8 +305,6 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     preHandler: loadSession,
     websocket: true,
     wsClientOptions: { rewriteRequestHeaders: rewriteWsHeaders },
-    // Bodies stream through untouched.
-    proxyPayloads: false,
     undici: {
       connections: 128,
       pipelining: 1,
