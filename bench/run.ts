@@ -7,7 +7,8 @@
  * Environment: BENCH_DURATION (s, default 5; smoke 1), BENCH_WARMUP (s, default 2; smoke 0.5),
  * BENCH_ROUNDS (default 1: run the whole list N times, report each scenario's median round),
  * BENCH_OUT (JSON path, default bench/results/latest.json), BENCH_ONLY (scenario ids, comma
- * separated), BENCH_SMOKE=1, BENCH_PROFILE=1.
+ * separated), BENCH_SMOKE=1, BENCH_PROFILE=1. Transfer scenarios (large-upload: 1 GiB through
+ * the sidecar, throughput and RSS) run only when BENCH_ONLY / --only names them.
  *
  * Every server runs in its own process; the load generator (autocannon) runs here. Children
  * are killed on any exit, error or signal.
@@ -21,13 +22,14 @@ import { MemcachedProcess } from '../test/helpers/memcached.js'
 import { announced, Children } from './lib/children.js'
 import { CONNECTIONS, memcachedOps, round2, run } from './lib/load.js'
 import { summarize } from './lib/profile.js'
-import { evaluate, heapTable, loadTable, targetTable, type HeapResult, type ScenarioFailure, type ScenarioResult } from './lib/report.js'
+import { evaluate, heapTable, loadTable, targetTable, transferTable, type HeapResult, type ScenarioFailure, type ScenarioResult, type TransferResult } from './lib/report.js'
 import { BENCH_DIR, ROOT } from './lib/root.js'
-import type { BenchContext, Scenario } from './lib/scenario.js'
+import type { BenchContext, Scenario, TransferScenario } from './lib/scenario.js'
 import { HAPROXY, startScript } from './lib/servers.js'
 import bareProxy from './scenarios/bare-proxy.js'
 import expressSessionChange from './scenarios/express-session-change.js'
 import expressSessionHit from './scenarios/express-session-hit.js'
+import largeUpload from './scenarios/large-upload.js'
 import roundRobinHit from './scenarios/round-robin-hit.js'
 import sidecarHit from './scenarios/sidecar-hit.js'
 import sidecarMergeAsync from './scenarios/sidecar-merge-async.js'
@@ -40,6 +42,8 @@ const SCENARIOS: readonly Scenario[] = [
   upstream, bareProxy, sidecarNoSession, sidecarHit, sidecarMergeAsync, sidecarMergeSync,
   roundRobinHit, expressSessionHit, expressSessionChange
 ]
+/** Opt-in, after the load scenarios: only when --only names them (each moves GiBs, once). */
+const TRANSFERS: readonly TransferScenario[] = [largeUpload]
 
 const { values: flags } = parseArgs({
   options: {
@@ -58,7 +62,8 @@ const heapCounts = smoke ? [1000] : [10_000, 100_000]
 const out = flags.out === undefined ? join(ROOT, 'bench', 'results', 'latest.json') : isAbsolute(flags.out) ? flags.out : join(process.cwd(), flags.out)
 const only = flags.only?.split(',').map((s) => s.trim()).filter((s) => s !== '')
 const scenarios = profiling && only === undefined ? [sidecarHit] : SCENARIOS.filter((s) => only === undefined || only.includes(s.id))
-if (scenarios.length === 0) fail(`no scenario matches ${String(flags.only)}; ids: ${SCENARIOS.map((s) => s.id).join(', ')}`)
+const transfers = profiling || only === undefined ? [] : TRANSFERS.filter((s) => only.includes(s.id))
+if (scenarios.length === 0 && transfers.length === 0) fail(`no scenario matches ${String(flags.only)}; ids: ${[...SCENARIOS, ...TRANSFERS].map((s) => s.id).join(', ')}${profiling ? ' (--profile: load scenarios only)' : ''}`)
 
 function positive (name: string, fallback: number, unit = 'seconds', max = 600): number {
   const raw = process.env[name]
@@ -119,7 +124,7 @@ async function main (): Promise<number> {
     users: CONNECTIONS,
     nodeFlags: []
   }
-  const steps = rounds * scenarios.length + (profiling ? 0 : heapCounts.length)
+  const steps = rounds * scenarios.length + transfers.length + (profiling ? 0 : heapCounts.length)
   const measured = new Map<string, Array<ScenarioResult | ScenarioFailure>>(scenarios.map((s) => [s.id, []]))
   let step = 0
   for (let round = 1; round <= rounds; round++) {
@@ -153,6 +158,19 @@ async function main (): Promise<number> {
     return reportProfile(results)
   }
 
+  const moved: Array<TransferResult | ScenarioFailure> = []
+  for (const transfer of transfers) {
+    progress(`[${++step}/${steps}] ${transfer.ref} ${transfer.title}: starting...`)
+    try {
+      const r = await transfer.measure(ctx, progress)
+      progress(` ${r.sidecarMBps.toLocaleString('en-US')} MB/s, sidecar RSS +${r.rssGrowthMB} MB\n`)
+      moved.push(r)
+    } catch (err) {
+      progress(` FAILED: ${(err as Error).message}\n`)
+      moved.push({ id: transfer.id, ref: transfer.ref, title: transfer.title, error: (err as Error).message })
+    }
+  }
+
   const heap: HeapResult[] = []
   let heapFailed = false
   for (const n of heapCounts) {
@@ -176,8 +194,8 @@ async function main (): Promise<number> {
   for (const [i, r] of results.entries()) {
     if (!('error' in r)) results[i] = { ...r, ratioToBare: bare === undefined ? NaN : round2(r.reqPerSec / bare.reqPerSec) }
   }
-  const targets = evaluate(results, heap)
-  const failed = results.filter((r) => 'error' in r).length
+  const targets = evaluate(results, heap, moved)
+  const failed = results.filter((r) => 'error' in r).length + moved.filter((r) => 'error' in r).length
   const report = [
     '',
     `session-sidecar benchmarks, ${new Date().toISOString()}${smoke ? ' (SMOKE MODE: too short to mean anything)' : ''}`,
@@ -189,8 +207,8 @@ async function main (): Promise<number> {
     ...(loadNote === undefined ? [] : [`  ${loadNote}`]),
     `  (f) balancer: ${HAPROXY === undefined ? 'node:http round-robin proxy (bench/servers/balancer.ts)' : `HAProxy ${HAPROXY}, roundrobin`}; (g) is the app itself (no proxy in front)`,
     '',
-    loadTable(results),
-    '',
+    ...(results.length > 0 ? [loadTable(results), ''] : []),
+    ...(moved.length > 0 ? [transferTable(moved), ''] : []),
     heapTable(heap),
     '',
     targetTable(targets),
@@ -206,6 +224,7 @@ async function main (): Promise<number> {
     machine: { ...machine, cpuBusyPercentBeforeRun: busy },
     settings: { seconds, warmupSeconds: warmup, rounds, connections: CONNECTIONS, pipelining: 1, users: CONNECTIONS, sessionJsonBytes: 1024, heapCounts, balancer: HAPROXY === undefined ? 'node' : 'haproxy', sidecar: 'built CLI child process (dist/cli.js)' },
     scenarios: results,
+    transfers: moved,
     heap,
     targets
   }, null, 2)}\n`)

@@ -28,6 +28,27 @@ export interface HeapResult {
   readonly createSeconds: number
 }
 
+/** A large body moved once, straight to the app and through the sidecar (bench/scenarios/large-upload.ts). */
+export interface TransferResult {
+  readonly id: string
+  readonly ref: string
+  readonly title: string
+  readonly bytes: number
+  readonly directSeconds: number
+  readonly directMBps: number
+  readonly sidecarSeconds: number
+  readonly sidecarMBps: number
+  /** Sidecar throughput relative to the app directly. */
+  readonly ratioToDirect: number
+  /** The sidecar's RSS (MB, 10^6 bytes) once started, after a warm-up transfer, and its peak during the transfer. */
+  readonly rssFreshMB: number
+  readonly rssBaselineMB: number
+  readonly rssPeakMB: number
+  readonly rssGrowthMB: number
+  readonly rssSamples: number
+  readonly sha256: string
+}
+
 export interface TargetResult {
   readonly target: string
   readonly value: number | null
@@ -60,8 +81,14 @@ export function targetTable (targets: readonly TargetResult[]): string {
   return table(['', 'target', 'measured', 'limit'], targets.map((t) => [t.pass ? 'PASS' : 'MISS', t.target, t.value === null ? 'n/a' : num(t.value, 3), t.limit]))
 }
 
+export function transferTable (results: ReadonlyArray<TransferResult | ScenarioFailure>): string {
+  return table(['', 'transfer', 'app directly MB/s', 'through sidecar MB/s', 'x direct', 'sidecar RSS fresh MB', 'after warm-up MB', 'peak MB', 'growth MB'], results.map((r) => 'error' in r
+    ? [r.ref, r.title, 'FAILED', r.error.slice(0, 60), '', '', '', '', '']
+    : [r.ref, r.title, num(r.directMBps), num(r.sidecarMBps), num(r.ratioToDirect, 2), num(r.rssFreshMB, 1), num(r.rssBaselineMB, 1), num(r.rssPeakMB, 1), num(r.rssGrowthMB, 1)]))
+}
+
 /** The issue's targets, from whatever scenarios ran (a missing one is a MISS with no value). */
-export function evaluate (results: ReadonlyArray<ScenarioResult | ScenarioFailure>, heap: readonly HeapResult[]): TargetResult[] {
+export function evaluate (results: ReadonlyArray<ScenarioResult | ScenarioFailure>, heap: readonly HeapResult[], transfers: ReadonlyArray<TransferResult | ScenarioFailure> = []): TargetResult[] {
   const ok = (id: string): ScenarioResult | undefined => results.find((r): r is ScenarioResult => r.id === id && !('error' in r))
   const bare = ok('bare-proxy')
   const hit = ok('sidecar-hit')
@@ -74,6 +101,10 @@ export function evaluate (results: ReadonlyArray<ScenarioResult | ScenarioFailur
   ]
   for (const h of heap) {
     targets.push({ target: `heap per cached 1 KB session at ${num(h.sessions)}, bytes`, value: h.heapBytesPerSession, limit: '<= 3072', pass: h.heapBytesPerSession <= 3072 })
+  }
+  for (const r of transfers) {
+    const value = 'error' in r ? null : r.rssGrowthMB
+    targets.push({ target: `${r.ref} sidecar RSS growth over a 1 GiB upload, MB`, value, limit: '< 50', pass: value !== null && value < 50 })
   }
   return targets
 }

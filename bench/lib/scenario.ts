@@ -1,5 +1,6 @@
 import type { MemcachedProcess } from '../../test/helpers/memcached.js'
 import type { Children } from './children.js'
+import type { TransferResult } from './report.js'
 import { SidecarChild } from './sidecar.js'
 import { CookiePool, login } from './sessions.js'
 
@@ -35,6 +36,17 @@ export interface Scenario {
   readonly ref: string
   readonly title: string
   start: (ctx: BenchContext) => Promise<Running>
+}
+
+/**
+ * A scenario that moves one large body instead of running a load: it starts its own servers,
+ * measures, stops them and returns its row. `progress` appends to the runner's progress line.
+ */
+export interface TransferScenario {
+  readonly id: string
+  readonly ref: string
+  readonly title: string
+  measure: (ctx: BenchContext, progress: (text: string) => void) => Promise<TransferResult>
 }
 
 /** One sidecar (built CLI) in front of the shared app; with `users` sessions created first. */

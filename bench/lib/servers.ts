@@ -13,7 +13,7 @@ export interface Server {
 }
 
 /** One of bench/servers/*.ts (compiled), in its own node process. */
-export async function startScript (children: Children, script: 'upstream' | 'bare-proxy' | 'express-session' | 'balancer', args: readonly string[], nodeFlags: readonly string[] = []): Promise<Server> {
+export async function startScript (children: Children, script: 'upstream' | 'bare-proxy' | 'express-session' | 'balancer' | 'sink', args: readonly string[], nodeFlags: readonly string[] = []): Promise<Server> {
   const child = children.spawn(script, process.execPath, [...nodeFlags, join(BENCH_DIR, 'servers', `${script}.js`), ...args], { cwd: ROOT })
   const { port } = await announced<{ port: number }>(script, child)
   return serverOf(child, `http://127.0.0.1:${port}`)

@@ -30,6 +30,8 @@ export class SidecarChild {
   constructor (readonly dir: string, readonly options: SidecarOptions) {}
 
   get url (): string { return `http://127.0.0.1:${this.port}` }
+  /** The sidecar's process id (its RSS is read from /proc). */
+  get pid (): number | undefined { return this.#child?.pid }
   get adminUrl (): string { return `http://127.0.0.1:${this.adminPort}` }
 
   async start (children: Children): Promise<this> {
