@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
 import { ConfigError } from './errors.js'
+import { checkTrustRule, DEFAULT_TRUST_PROXIES } from './http/forwarding.js'
 import { AddressAllowList, parseAddress } from './memcached/address.js'
 
 /** Milliseconds. */
@@ -11,8 +12,24 @@ export type Seconds = number
 export type Bytes = number
 
 export interface SidecarConfig {
-  /** Where clients (the load balancer) connect. Default 0.0.0.0:8080. */
-  readonly listen: { readonly host: string, readonly port: number }
+  readonly listen: {
+    /** Where clients (the load balancer) connect. Default 0.0.0.0:8080. */
+    readonly host: string
+    readonly port: number
+    /**
+     * Peers (IPs and CIDRs) whose X-Forwarded-For/-Proto/-Host (and Forwarded) are kept and
+     * extended; anyone else's are replaced. Default loopback and the private ranges.
+     */
+    readonly trustProxies: readonly string[]
+    /** Also send RFC 7239 `Forwarded` to the app. Default false. */
+    readonly forwarded: boolean
+    /** Longest a client may take to send request headers: then 408. Default 60000 (nginx's client_header_timeout). */
+    readonly headersTimeoutMs: Milliseconds
+    /** Longest a client may pause inside a request body: then 408. Default 60000 (nginx's client_body_timeout). */
+    readonly bodyIdleTimeoutMs: Milliseconds
+    /** How long an idle client connection stays open. Default 75000 (nginx's keepalive_timeout). */
+    readonly keepAliveTimeoutMs: Milliseconds
+  }
   readonly upstream: {
     /** The app instance this sidecar fronts. Default http://127.0.0.1:3000. */
     readonly url: string
@@ -124,7 +141,7 @@ export function buildConfig (raw: unknown, env: Env = process.env): SidecarConfi
   const reader = new Reader(problems)
   const root = reader.section(substituted, '', ['listen', 'upstream', 'admin', 'session', 'cache', 'memcached', 'cookies', 'shutdown', 'log'])
 
-  const listen = reader.section(root.listen, 'listen', ['host', 'port'])
+  const listen = reader.section(root.listen, 'listen', ['host', 'port', 'trustProxies', 'forwarded', 'headersTimeoutMs', 'bodyIdleTimeoutMs', 'keepAliveTimeoutMs'])
   const upstream = reader.section(root.upstream, 'upstream', ['url', 'timeoutMs'])
   const admin = reader.section(root.admin, 'admin', ['host', 'port'])
   const session = reader.section(root.session, 'session', ['secrets', 'idleTimeout', 'maxBytes', 'headerPrefix', 'ignore', 'cookie'])
@@ -157,6 +174,15 @@ export function buildConfig (raw: unknown, env: Env = process.env): SidecarConfi
   const secure = reader.boolean(cookie.secure, 'session.cookie.secure', true)
   if (sameSite === 'none' && !secure) problems.push('session.cookie.sameSite: "none" requires session.cookie.secure: true')
   const cookiePath = reader.string(cookie.path, 'session.cookie.path', '/', /^\/[\x21-\x3a\x3c-\x7e]*$/, 'must start with / and hold no spaces or ;')
+  const cookieName = reader.string(cookie.name, 'session.cookie.name', 'sid', TOKEN, 'must be a cookie name token')
+  const cookieDomain = reader.optionalString(cookie.domain, 'session.cookie.domain', COOKIE_DOMAIN, 'must be a domain name')
+  problems.push(...cookiePrefixProblems(cookieName, secure, cookiePath, cookieDomain))
+
+  const trustProxies = reader.strings(listen.trustProxies, 'listen.trustProxies', DEFAULT_TRUST_PROXIES) ?? []
+  trustProxies.forEach((rule, i) => {
+    const problem = checkTrustRule(rule)
+    if (problem !== undefined) problems.push(`listen.trustProxies[${i}]: ${problem}`)
+  })
 
   const allow = reader.strings(memcached.allow, 'memcached.allow', []) ?? []
   let allowList: AddressAllowList | undefined
@@ -193,7 +219,12 @@ export function buildConfig (raw: unknown, env: Env = process.env): SidecarConfi
   const config: SidecarConfig = {
     listen: {
       host: reader.string(listen.host, 'listen.host', '0.0.0.0'),
-      port: reader.integer(listen.port, 'listen.port', 8080, 0, 65535)
+      port: reader.integer(listen.port, 'listen.port', 8080, 0, 65535),
+      trustProxies,
+      forwarded: reader.boolean(listen.forwarded, 'listen.forwarded', false),
+      headersTimeoutMs: reader.integer(listen.headersTimeoutMs, 'listen.headersTimeoutMs', 60_000, 1, 3_600_000),
+      bodyIdleTimeoutMs: reader.integer(listen.bodyIdleTimeoutMs, 'listen.bodyIdleTimeoutMs', 60_000, 1, 3_600_000),
+      keepAliveTimeoutMs: reader.integer(listen.keepAliveTimeoutMs, 'listen.keepAliveTimeoutMs', 75_000, 1, 3_600_000)
     },
     upstream: {
       url: reader.url(upstream.url, 'upstream.url', 'http://127.0.0.1:3000'),
@@ -210,8 +241,8 @@ export function buildConfig (raw: unknown, env: Env = process.env): SidecarConfi
       headerPrefix,
       ignore,
       cookie: {
-        name: reader.string(cookie.name, 'session.cookie.name', 'sid', TOKEN, 'must be a cookie name token'),
-        domain: reader.optionalString(cookie.domain, 'session.cookie.domain', COOKIE_DOMAIN, 'must be a domain name'),
+        name: cookieName,
+        domain: cookieDomain,
         path: cookiePath,
         secure,
         httpOnly: reader.boolean(cookie.httpOnly, 'session.cookie.httpOnly', true),
@@ -246,6 +277,23 @@ export function buildConfig (raw: unknown, env: Env = process.env): SidecarConfi
   }
   if (problems.length > 0) throw new ConfigError(withoutEchoes(problems))
   return deepFreeze(config)
+}
+
+/**
+ * Browsers silently drop a cookie whose name prefix its attributes contradict (RFC 6265bis
+ * section 4.1.3; prefixes are matched without regard to case): refuse such settings at start.
+ */
+function cookiePrefixProblems (name: string, secure: boolean, path: string, domain: string | undefined): string[] {
+  const problems: string[] = []
+  const lower = name.toLowerCase()
+  if (lower.startsWith('__host-')) {
+    if (!secure) problems.push(`session.cookie.secure: a cookie named "${name}" (__Host- prefix) needs secure: true, or browsers drop it`)
+    if (path !== '/') problems.push(`session.cookie.path: a cookie named "${name}" (__Host- prefix) needs path "/", or browsers drop it`)
+    if (domain !== undefined) problems.push(`session.cookie.domain: a cookie named "${name}" (__Host- prefix) must have no domain, or browsers drop it`)
+  } else if (lower.startsWith('__secure-') && !secure) {
+    problems.push(`session.cookie.secure: a cookie named "${name}" (__Secure- prefix) needs secure: true, or browsers drop it`)
+  }
+  return problems
 }
 
 const UNSET_VARIABLE = ': environment variable '
@@ -318,11 +366,11 @@ class Reader {
     return s === '' ? undefined : s
   }
 
-  strings (value: unknown, path: string, fallback: string[] | undefined): string[] | undefined {
-    if (value === undefined || value === null) return fallback
+  strings (value: unknown, path: string, fallback: readonly string[] | undefined): string[] | undefined {
+    if (value === undefined || value === null) return fallback === undefined ? undefined : [...fallback]
     if (!Array.isArray(value)) {
       this.problems.push(`${path}: must be a list of strings`)
-      return fallback
+      return fallback === undefined ? undefined : [...fallback]
     }
     const out: string[] = []
     value.forEach((v, i) => {

@@ -1,14 +1,19 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import proxy from '@fastify/http-proxy'
-import type { IncomingHttpHeaders } from 'node:http'
+import { METHODS, type IncomingHttpHeaders } from 'node:http'
 import type { Logger } from 'pino'
 import type { SidecarConfig } from './config.js'
 import { codes, upstreamErrorBodies } from './errors.js'
+import { AppRequestHeaders } from './http/app-request.js'
 import { AppCookieDomain, SessionCookieHeaders } from './http/cookies.js'
+import { Forwarding } from './http/forwarding.js'
+import { stripResponseHopByHop } from './http/hop-by-hop.js'
 import { HeaderProtocol, type AppUpdates } from './http/protocol.js'
+import { clientErrorHandler, serverOptions, watchBodyIdle } from './http/timeouts.js'
+import { CLIENT_REQUEST, clientTarget, trailersOf, UpstreamHop } from './http/upstream.js'
 import type { Metrics } from './metrics.js'
 import type { NodePool } from './memcached/pool.js'
-import { CookieCodec, type CookieFields } from './session/cookie.js'
+import { CookieCodec, type CookieFields, type VerifiedCookie } from './session/cookie.js'
 import { decodeJson, decodeObject, isObject, mergePatch, RefusedUpdate, type SessionObject } from './session/data.js'
 import type { SessionRecord } from './session/record.js'
 import { keyHash } from './session/key.js'
@@ -51,7 +56,7 @@ export interface ProxyDeps {
 
 /** The client-facing fastify app: one catch-all proxy route with the session hooks around it. */
 export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDeps): Promise<FastifyInstance> {
-  const { session, memcached, upstream } = config
+  const { session, memcached, upstream, listen } = config
   const codec = new CookieCodec(session.secrets)
   const protocol = new HeaderProtocol(session.headerPrefix)
   const cookies = new SessionCookieHeaders(session.cookie)
@@ -68,14 +73,57 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     degraded: metrics.requests.labels('degraded')
   }
 
+  /** Counts a response the sidecar answered itself, so operators can tell it from the app's. */
+  const generated = (status: number): void => { metrics.generatedResponses.labels(String(status)).inc() }
+  const appHeaders = new AppRequestHeaders(protocol, cookies, new Forwarding(listen.trustProxies, listen.forwarded))
+  const hop = new UpstreamHop({
+    url: upstream.url,
+    timeoutMs: upstream.timeoutMs,
+    headersFor: (request) => {
+      const state = request.session
+      return appHeaders.build(request.raw, state === null || state === IGNORED ? undefined : state.record)
+    }
+  })
+
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     logController: new Fastify.LogController({ disableRequestLogging: true }),
-    // Clients' own headers are bounded by Node (16 KiB); this bounds bodies the proxy buffers: none.
-    bodyLimit: 1024 * 1024,
-    return503OnClosing: true
+    http: serverOptions(listen),
+    keepAliveTimeout: listen.keepAliveTimeoutMs,
+    clientErrorHandler: clientErrorHandler(generated),
+    // Draining answers are the sidecar's own: sent (and counted) by the onRequest hook below.
+    return503OnClosing: false,
+    // fastify's router answers 400 for a target it cannot decode, and the proxy plugin for one
+    // with dot segments. The app decides about its own URLs: such a target is routed as `/`
+    // and reaches the app verbatim (the hop sends raw.originalUrl).
+    rewriteUrl: (req) => (routable(req.url ?? '/') ? req.url ?? '/' : '/')
   })
   app.decorateRequest('session', null)
+  // Every method is "bodyless" to fastify, so no content-type parser, body limit or 415 ever
+  // applies: the upstream hop streams the body of any method from the socket, untouched.
+  for (const method of PROXIED_METHODS) app.addHttpMethod(method, { hasBody: false, overrideExisting: true })
+
+  let draining = false
+  app.addHook('preClose', (done) => {
+    draining = true
+    done()
+  })
+  app.addHook('onRequest', (request, reply, done) => {
+    if (draining) {
+      generated(503)
+      reply.code(503).header('connection', 'close').type('text/plain; charset=utf-8').send('Service Unavailable\n')
+      return
+    }
+    // RFC 9112 section 3.2: two Host lines are refused (which one would the app believe?).
+    if (hostLines(request.raw.rawHeaders) > 1) {
+      generated(400)
+      reply.code(400).header('connection', 'close').type('text/plain; charset=utf-8').send('Bad Request\n')
+      return
+    }
+    watchBodyIdle(request, reply, listen.bodyIdleTimeoutMs, generated)
+    done()
+  })
+  app.addHook('onClose', async () => { await hop.close() })
 
   /** The session cookie to send for a record, memoised so a repeat request skips the HMAC. */
   const cookieFor = (record: SessionRecord): string => {
@@ -97,7 +145,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
   }
 
   const loadSession = (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void => {
-    if (ignore !== null && ignore.test(pathOf(request.url))) {
+    if (ignore !== null && ignore.test(pathOf(clientTarget(request.raw)))) {
       request.session = IGNORED
       outcome.ignored.inc()
       done()
@@ -106,12 +154,17 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     const state = new RequestSession()
     request.session = state
     const header = request.headers.cookie
-    const value = cookies.mayHold(header) ? cookies.read(header) : undefined
-    if (value === undefined) {
+    const values = cookies.mayHold(header) ? cookies.readAll(header) : NO_VALUES
+    if (values.length === 0) {
       state.outcome = 'none'
       done()
       return
     }
+    if (values.length > 1) {
+      fromSeveral(request, state, values, done)
+      return
+    }
+    const value = values[0] as string
     const now = Date.now()
     // The exact cookie this node issued or verified for this state: no parsing, no HMAC. (The
     // key sits at a fixed place in format 1: `1~` + 22 characters.)
@@ -123,13 +176,24 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
       done()
       return
     }
-    const fields = CookieCodec.parse(value)
-    if (fields === undefined) return forged(request, done)
-    const local = fields.key === issued?.key ? issued : store.local(fields.key)
-    const verified = codec.verify(value)
+    const verified = verifyAllowed(value)
     if (verified === undefined) return forged(request, done)
-    if (!pool.allows(verified.primary) || (verified.backup !== undefined && !pool.allows(verified.backup))) return forged(request, done)
+    fromVerified(request, state, value, verified, done)
+  }
+
+  /** A cookie that parses, verifies and names only allowed addresses; undefined otherwise. */
+  const verifyAllowed = (value: string): VerifiedCookie | undefined => {
+    if (CookieCodec.parse(value) === undefined) return undefined
+    const verified = codec.verify(value)
+    if (verified === undefined) return undefined
+    if (!pool.allows(verified.primary) || (verified.backup !== undefined && !pool.allows(verified.backup))) return undefined
+    return verified
+  }
+
+  const fromVerified = (request: FastifyRequest, state: RequestSession, value: string, verified: VerifiedCookie, done: (err?: Error) => void): void => {
+    const local = store.local(verified.key)
     state.cookie = verified
+    const now = Date.now()
     if (local !== undefined && store.fresh(local, verified.version, now)) {
       serve(state, local, verified, value, verified.oldSecret)
       state.outcome = 'hit'
@@ -157,6 +221,47 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     })
   }
 
+  /**
+   * Several session cookies (path or domain variants): one that verifies wins; for one key the
+   * highest version, across keys the first whose session is live (held here, then loaded).
+   */
+  const fromSeveral = (request: FastifyRequest, state: RequestSession, values: readonly string[], done: (err?: Error) => void): void => {
+    const best = new Map<string, { value: string, verified: VerifiedCookie }>()
+    let forgeries = 0
+    for (const value of values) {
+      const verified = verifyAllowed(value)
+      if (verified === undefined) {
+        forgeries++
+        continue
+      }
+      const seen = best.get(verified.key)
+      if (seen === undefined || verified.version > seen.verified.version) best.set(verified.key, { value, verified })
+    }
+    // Counted once per request, like a single forged cookie.
+    if (forgeries > 0) metrics.forgedCookies.inc()
+    const candidates = [...best.values()].sort((a, b) => Number(store.local(b.verified.key) !== undefined) - Number(store.local(a.verified.key) !== undefined))
+    if (candidates.length === 0) {
+      state.outcome = 'none'
+      request.log.debug('no session cookie verified; treated as absent')
+      done()
+      return
+    }
+    const attempt = (i: number): void => {
+      const { value, verified } = candidates[i] as { value: string, verified: VerifiedCookie }
+      fromVerified(request, state, value, verified, (err) => {
+        if (state.record !== undefined || i + 1 >= candidates.length) {
+          done(err)
+          return
+        }
+        state.cookie = undefined
+        state.setCookie = undefined
+        state.outcome = undefined
+        attempt(i + 1)
+      })
+    }
+    attempt(0)
+  }
+
   const forged = (request: FastifyRequest, done: () => void): void => {
     metrics.forgedCookies.inc()
     if (request.session !== null) request.session.outcome = 'none'
@@ -165,9 +270,9 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
   }
 
   /**
-   * What the app receives with every request, HTTP or WebSocket upgrade: the Cookie header
-   * without the sidecar's cookie (even on ignored paths: it is a credential, and static-file
-   * logs are not its place), and the session headers when there is a session.
+   * What the app receives with a WebSocket upgrade (HTTP requests get AppRequestHeaders): the
+   * Cookie header without the sidecar's cookie (even on ignored paths: it is a credential,
+   * and static-file logs are not its place), and the session headers when there is a session.
    */
   const toApp = (request: FastifyRequest, headers: Record<string, string | string[] | undefined>): void => {
     const cookie = headers.cookie
@@ -182,15 +287,15 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     headers[protocol.dataHeader] = state.record.header
   }
 
+  // The upstream hop builds the app's headers from the client's raw lines; it only needs the request.
   const rewriteRequestHeaders = (request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders => {
-    protocol.stripRequest(headers)
-    toApp(request, headers)
+    (headers as Record<symbol, unknown>)[CLIENT_REQUEST] = request
     return headers
   }
 
   const rewriteHeaders = (headers: IncomingHttpHeaders, request?: FastifyRequest): IncomingHttpHeaders => {
-    // The upstream's keep-alive parameters describe its connection to us, not the client's.
-    delete headers['keep-alive']
+    // The upstream's connection headers describe its connection to us, not the client's.
+    stripResponseHopByHop(headers as Record<string, unknown>)
     const updates = protocol.takeUpdates(headers as Record<string, string | string[] | undefined>)
     const state = request?.session
     // Applied here, not in onResponse: reply-from skips onResponse when the client has gone,
@@ -214,6 +319,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
   }
 
   const onResponse = (request: FastifyRequest, reply: FastifyReply, res: { stream: NodeJS.ReadableStream }): void => {
+    forwardTrailers(reply, res.stream)
     const state = request.session
     if (state === null || state === IGNORED) {
       reply.send(res.stream)
@@ -303,18 +409,10 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
   await app.register(proxy, {
     upstream: upstream.url,
     preHandler: loadSession,
+    httpMethods: PROXIED_METHODS,
     websocket: true,
     wsClientOptions: { rewriteRequestHeaders: rewriteWsHeaders },
-    undici: {
-      connections: 128,
-      pipelining: 1,
-      keepAliveTimeout: 60_000,
-      headersTimeout: upstream.timeoutMs,
-      bodyTimeout: upstream.timeoutMs,
-      // Room for a large X-Session-Set so it can be refused gracefully instead of a 502.
-      maxHeaderSize: 128 * 1024,
-      connect: { timeout: Math.min(upstream.timeoutMs, 10_000) }
-    },
+    undici: hop,
     replyOptions: {
       rewriteRequestHeaders,
       rewriteHeaders,
@@ -323,12 +421,14 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
       retryDelay: () => null,
       onError: (reply, { error }) => {
         if (reply.request.session !== IGNORED) count(reply.request.session)
+        if (reply.sent || reply.raw.headersSent) return
         const status = (error as { statusCode?: number }).statusCode === 504 ? 504 : 502
         const cause = error.cause as (Error & { code?: string }) | undefined
         const code = status === 504
           ? codes.UPSTREAM_TIMEOUT
           : cause?.code === 'UND_ERR_HEADERS_OVERFLOW' ? codes.UPSTREAM_BAD_RESPONSE : codes.UPSTREAM_UNAVAILABLE
         reply.log.warn({ code, cause: cause?.message ?? error.message }, 'upstream failed')
+        generated(status)
         reply.code(status).type('text/plain; charset=utf-8').send(upstreamErrorBodies[status])
       }
     },
@@ -336,6 +436,48 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
   } as Parameters<typeof proxy>[1])
 
   return app
+}
+
+// Every method Node parses except CONNECT (a tunnel, not a request to forward).
+const PROXIED_METHODS = METHODS.filter((m) => m !== 'CONNECT')
+const NO_VALUES: readonly string[] = []
+
+/** Copies the app's trailers (declared in its Trailer header) to the client when the body ends. */
+function forwardTrailers (reply: FastifyReply, body: NodeJS.ReadableStream): void {
+  const trailers = trailersOf(body)
+  if (trailers === undefined || reply.getHeader('trailer') === undefined) return
+  // Registered before fastify pipes the body, so it runs before the response is ended.
+  body.once('end', () => {
+    const lines: Array<[string, string]> = []
+    for (const [name, value] of Object.entries(trailers)) {
+      if (value === undefined) continue
+      for (const v of Array.isArray(value) ? value : [value]) lines.push([name, v])
+    }
+    if (lines.length > 0) reply.raw.addTrailers(lines)
+  })
+}
+
+function hostLines (raw: string[]): number {
+  let n = 0
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    if (name.length === 4 && name.toLowerCase() === 'host') n++
+  }
+  return n
+}
+
+/** A target fastify and @fastify/http-proxy accept: origin form, valid escapes, no dot segments. */
+function routable (url: string): boolean {
+  if (url.charCodeAt(0) !== 47 /* / */ || url.charCodeAt(1) === 47) return false
+  // The common case costs two scans.
+  if (!url.includes('%') && !url.includes('..') && !url.includes('\\')) return true
+  try {
+    const q = url.indexOf('?')
+    decodeURIComponent(q < 0 ? url : url.slice(q + 1))
+    return !decodeURIComponent(q < 0 ? url : url.slice(0, q)).replaceAll('\\', '/').split('/').includes('..')
+  } catch {
+    return false
+  }
 }
 
 function decodeChange (updates: AppUpdates, maxBytes: number): Change {

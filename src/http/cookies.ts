@@ -41,6 +41,22 @@ export class SessionCookieHeaders {
   }
 
   /**
+   * Every value sent under the sidecar's name, in order: a browser sends one per path or
+   * domain variant it holds, and the cookie library keeps only the first.
+   */
+  readAll (cookieHeader: string): string[] {
+    const values: string[] = []
+    for (const pair of cookieHeader.split(';')) {
+      const eq = pair.indexOf('=')
+      if (eq < 0 || pair.slice(0, eq).trim() !== this.name) continue
+      let value = pair.slice(eq + 1).trim()
+      if (value.length >= 2 && value.charCodeAt(0) === 34 /* " */ && value.charCodeAt(value.length - 1) === 34) value = value.slice(1, -1)
+      values.push(value)
+    }
+    return values
+  }
+
+  /**
    * The Cookie header without the sidecar's cookie, other pairs byte for byte as sent (the
    * cookie library can only re-serialise, which would drop duplicate names and re-encode).
    * Undefined when nothing is left.
@@ -65,7 +81,7 @@ export class SessionCookieHeaders {
 }
 
 /**
- * `cookies.domain`: gives the app's own cookies the fleet's Domain. Only the Domain attribute
+ * `cookies.domain`: gives the app's own cookies the fleet's Domain (never to `__Host-` ones). Only the Domain attribute
  * changes; the rest of each Set-Cookie stays byte for byte. (Re-serialising with the cookie
  * library would drop attributes it does not know and throws on values outside RFC 6265, which
  * apps do send.)
@@ -91,6 +107,8 @@ export class AppCookieDomain {
       return header
     }
     if (name === '' || (this.#names !== undefined && !this.#names.has(name))) return header
+    // A __Host- cookie with a Domain is dropped by browsers (RFC 6265bis section 4.1.3.2).
+    if (name.toLowerCase().startsWith('__host-')) return header
     const parts = header.split(';')
     // Domain goes right after name=value; any Domain the app set is dropped.
     let out = (parts[0] as string) + this.#attribute

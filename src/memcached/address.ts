@@ -71,24 +71,8 @@ export class AddressAllowList {
   }
 
   private static add (rule: string, blocks: BlockList, globs: RegExp[]): string | undefined {
-    const slash = rule.indexOf('/')
-    if (slash >= 0) {
-      const net = rule.slice(0, slash)
-      const bitsText = rule.slice(slash + 1)
-      const family = isIP(net)
-      const bits = Number(bitsText)
-      if (family === 0) return `"${rule}" is not a CIDR (bad network address)`
-      if (!/^[0-9]{1,3}$/.test(bitsText) || bits > (family === 4 ? 32 : 128)) {
-        return `"${rule}" is not a CIDR (bad prefix length)`
-      }
-      blocks.addSubnet(net, bits, family === 4 ? 'ipv4' : 'ipv6')
-      return undefined
-    }
-    const family = isIP(rule)
-    if (family !== 0) {
-      blocks.addAddress(rule, family === 4 ? 'ipv4' : 'ipv6')
-      return undefined
-    }
+    const ip = addIpRule(rule, blocks)
+    if (ip !== false) return ip
     const labels = rule.toLowerCase().split('.')
     const pattern: string[] = []
     for (const label of labels) {
@@ -106,4 +90,28 @@ export class AddressAllowList {
     for (const glob of this.#globs) if (glob.test(address.host)) return true
     return false
   }
+}
+
+/**
+ * Adds an IP literal or a CIDR to `blocks`. Returns what is wrong with it, undefined when it
+ * was added, or false when `rule` is neither (so a caller may read it as a host name).
+ */
+export function addIpRule (rule: string, blocks: BlockList): string | undefined | false {
+  const slash = rule.indexOf('/')
+  if (slash >= 0) {
+    const net = rule.slice(0, slash)
+    const bitsText = rule.slice(slash + 1)
+    const family = isIP(net)
+    const bits = Number(bitsText)
+    if (family === 0) return `"${rule}" is not a CIDR (bad network address)`
+    if (!/^[0-9]{1,3}$/.test(bitsText) || bits > (family === 4 ? 32 : 128)) {
+      return `"${rule}" is not a CIDR (bad prefix length)`
+    }
+    blocks.addSubnet(net, bits, family === 4 ? 'ipv4' : 'ipv6')
+    return undefined
+  }
+  const family = isIP(rule)
+  if (family === 0) return false
+  blocks.addAddress(rule, family === 4 ? 'ipv4' : 'ipv6')
+  return undefined
 }

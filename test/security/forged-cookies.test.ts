@@ -178,7 +178,6 @@ function forgeries (real: string, trap: string, seed: number): Forgery[] {
     dup('two forged sid in two Cookie headers', [['Cookie', `sid=${a}`], ['Cookie', `sid=${b}`]])
     dup('a forged sid among other cookies', [['Cookie', `theme=dark; sid=${a}; lang=en`]])
   }
-  dup('forged first, real second (first wins: treated as absent)', [['Cookie', `sid=${body}~${randomMac()}; sid=${real}`]])
   out.push({ what: 'real value under another name', headers: [['Cookie', `SID=${real}; xsid=${real}; sid_=${real}`]], counted: false, nearLimit: false })
 
   // Random strings fill the rest: printable ASCII, base64url+~, latin-1, and cookie-shaped.

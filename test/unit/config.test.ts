@@ -7,6 +7,15 @@ import { buildConfig, loadConfig, DEFAULT_IGNORE, type SidecarConfig } from '../
 import { ConfigError } from '../../src/errors.js'
 
 const SECRET = 's'.repeat(16)
+const LISTEN_DEFAULTS = {
+  host: '0.0.0.0',
+  port: 8080,
+  trustProxies: ['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'],
+  forwarded: false,
+  headersTimeoutMs: 60000,
+  bodyIdleTimeoutMs: 60000,
+  keepAliveTimeoutMs: 75000
+}
 
 /** What the helpers need of a test: tap's subtests and the root share it. */
 type TestLike = Pick<typeof t, 'fail' | 'teardown'>
@@ -43,7 +52,7 @@ function yamlFile (t: TestLike, text: string): string {
 
 t.test('defaults: every key not given takes the documented default', async (t) => {
   const config = buildConfig(minimal(), {})
-  t.same(config.listen, { host: '0.0.0.0', port: 8080 })
+  t.same(config.listen, LISTEN_DEFAULTS)
   t.same(config.upstream, { url: 'http://127.0.0.1:3000', timeoutMs: 30000 })
   t.same(config.admin, { host: '127.0.0.1', port: 9090 })
   t.same(config.session.secrets, [SECRET])
@@ -90,7 +99,7 @@ t.test('node addresses are stored in canonical form', async (t) => {
 
 t.test('explicit values are kept', async (t) => {
   const config = buildConfig({
-    listen: { host: '127.0.0.1', port: 8081 },
+    listen: { host: '127.0.0.1', port: 8081, trustProxies: ['10.1.0.0/16', '2001:db8::1'], forwarded: true, headersTimeoutMs: 5000, bodyIdleTimeoutMs: 6000, keepAliveTimeoutMs: 7000 },
     upstream: { url: 'https://app.internal:8443', timeoutMs: 5000 },
     admin: { host: '0.0.0.0', port: 9191 },
     session: {
@@ -107,7 +116,7 @@ t.test('explicit values are kept', async (t) => {
     shutdown: { timeoutMs: 2000 },
     log: { level: 'warn' }
   }, {})
-  t.same(config.listen, { host: '127.0.0.1', port: 8081 })
+  t.same(config.listen, { host: '127.0.0.1', port: 8081, trustProxies: ['10.1.0.0/16', '2001:db8::1'], forwarded: true, headersTimeoutMs: 5000, bodyIdleTimeoutMs: 6000, keepAliveTimeoutMs: 7000 })
   t.same(config.upstream, { url: 'https://app.internal:8443', timeoutMs: 5000 })
   t.same(config.admin, { host: '0.0.0.0', port: 9191 })
   t.equal(config.session.headerPrefix, 'x-app-session', 'the prefix is lower-cased')
@@ -223,7 +232,7 @@ t.test('every problem is reported at once, one line each with its key path', asy
   t.same([...problems].sort(), [
     'bogus: unknown key (expected one of listen, upstream, admin, session, cache, memcached, cookies, shutdown, log)',
     'cache.revalidateMs: must be at most half of session.idleTimeout (30000 ms)',
-    'listen.extra: unknown key (expected one of host, port)',
+    'listen.extra: unknown key (expected one of host, port, trustProxies, forwarded, headersTimeoutMs, bodyIdleTimeoutMs, keepAliveTimeoutMs)',
     'listen.port: must be between 0 and 65535 (got 70000)',
     'memcached.nodes[0]: "nope" is not host:port or [ipv6]:port',
     'memcached.nodes[1]: "[::1]:11211": IPv6 literals are not supported by the memcached client; use a hostname',
@@ -379,7 +388,7 @@ t.test('loadConfig reads YAML and substitutes from the given environment', async
 t.test('loadConfig: the shipped config/default.yaml needs only SESSION_SECRET', async (t) => {
   const file = fileURLToPath(new URL('../../config/default.yaml', import.meta.url))
   const config = loadConfig(file, { SESSION_SECRET: 'z'.repeat(32) })
-  t.same(config.listen, { host: '0.0.0.0', port: 8080 })
+  t.same(config.listen, LISTEN_DEFAULTS)
   t.same(config.memcached.nodes, ['127.0.0.1:11211'])
   t.equal(config.session.cookie.secure, true)
   t.equal(config.log.level, 'info')
@@ -429,4 +438,42 @@ t.test('memcached.discovery: a name:port, its interval, and nodes optional with 
       'memcached.nodes: required, at least one host:port (sessions are placed there), unless memcached.discovery.dns is set'
     ])
   }
+})
+
+t.test('listen.trustProxies takes IPs and CIDRs; [] trusts nobody; anything else is refused by index', async (t) => {
+  t.same(buildConfig(minimal({ listen: { trustProxies: [] } }), {}).listen.trustProxies, [])
+  t.same(problemsOf(t, () => buildConfig(minimal({ listen: { trustProxies: ['10.0.0.0/8', 'lb.internal', '10.0.0.0/33', '::/200', 7] } }), {})), [
+    'listen.trustProxies[1]: "lb.internal" is not an IP address or CIDR',
+    'listen.trustProxies[2]: "10.0.0.0/33" is not a CIDR (bad prefix length)',
+    'listen.trustProxies[3]: "::/200" is not a CIDR (bad prefix length)',
+    'listen.trustProxies[4]: "7" is not an IP address or CIDR'
+  ])
+  t.same(problemsOf(t, () => buildConfig(minimal({ listen: { trustProxies: '10.0.0.0/8' } }), {})), ['listen.trustProxies: must be a list of strings'])
+})
+
+t.test('listen timeouts are positive integers of milliseconds', async (t) => {
+  t.same(problemsOf(t, () => buildConfig(minimal({ listen: { headersTimeoutMs: 0, bodyIdleTimeoutMs: 'soon', keepAliveTimeoutMs: -1, forwarded: 'maybe' } }), {})), [
+    'listen.forwarded: must be true or false',
+    'listen.headersTimeoutMs: must be between 1 and 3600000 (got 0)',
+    'listen.bodyIdleTimeoutMs: must be an integer',
+    'listen.keepAliveTimeoutMs: must be between 1 and 3600000 (got -1)'
+  ])
+})
+
+t.test('session cookie settings that browsers reject are refused, each with its rule', async (t) => {
+  const cookie = (c: Record<string, unknown>): readonly string[] => problemsOf(t, () => buildConfig(minimal({ session: { cookie: c } }), {}))
+  t.same(cookie({ name: '__Host-sid', secure: false, path: '/app', domain: '.example.com' }), [
+    'session.cookie.secure: a cookie named "__Host-sid" (__Host- prefix) needs secure: true, or browsers drop it',
+    'session.cookie.path: a cookie named "__Host-sid" (__Host- prefix) needs path "/", or browsers drop it',
+    'session.cookie.domain: a cookie named "__Host-sid" (__Host- prefix) must have no domain, or browsers drop it'
+  ])
+  t.same(cookie({ name: '__host-sid', secure: true, domain: 'example.com' }), [
+    'session.cookie.domain: a cookie named "__host-sid" (__Host- prefix) must have no domain, or browsers drop it'
+  ], 'prefixes match without regard to case, as browsers do')
+  t.same(cookie({ name: '__Secure-sid', secure: false }), [
+    'session.cookie.secure: a cookie named "__Secure-sid" (__Secure- prefix) needs secure: true, or browsers drop it'
+  ])
+  t.same(cookie({ sameSite: 'none', secure: false }), ['session.cookie.sameSite: "none" requires session.cookie.secure: true'])
+  t.equal(buildConfig(minimal({ session: { cookie: { name: '__Host-sid' } } }), {}).session.cookie.name, '__Host-sid', 'the defaults (secure, path /, no domain) suit __Host-')
+  t.equal(buildConfig(minimal({ session: { cookie: { name: '__Secure-sid', domain: '.example.com' } } }), {}).session.cookie.domain, '.example.com', '__Secure- may have a domain')
 })

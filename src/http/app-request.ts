@@ -1,0 +1,68 @@
+import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
+import type { SessionCookieHeaders } from './cookies.js'
+import { Forwarding, type ClientForwarding } from './forwarding.js'
+import { connectionTokens, isHopByHop } from './hop-by-hop.js'
+import type { HeaderProtocol } from './protocol.js'
+
+/** The session handed to the app: its key and its data, already base64url JSON. */
+export interface AppSession {
+  readonly key: string
+  readonly header: string
+}
+
+/**
+ * The header lines the app receives: the client's own lines in their order and spelling
+ * (duplicates kept), except hop-by-hop headers, client `X-Session*` headers and the sidecar's
+ * cookie; then the client's Host, the forwarding headers and the session headers.
+ */
+export class AppRequestHeaders {
+  readonly #protocol: HeaderProtocol
+  readonly #cookies: SessionCookieHeaders
+  readonly #forwarding: Forwarding
+
+  constructor (protocol: HeaderProtocol, cookies: SessionCookieHeaders, forwarding: Forwarding) {
+    this.#protocol = protocol
+    this.#cookies = cookies
+    this.#forwarding = forwarding
+  }
+
+  /** A flat `[name, value, name, value, ...]` list, as undici takes it. */
+  build (raw: IncomingMessage, session: AppSession | undefined): string[] {
+    const lines = raw.rawHeaders
+    const host = raw.headers.host
+    const out: string[] = host === undefined ? [] : ['Host', host]
+    const listed = connectionTokens(raw.headers.connection)
+    const sent: ClientForwarding = { xForwardedFor: undefined, xForwardedProto: undefined, xForwardedHost: undefined, forwarded: undefined }
+    const cookieName = this.#cookies.name
+    for (let i = 0; i < lines.length; i += 2) {
+      const name = lines[i] as string
+      const value = lines[i + 1] as string
+      const lower = name.toLowerCase()
+      if (lower === 'host' || isHopByHop(lower) || listed?.has(lower) === true || this.#protocol.isPrefixed(lower)) continue
+      switch (lower) {
+        case 'x-forwarded-for': sent.xForwardedFor = joined(sent.xForwardedFor, value); continue
+        case 'x-forwarded-proto': sent.xForwardedProto ??= value; continue
+        case 'x-forwarded-host': sent.xForwardedHost ??= value; continue
+        case 'forwarded': sent.forwarded = joined(sent.forwarded, value); continue
+        case 'cookie':
+          if (value.includes(cookieName)) {
+            const rest = this.#cookies.remove(value)
+            if (rest !== undefined) out.push(name, rest)
+            continue
+          }
+      }
+      out.push(name, value)
+    }
+    const forwarded = this.#forwarding.values(raw.socket as Socket, host, sent)
+    out.push('X-Forwarded-For', forwarded.for, 'X-Forwarded-Proto', forwarded.proto)
+    if (forwarded.host !== undefined) out.push('X-Forwarded-Host', forwarded.host)
+    if (forwarded.forwarded !== undefined) out.push('Forwarded', forwarded.forwarded)
+    if (session !== undefined) out.push(this.#protocol.idHeader, session.key, this.#protocol.dataHeader, session.header)
+    return out
+  }
+}
+
+function joined (previous: string | undefined, value: string): string {
+  return previous === undefined ? value : `${previous}, ${value}`
+}

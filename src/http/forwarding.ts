@@ -1,0 +1,94 @@
+import { BlockList, isIP, type Socket } from 'node:net'
+import { addIpRule } from '../memcached/address.js'
+
+/**
+ * The default `listen.trustProxies`: loopback and the private ranges (RFC 1918, RFC 4193). A
+ * sidecar sits behind a load balancer on a private network, and only that balancer should
+ * reach its port; trusting it keeps the client's address and scheme that the balancer
+ * recorded. A peer outside these ranges (a client reaching the sidecar directly) gets its
+ * forwarding headers replaced, so it cannot claim another address or https.
+ */
+export const DEFAULT_TRUST_PROXIES: readonly string[] = Object.freeze([
+  '127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'
+])
+
+/** Returns what is wrong with a `listen.trustProxies` entry, or undefined. */
+export function checkTrustRule (rule: string): string | undefined {
+  const problem = addIpRule(rule, new BlockList())
+  return problem === false ? `"${rule}" is not an IP address or CIDR` : problem
+}
+
+/** The forwarding headers the app receives, already joined with what a trusted peer sent. */
+export interface ForwardedValues {
+  readonly for: string
+  readonly proto: string
+  readonly host: string | undefined
+  /** RFC 7239 `Forwarded`; undefined when `listen.forwarded` is off. */
+  readonly forwarded: string | undefined
+}
+
+/** What the client sent, collected from its raw header lines (several lines are joined). */
+export interface ClientForwarding {
+  xForwardedFor: string | undefined
+  xForwardedProto: string | undefined
+  xForwardedHost: string | undefined
+  forwarded: string | undefined
+}
+
+interface Peer { readonly address: string, readonly trusted: boolean }
+const PEER = Symbol('session-sidecar.peer')
+
+/**
+ * X-Forwarded-For/-Proto/-Host (and optionally RFC 7239 Forwarded): appended to or kept from a
+ * trusted peer, replaced for anyone else. A connection's peer is classified once.
+ */
+export class Forwarding {
+  readonly #trusted = new BlockList()
+  readonly #forwarded: boolean
+
+  constructor (trustProxies: readonly string[], forwarded: boolean) {
+    for (const rule of trustProxies) {
+      const problem = addIpRule(rule, this.#trusted)
+      if (problem !== undefined) throw new TypeError(problem === false ? `"${rule}" is not an IP address or CIDR` : problem)
+    }
+    this.#forwarded = forwarded
+  }
+
+  /** Whether this peer's own forwarding headers are kept (and extended). */
+  peer (socket: Socket): Peer {
+    const known = (socket as Socket & { [PEER]?: Peer })[PEER]
+    if (known !== undefined) return known
+    let address = socket.remoteAddress ?? ''
+    // A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d; the app expects a.b.c.d.
+    if (address.startsWith('::ffff:') && isIP(address.slice(7)) === 4) address = address.slice(7)
+    const family = isIP(address)
+    const peer = { address, trusted: family !== 0 && this.#trusted.check(address, family === 4 ? 'ipv4' : 'ipv6') }
+    ;(socket as Socket & { [PEER]?: Peer })[PEER] = peer
+    return peer
+  }
+
+  values (socket: Socket, host: string | undefined, sent: ClientForwarding): ForwardedValues {
+    const peer = this.peer(socket)
+    const keep = peer.trusted
+    const proto = (socket as Socket & { encrypted?: boolean }).encrypted === true ? 'https' : 'http'
+    return {
+      for: keep && sent.xForwardedFor !== undefined ? `${sent.xForwardedFor}, ${peer.address}` : peer.address,
+      proto: keep && sent.xForwardedProto !== undefined ? sent.xForwardedProto : proto,
+      host: keep && sent.xForwardedHost !== undefined ? sent.xForwardedHost : host,
+      forwarded: this.#forwarded ? this.#element(peer, proto, host, keep ? sent.forwarded : undefined) : undefined
+    }
+  }
+
+  #element (peer: Peer, proto: string, host: string | undefined, previous: string | undefined): string {
+    // RFC 7239 section 6: IPv6 nodes are quoted and bracketed.
+    const node = isIP(peer.address) === 6 ? `"[${peer.address}]"` : peer.address === '' ? 'unknown' : peer.address
+    let element = `for=${node};proto=${proto}`
+    if (host !== undefined) element += `;host=${quoteIfNeeded(host)}`
+    return previous === undefined ? element : `${previous}, ${element}`
+  }
+}
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+function quoteIfNeeded (value: string): string {
+  return TOKEN.test(value) ? value : `"${value.replace(/["\\]/g, '\\$&')}"`
+}

@@ -1,0 +1,159 @@
+import type { FastifyRequest } from 'fastify'
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
+import type { Readable } from 'node:stream'
+import { Pool, errors, type Dispatcher } from 'undici'
+
+/**
+ * reply-from hands the request to a "requestable" `undici` option (its lib/request.js,
+ * handleUndici) with a copy of the headers that rewriteRequestHeaders returned; a symbol
+ * property survives that copy and carries the client's request to the hop.
+ */
+export const CLIENT_REQUEST = Symbol('session-sidecar.clientRequest')
+
+/** The field of reply-from's call that the hop reads. */
+export interface HopRequest {
+  readonly headers: Record<string | symbol, unknown>
+}
+
+export interface HopResponse {
+  readonly statusCode: number
+  readonly headers: IncomingHttpHeaders
+  readonly body: Readable
+}
+
+export interface UpstreamHopOptions {
+  readonly url: string
+  /** Longest the app may take to answer (and to accept request-body bytes, and between response chunks). */
+  readonly timeoutMs: number
+  /** The header lines the app receives for this request. */
+  readonly headersFor: (request: FastifyRequest) => string[]
+}
+
+const trailersByBody = new WeakMap<Readable, Record<string, string | string[] | undefined>>()
+
+/** The app's trailers of a response body, filled in when the body ends. */
+export function trailersOf (body: unknown): Record<string, string | string[] | undefined> | undefined {
+  return trailersByBody.get(body as Readable)
+}
+
+/** The request target as the client sent it (fastify's rewriteUrl may route an odd one as `/`). */
+export function clientTarget (raw: IncomingMessage): string {
+  return (raw as IncomingMessage & { originalUrl?: string }).originalUrl ?? raw.url ?? '/'
+}
+
+/** Absolute-form targets (`GET http://host/path`) go on in origin form. */
+function originForm (url: string): string {
+  try {
+    const parsed = new URL(url)
+    return parsed.pathname + parsed.search
+  } catch {
+    return '/'
+  }
+}
+
+/** True when a request carries a body (RFC 9112 section 6.3): any method, GET and HEAD included. */
+function hasBody (raw: IncomingMessage): boolean {
+  const length = raw.headers['content-length']
+  return raw.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
+}
+
+/**
+ * The hop from the sidecar to the app, on undici: the request target exactly as the client
+ * wrote it (reply-from would re-encode it), the header lines built by `headersFor`, and the
+ * body of any method streamed from the client's socket, never parsed or held.
+ */
+export class UpstreamHop {
+  readonly #pool: Pool
+  readonly #timeoutMs: number
+  readonly #headersFor: (request: FastifyRequest) => string[]
+
+  constructor (options: UpstreamHopOptions) {
+    this.#timeoutMs = options.timeoutMs
+    this.#headersFor = options.headersFor
+    this.#pool = new Pool(new URL(options.url).origin, {
+      connections: 128,
+      pipelining: 1,
+      keepAliveTimeout: 60_000,
+      // Room for a large X-Session-Set, so that it can be refused gracefully instead of a 502.
+      maxHeaderSize: 128 * 1024,
+      connect: { timeout: Math.min(options.timeoutMs, 10_000) }
+    })
+  }
+
+  /** Called by reply-from for every proxied request. */
+  request (opts: HopRequest, callback: (err: Error | null, res?: HopResponse) => void): void {
+    const request = opts.headers[CLIENT_REQUEST] as FastifyRequest
+    const raw = request.raw
+    const url = clientTarget(raw)
+    const dispatch: Dispatcher.RequestOptions = {
+      path: url.charCodeAt(0) === 47 /* / */ ? url : originForm(url),
+      method: raw.method as Dispatcher.HttpMethod,
+      headers: this.#headersFor(request),
+      body: null,
+      headersTimeout: this.#timeoutMs,
+      bodyTimeout: this.#timeoutMs
+    }
+    let watch: BodyWatch | undefined
+    if (hasBody(raw)) {
+      // undici's header timer runs from dispatch: a long upload from a slow client would time
+      // out although the app is fine. A watch of our own blames the app only when it stops
+      // taking the body, or stops answering once the body is complete.
+      watch = new BodyWatch(raw, this.#timeoutMs)
+      dispatch.body = raw
+      dispatch.headersTimeout = 0
+      dispatch.signal = watch.signal
+    }
+    this.#pool.request(dispatch, (err, data) => {
+      watch?.stop()
+      if (err !== null) {
+        callback(err)
+        return
+      }
+      trailersByBody.set(data.body, data.trailers)
+      callback(null, data)
+    })
+  }
+
+  async close (): Promise<void> {
+    await this.#pool.destroy()
+  }
+}
+
+/**
+ * Aborts a request with a body when the app neither takes body bytes nor answers within
+ * `ms`. Bytes the client has not sent yet are the client's delay (`listen.bodyIdleTimeoutMs`
+ * governs those), not the app's.
+ */
+class BodyWatch {
+  readonly #controller = new AbortController()
+  readonly #raw: IncomingMessage
+  readonly #timer: NodeJS.Timeout
+  #bytes = -1
+
+  constructor (raw: IncomingMessage, ms: number) {
+    this.#raw = raw
+    this.#timer = setInterval(() => this.#tick(), ms)
+    this.#timer.unref()
+    // The app gets the whole budget once the body is complete.
+    raw.once('end', () => this.#timer.refresh())
+  }
+
+  get signal (): AbortSignal { return this.#controller.signal }
+
+  #tick (): void {
+    const raw = this.#raw
+    if (!raw.complete) {
+      const bytes = raw.socket?.bytesRead ?? 0
+      const waitingForClient = raw.readableLength === 0
+      const moved = bytes !== this.#bytes
+      this.#bytes = bytes
+      if (waitingForClient || moved) return
+    }
+    this.stop()
+    this.#controller.abort(new errors.HeadersTimeoutError('the app did not take the request body or answer in time'))
+  }
+
+  stop (): void {
+    clearInterval(this.#timer)
+  }
+}
