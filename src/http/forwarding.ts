@@ -23,7 +23,7 @@ export interface ForwardedValues {
   readonly for: string
   readonly proto: string
   readonly host: string | undefined
-  /** RFC 7239 `Forwarded`; undefined when `listen.forwarded` is off. */
+  /** RFC 7239 `Forwarded`: ours (`listen.forwarded`), or a trusted peer's as it sent it. */
   readonly forwarded: string | undefined
 }
 
@@ -75,7 +75,8 @@ export class Forwarding {
       for: keep && sent.xForwardedFor !== undefined ? `${sent.xForwardedFor}, ${peer.address}` : peer.address,
       proto: keep && sent.xForwardedProto !== undefined ? sent.xForwardedProto : proto,
       host: keep && sent.xForwardedHost !== undefined ? sent.xForwardedHost : host,
-      forwarded: this.#forwarded ? this.#element(peer, proto, host, keep ? sent.forwarded : undefined) : undefined
+      // Off, a trusted peer's own Forwarded still passes unchanged; nobody else's does.
+      forwarded: this.#forwarded ? this.#element(peer, proto, host, keep ? sent.forwarded : undefined) : keep ? sent.forwarded : undefined
     }
   }
 

@@ -34,9 +34,10 @@ const fresh = await settledRss(pid)
 // Warm-up: the same paths once each way with 64 MiB, so the baseline is a sidecar that has
 // allocated what a transfer needs: V8's young generation grows on the first large transfer,
 // and dead 64 KiB read buffers pile up until V8's external-memory GC. That one-time step does
-// not depend on the body's size: from a fresh sidecar (one empty request), the first upload
-// raised the RSS by 54-67 MB on a loaded 2-CPU machine whether it was 64 MiB or 2 GiB (bare
-// fastify + @fastify/http-proxy: 30-37 MB, a node:http pipe proxy: 23-26 MB). It is printed
+// not depend on the body's size: from a fresh sidecar (one tiny request), the first upload
+// raised the RSS by 37-52 MB on a loaded 2-CPU machine whether it was 64 MiB or 1 GiB (54-67 MB
+// before the hop to the app was undici's Pool without reply-from's Agent; bare fastify +
+// @fastify/http-proxy: 30-37 MB, a node:http pipe proxy: 23-26 MB). It is printed
 // below as "fresh" and "after the warm-up"; the limit applies to what the large bodies add.
 const warm = await upload(sidecar.url, 64 * MiB)
 const warmDown = await download(sidecar.url, 64 * MiB)
