@@ -1,6 +1,6 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import proxy from '@fastify/http-proxy'
-import { METHODS, type IncomingHttpHeaders } from 'node:http'
+import { METHODS, STATUS_CODES, type IncomingHttpHeaders } from 'node:http'
 import type { Logger } from 'pino'
 import type { SidecarConfig } from './config.js'
 import { codes, upstreamErrorBodies } from './errors.js'
@@ -124,6 +124,15 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     done()
   })
   app.addHook('onClose', async () => { await hop.close() })
+  // Whatever fails before the app's response is under way (its body erroring before the first
+  // byte, say) is answered like an unusable upstream response: short, plain, counted; never
+  // fastify's JSON with an internal error code.
+  app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
+    const status = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 502
+    request.log.warn({ code: codes.UPSTREAM_BAD_RESPONSE, cause: err.message, status }, 'request failed before the response began')
+    generated(status)
+    reply.code(status).type('text/plain; charset=utf-8').send(`${STATUS_CODES[status] ?? 'Error'}\n`)
+  })
 
   /** The session cookie to send for a record, memoised so a repeat request skips the HMAC. */
   const cookieFor = (record: SessionRecord): string => {
@@ -269,24 +278,6 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     done()
   }
 
-  /**
-   * What the app receives with a WebSocket upgrade (HTTP requests get AppRequestHeaders): the
-   * Cookie header without the sidecar's cookie (even on ignored paths: it is a credential,
-   * and static-file logs are not its place), and the session headers when there is a session.
-   */
-  const toApp = (request: FastifyRequest, headers: Record<string, string | string[] | undefined>): void => {
-    const cookie = headers.cookie
-    if (typeof cookie === 'string' && cookie.includes(cookies.name)) {
-      const rest = cookies.remove(cookie)
-      if (rest === undefined) delete headers.cookie
-      else headers.cookie = rest
-    }
-    const state = request.session
-    if (state === null || state === IGNORED || state.record === undefined) return
-    headers[protocol.idHeader] = state.record.key
-    headers[protocol.dataHeader] = state.record.header
-  }
-
   // The upstream hop builds the app's headers from the client's raw lines; it only needs the request.
   const rewriteRequestHeaders = (request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders => {
     (headers as Record<symbol, unknown>)[CLIENT_REQUEST] = request
@@ -319,7 +310,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
   }
 
   const onResponse = (request: FastifyRequest, reply: FastifyReply, res: { stream: NodeJS.ReadableStream }): void => {
-    forwardTrailers(reply, res.stream)
+    forwardTrailers(reply, res.stream, protocol)
     const state = request.session
     if (state === null || state === IGNORED) {
       reply.send(res.stream)
@@ -395,14 +386,22 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
   }
 
   /**
-   * WebSocket upgrades: the session is loaded by the same preHandler; the app's upgrade request
-   * gets the session headers and the Cookie header without the sidecar's cookie. (The session
-   * cannot change over a WebSocket: there are no response headers to carry it.)
+   * WebSocket upgrades: the session is loaded by the same preHandler, and the app's upgrade
+   * request gets what an HTTP request gets (the client's lines, Origin included, Host,
+   * forwarding and session headers), minus the handshake lines the WebSocket client writes
+   * itself. (The session cannot change over a WebSocket: there are no response headers.)
    */
   const rewriteWsHeaders = (base: Record<string, string> | undefined, request: FastifyRequest): Record<string, string> => {
     const headers: Record<string, string> = { ...base }
-    if (request.headers.cookie !== undefined) headers.cookie = request.headers.cookie
-    toApp(request, headers)
+    const state = request.session
+    const lines = appHeaders.build(request.raw, state === null || state === IGNORED ? undefined : state.record)
+    for (let i = 0; i < lines.length; i += 2) {
+      const name = (lines[i] as string).toLowerCase()
+      const value = lines[i + 1] as string
+      if (name.startsWith('sec-websocket-') || name === 'content-length') continue
+      const previous = headers[name]
+      headers[name] = previous === undefined ? value : `${previous}${name === 'cookie' ? '; ' : ', '}${value}`
+    }
     return headers
   }
 
@@ -443,14 +442,15 @@ const PROXIED_METHODS = METHODS.filter((m) => m !== 'CONNECT')
 const NO_VALUES: readonly string[] = []
 
 /** Copies the app's trailers (declared in its Trailer header) to the client when the body ends. */
-function forwardTrailers (reply: FastifyReply, body: NodeJS.ReadableStream): void {
+function forwardTrailers (reply: FastifyReply, body: NodeJS.ReadableStream, protocol: HeaderProtocol): void {
   const trailers = trailersOf(body)
   if (trailers === undefined || reply.getHeader('trailer') === undefined) return
   // Registered before fastify pipes the body, so it runs before the response is ended.
   body.once('end', () => {
     const lines: Array<[string, string]> = []
     for (const [name, value] of Object.entries(trailers)) {
-      if (value === undefined) continue
+      // The app's session headers never reach the client, not even as trailers.
+      if (value === undefined || protocol.isPrefixed(name.toLowerCase())) continue
       for (const v of Array.isArray(value) ? value : [value]) lines.push([name, v])
     }
     if (lines.length > 0) reply.raw.addTrailers(lines)

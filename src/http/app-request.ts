@@ -3,7 +3,7 @@ import type { Socket } from 'node:net'
 import type { SessionCookieHeaders } from './cookies.js'
 import { Forwarding, type ClientForwarding } from './forwarding.js'
 import { connectionTokens, isHopByHop } from './hop-by-hop.js'
-import type { HeaderProtocol } from './protocol.js'
+import { foldHeaderName, type HeaderProtocol } from './protocol.js'
 
 /** The session handed to the app: its key and its data, already base64url JSON. */
 export interface AppSession {
@@ -40,7 +40,8 @@ export class AppRequestHeaders {
       const value = lines[i + 1] as string
       const lower = name.toLowerCase()
       if (lower === 'host' || isHopByHop(lower) || listed?.has(lower) === true || this.#protocol.isPrefixed(lower)) continue
-      switch (lower) {
+      // Folded, so `X_Forwarded_For` cannot pass for a forwarding header the app would believe.
+      switch (foldHeaderName(lower)) {
         case 'x-forwarded-for': sent.xForwardedFor = joined(sent.xForwardedFor, value); continue
         case 'x-forwarded-proto': sent.xForwardedProto ??= value; continue
         case 'x-forwarded-host': sent.xForwardedHost ??= value; continue

@@ -1,4 +1,3 @@
-import type { IncomingHttpHeaders } from 'node:http'
 
 /** The session headers an app response carried, still encoded. */
 export interface AppUpdates {
@@ -33,20 +32,20 @@ export class HeaderProtocol {
     this.#regenerate = `${this.#prefix}-regenerate`
   }
 
-  /** True for a lower-case header name that starts with the prefix, `_` read as `-`. */
+  /**
+   * True for a lower-case header name that starts with the prefix, any punctuation read as
+   * `-`: CGI-style servers (PHP, WSGI, Rack) turn `-`, `_` and `.` alike into `_`, so
+   * `X.Session` or `X_Session` would reach such an app as its session header.
+   */
   isPrefixed (name: string): boolean {
     const prefix = this.#prefix
     if (name.length < prefix.length) return false
     for (let i = 0; i < prefix.length; i++) {
       const c = name.charCodeAt(i)
-      if (c !== prefix.charCodeAt(i) && !(c === 95 /* _ */ && prefix.charCodeAt(i) === 45 /* - */)) return false
+      const p = prefix.charCodeAt(i)
+      if (c !== p && !(p === 45 /* - */ && !isAlphanumeric(c))) return false
     }
     return true
-  }
-
-  /** Removes every prefixed header a client sent. Node has already lower-cased the names. */
-  stripRequest (headers: IncomingHttpHeaders): void {
-    for (const name in headers) if (this.isPrefixed(name)) delete headers[name]
   }
 
   /**
@@ -62,7 +61,7 @@ export class HeaderProtocol {
       delete headers[name]
       const text = Array.isArray(value) ? value.join(',') : value
       if (text === undefined) continue
-      const normal = lower.replaceAll('_', '-')
+      const normal = foldHeaderName(lower)
       updates ??= { set: undefined, merge: undefined, destroy: false, regenerate: false }
       if (normal === this.#set) updates.set = text.trim()
       else if (normal === this.#merge) updates.merge = text.trim()
@@ -71,6 +70,22 @@ export class HeaderProtocol {
     }
     return updates
   }
+}
+
+function isAlphanumeric (c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || (c >= 65 && c <= 90)
+}
+
+/**
+ * A lower-case header name with every punctuation character read as `-`, the way CGI-style
+ * servers see it (`x_forwarded_for` and `x.forwarded-for` both become HTTP_X_FORWARDED_FOR).
+ */
+export function foldHeaderName (lower: string): string {
+  for (let i = 0; i < lower.length; i++) {
+    const c = lower.charCodeAt(i)
+    if (c !== 45 && !isAlphanumeric(c)) return lower.replace(/[^a-z0-9-]/g, '-')
+  }
+  return lower
 }
 
 function isOn (value: string): boolean {

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ServerOptions } from 'node:http'
 import type { Socket } from 'node:net'
+import { abortUpstream } from './upstream.js'
 
 export interface ListenTimeouts {
   /** Longest a client may take to send a request's headers: then 408. */
@@ -43,10 +44,13 @@ export function watchBodyIdle (request: FastifyRequest, reply: FastifyReply, ms:
     const socket = raw.socket as Socket
     request.log.info({ timeoutMs: ms }, 'request body idle too long; 408')
     if (reply.raw.headersSent) {
+      abortUpstream(raw, new Error('the client stopped sending the request body'))
       socket.destroy()
       return
     }
     generated(408)
+    // The rest of the body will never come: the app must not wait for it either.
+    abortUpstream(raw, new Error('the client stopped sending the request body'))
     reply.raw.once('finish', () => socket.destroy())
     reply.code(408).header('connection', 'close').type('text/plain; charset=utf-8').send('Request Timeout\n')
   })

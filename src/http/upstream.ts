@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
-import type { Readable } from 'node:stream'
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+import { Readable } from 'node:stream'
 import { Pool, errors, type Dispatcher } from 'undici'
 
 /**
@@ -30,6 +30,19 @@ export interface UpstreamHopOptions {
 }
 
 const trailersByBody = new WeakMap<Readable, Record<string, string | string[] | undefined>>()
+const watches = new WeakMap<IncomingMessage, BodyWatch>()
+
+/**
+ * Aborts the app's request for a client request whose body will never be complete (the
+ * client was cut off), so the app does not wait for the rest of it.
+ */
+export function abortUpstream (raw: IncomingMessage, reason: Error): void {
+  watches.get(raw)?.abort(reason)
+}
+
+// A 204 or 304 has no body whatever its Content-Length says (RFC 9110 6.4.1); undici would
+// fail the response over the missing bytes.
+const NO_BODY = new Set([204, 304])
 
 /** The app's trailers of a response body, filled in when the body ends. */
 export function trailersOf (body: unknown): Record<string, string | string[] | undefined> | undefined {
@@ -99,19 +112,41 @@ export class UpstreamHop {
       // out although the app is fine. A watch of our own blames the app only when it stops
       // taking the body, or stops answering once the body is complete.
       watch = new BodyWatch(raw, this.#timeoutMs)
+      watches.set(raw, watch)
       dispatch.body = raw
       dispatch.headersTimeout = 0
       dispatch.signal = watch.signal
     }
+    dispatch.onInfo = this.#onInfo(request)
     this.#pool.request(dispatch, (err, data) => {
       watch?.stop()
       if (err !== null) {
         callback(err)
         return
       }
+      if (NO_BODY.has(data.statusCode)) {
+        data.body.on('error', noop).resume()
+        callback(null, { statusCode: data.statusCode, headers: data.headers, body: Readable.from([]) })
+        return
+      }
       trailersByBody.set(data.body, data.trailers)
       callback(null, data)
     })
+  }
+
+  /**
+   * Informational answers the client can use are relayed as they come: 103 Early Hints and
+   * 102 Processing. (The client's 100 Continue was sent by Node's server already.)
+   */
+  #onInfo (request: FastifyRequest): (info: { statusCode: number, headers: Record<string, string | string[]> }) => void {
+    return (info) => {
+      // The response being written on the client's socket, if it is this request's (Node keeps
+      // it there; with pipelining it may still be an earlier request's).
+      const res = (request.raw.socket as { _httpMessage?: ServerResponse } | null)?._httpMessage
+      if (res === undefined || res.req !== request.raw || res.headersSent || res.destroyed) return
+      if (info.statusCode === 103) res.writeEarlyHints(info.headers)
+      else if (info.statusCode === 102) res.writeProcessing()
+    }
   }
 
   async close (): Promise<void> {
@@ -149,11 +184,17 @@ class BodyWatch {
       this.#bytes = bytes
       if (waitingForClient || moved) return
     }
+    this.abort(new errors.HeadersTimeoutError('the app did not take the request body or answer in time'))
+  }
+
+  abort (reason: Error): void {
     this.stop()
-    this.#controller.abort(new errors.HeadersTimeoutError('the app did not take the request body or answer in time'))
+    this.#controller.abort(reason)
   }
 
   stop (): void {
     clearInterval(this.#timer)
   }
 }
+
+function noop (): void {}

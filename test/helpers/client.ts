@@ -91,4 +91,4 @@ export const versionOf = (sid: string | undefined): number => Number((sid ?? '')
 export const q = (value: unknown): string => encodeURIComponent(typeof value === 'string' ? value : JSON.stringify(value))
 
 /** Header names of the session protocol in any spelling the sidecar must strip. */
-export const PREFIXED = /^x[-_]session/i
+export const PREFIXED = /^x[^a-z0-9]session/i

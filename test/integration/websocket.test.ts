@@ -29,7 +29,10 @@ t.test('a WebSocket upgrade reaches the app with the session headers, and frames
   const sid = browser.sid as string
   t.ok(sid, 'a session exists')
 
-  const ws = new WebSocket(`${sidecar.url.replace('http', 'ws')}/live`, { headers: { cookie: `sid=${sid}; theme=dark`, 'x-session': 'forged', 'X-Session-Id': 'forged' } })
+  const ws = new WebSocket(`${sidecar.url.replace('http', 'ws')}/live?room=1`, {
+    headers: { cookie: `sid=${sid}; theme=dark`, 'x-session': 'forged', 'X-Session-Id': 'forged', 'X.Session': 'forged', host: 'chat.example', 'user-agent': 'ws-client/1', 'x-custom': 'kept' },
+    origin: 'https://chat.example'
+  })
   t.teardown(() => ws.close())
   await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
   const reply = new Promise<string>((resolve) => ws.once('message', (data) => resolve(String(data))))
@@ -39,6 +42,13 @@ t.test('a WebSocket upgrade reaches the app with the session headers, and frames
   t.equal(seen['x-session-id'], sid.split('~')[1], 'the app\'s upgrade request carries X-Session-Id')
   t.equal(seen['x-session'], b64({ user: 'ada' }), 'and X-Session')
   t.equal(seen.cookie, 'theme=dark', 'the sidecar cookie is removed, other cookies pass')
+  t.equal(seen.origin, 'https://chat.example', 'Origin reaches the app, so it can refuse cross-site WebSockets')
+  t.equal(seen.host, 'chat.example', 'the app sees the client\'s Host')
+  t.equal(seen['user-agent'], 'ws-client/1', 'and the client\'s other headers')
+  t.equal(seen['x-custom'], 'kept')
+  t.equal(seen['x-forwarded-for'], '127.0.0.1', 'forwarding headers are set as for HTTP')
+  t.equal(seen['x-forwarded-host'], 'chat.example')
+  t.equal(seen['x.session'], undefined, 'no X-Session look-alike from the client')
 })
 
 t.test('a WebSocket without a session: no session headers, forged ones dropped', async (t) => {

@@ -50,9 +50,10 @@ const victim = await newSession()
 const victimKey = keyOf(victim)
 const forgedData = b64({ user: 'mallory', role: 'admin' })
 
-const NAMES = ['X-Session', 'x-session', 'X-SESSION-ID', 'X_Session_Id', 'x-session-set', 'X-Session-Merge', 'X-Session-Destroy', 'X-Session-Regenerate', 'x-session-anything', 'X_SESSION']
+// PHP, WSGI and Rack read `.`, `_` and `-` alike (X.Session arrives as HTTP_X_SESSION).
+const NAMES = ['X-Session', 'x-session', 'X-SESSION-ID', 'X_Session_Id', 'x-session-set', 'X-Session-Merge', 'X-Session-Destroy', 'X-Session-Regenerate', 'x-session-anything', 'X_SESSION', 'X.Session', 'X.Session.Id', 'x~session']
 const valueFor = (name: string): string => {
-  const n = name.toLowerCase().replaceAll('_', '-')
+  const n = name.toLowerCase().replace(/[^a-z0-9]/g, '-')
   if (n === 'x-session-id') return victimKey
   if (n === 'x-session-destroy' || n === 'x-session-regenerate') return '1'
   return forgedData
@@ -156,4 +157,10 @@ t.test('a refused X-Session-Set from an app without a session creates none', asy
     t.same(setCookies(res), [], `${what}: no session cookie`)
     t.same(prefixedOut(res), [], `${what}: nothing prefixed reaches the client`)
   }
+})
+
+t.test('forwarding headers in other spellings (X_Forwarded_For, X.Forwarded-Proto) never reach the app beside the real ones', async (t) => {
+  const { seen } = await send(a.url, [['X_Forwarded_For', '8.8.8.8'], ['X.Forwarded-Proto', 'https'], ['x_forwarded_host', 'evil.example']])
+  const forwarding = Object.keys(seen?.headers ?? {}).filter((n) => /^x[^a-z0-9]forwarded[^a-z0-9]/i.test(n)).sort()
+  t.same(forwarding, ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto'], 'only the canonical names, once each')
 })
