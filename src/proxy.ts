@@ -1,6 +1,6 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import proxy from '@fastify/http-proxy'
-import { METHODS, STATUS_CODES, type IncomingHttpHeaders } from 'node:http'
+import { METHODS, STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import type { Logger } from 'pino'
 import type { SidecarConfig } from './config.js'
 import { codes, upstreamErrorBodies } from './errors.js'
@@ -115,7 +115,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
       return
     }
     // RFC 9112 section 3.2: two Host lines are refused (which one would the app believe?).
-    if (hostLines(request.raw.rawHeaders) > 1) {
+    if (hostLines(request.raw.rawHeaders) > 1 || !acceptTarget(request.raw)) {
       generated(400)
       reply.code(400).header('connection', 'close').type('text/plain; charset=utf-8').send('Bad Request\n')
       return
@@ -464,6 +464,26 @@ function hostLines (raw: string[]): number {
     if (name.length === 4 && name.toLowerCase() === 'host') n++
   }
   return n
+}
+
+/**
+ * An absolute-form target (`GET http://host/path`) names the host itself: RFC 9112 section
+ * 3.2.2 has it win over the Host line, so the app gets it as Host. One that does not parse is
+ * refused (the app would otherwise get some other path). `OPTIONS *` passes (as `OPTIONS /`:
+ * undici cannot send the asterisk form).
+ */
+function acceptTarget (raw: IncomingMessage): boolean {
+  const target = clientTarget(raw)
+  if (target.charCodeAt(0) === 47 /* / */ || (target === '*' && raw.method === 'OPTIONS')) return true
+  let url: URL
+  try {
+    url = new URL(target)
+  } catch {
+    return false
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return false
+  raw.headers.host = url.host
+  return true
 }
 
 /** A target fastify and @fastify/http-proxy accept: origin form, valid escapes, no dot segments. */

@@ -57,17 +57,20 @@ export class SessionCookieHeaders {
   }
 
   /**
-   * The Cookie header without the sidecar's cookie, other pairs byte for byte as sent (the
-   * cookie library can only re-serialise, which would drop duplicate names and re-encode).
-   * Undefined when nothing is left.
+   * The Cookie header without the sidecar's cookie, the rest byte for byte as sent, separators
+   * and spacing included (the cookie library can only re-serialise, which would drop duplicate
+   * names and re-encode). Undefined when nothing is left.
    */
   remove (cookieHeader: string): string | undefined {
-    const kept = cookieHeader.split(';').filter((pair) => {
+    const pairs = cookieHeader.split(';')
+    const kept = pairs.filter((pair) => {
       const eq = pair.indexOf('=')
       return (eq < 0 ? pair : pair.slice(0, eq)).trim() !== this.name
     })
-    const joined = kept.map((p) => p.trim()).filter((p) => p !== '').join('; ')
-    return joined === '' ? undefined : joined
+    if (kept.length === pairs.length) return cookieHeader
+    // Only the space that followed a removed first pair's separator goes.
+    const joined = kept.join(';').replace(/^\s+/, '')
+    return joined.trim() === '' ? undefined : joined
   }
 
   set (value: string): string {

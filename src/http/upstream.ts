@@ -54,14 +54,11 @@ export function clientTarget (raw: IncomingMessage): string {
   return (raw as IncomingMessage & { originalUrl?: string }).originalUrl ?? raw.url ?? '/'
 }
 
-/** Absolute-form targets (`GET http://host/path`) go on in origin form. */
+/** Absolute-form targets (`GET http://host/path`, checked by the proxy) go on in origin form. */
 function originForm (url: string): string {
-  try {
-    const parsed = new URL(url)
-    return parsed.pathname + parsed.search
-  } catch {
-    return '/'
-  }
+  if (url === '*') return '/'
+  const parsed = new URL(url)
+  return parsed.pathname + parsed.search
 }
 
 /** True when a request carries a body (RFC 9112 section 6.3): any method, GET and HEAD included. */

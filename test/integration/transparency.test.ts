@@ -737,7 +737,7 @@ const methodOf = (request: Buffer): string => request.subarray(0, request.indexO
 // saw without it.
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade', 'transfer-encoding', 'expect'])
-const isSessionHeader = (name: string): boolean => name.replaceAll('_', '-').startsWith('x-session')
+const isSessionHeader = (name: string): boolean => name.replace(/[^a-z0-9]/g, '-').startsWith('x-session')
 const PEER = '127.0.0.1'
 
 /** The headers the app should get through the sidecar, from those it got straight from the client. */
@@ -747,11 +747,13 @@ function expectedAtApp (direct: Pairs, trust: 'loopback' | 'nobody'): Pairs {
   for (const [name, value] of direct) {
     if (HOP_BY_HOP.has(name) || named.has(name) || isSessionHeader(name)) continue
     if (name === 'cookie') {
+      // The other pairs byte for byte, separators and spacing included; only the space after
+      // a removed first pair's separator goes.
       const rest = value.split(';').filter((pair) => {
         const eq = pair.indexOf('=')
         return (eq < 0 ? pair : pair.slice(0, eq)).trim() !== 'sid'
-      }).map((p) => p.trim()).filter((p) => p !== '').join('; ')
-      if (rest !== '') out.push([name, rest])
+      }).join(';').replace(/^\s+/, '')
+      if (rest.trim() !== '') out.push([name, rest])
       continue
     }
     out.push([name, value])

@@ -116,6 +116,13 @@ t.test('remove: drops the sidecar cookie and keeps the others in order', async (
   t.equal(headers.remove(`theme=dark; sid=${VALUE}`), 'theme=dark')
 })
 
+t.test('remove: the other cookies keep their bytes, separators and spacing as sent', async (t) => {
+  const headers = new SessionCookieHeaders(cookieConfig())
+  t.equal(headers.remove(`a=1;sid=${VALUE};b=2`), 'a=1;b=2')
+  t.equal(headers.remove(`a=1;  b="x y";sid=${VALUE}`), 'a=1;  b="x y"')
+  t.equal(headers.remove('a=1; b=2'), 'a=1; b=2', 'nothing to remove: the very same header')
+})
+
 t.test('remove: drops every sid pair', async (t) => {
   const headers = new SessionCookieHeaders(cookieConfig())
   t.equal(headers.remove(`a=1; sid=${VALUE}; b=2; sid=other; c=3; sid=`), 'a=1; b=2; c=3')

@@ -1,0 +1,108 @@
+import t from 'tap'
+import { createServer, type Server, type Socket } from 'node:net'
+import { metricValue } from '../helpers/metrics.js'
+import { RawConnection } from '../helpers/raw-socket.js'
+import { startStack } from '../helpers/sidecar.js'
+
+// Answers an app may send that HTTP allows and undici or the proxy plugin handle badly, and
+// request targets that are not origin form. The app here is a raw TCP server so that its
+// answers are exactly the bytes written below; it records each request head it receives.
+
+const ANSWERS: Record<string, string> = {
+  // A 304 keeps the Content-Length of the representation it stands for (RFC 9110 8.6).
+  '/304': 'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 11\r\n\r\n',
+  '/204': 'HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n',
+  '/hints': 'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+  '/trailers': 'HTTP/1.1 200 OK\r\nTrailer: X-Session-Set, X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Session-Set: eyJ1IjoiYm9iIn0\r\nX-Sum: 1\r\n\r\n',
+  '/continue': 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'
+}
+const heads: string[] = []
+const app: Server = createServer((socket: Socket) => {
+  let head = ''
+  socket.on('error', () => {})
+  socket.on('data', (chunk) => {
+    head += chunk.toString('latin1')
+    const end = head.indexOf('\r\n\r\n')
+    if (end < 0) return
+    const request = head.slice(0, end)
+    head = head.slice(end + 4)
+    heads.push(request)
+    const target = request.split(' ')[1] ?? '/'
+    socket.write(ANSWERS[target.split('?')[0] as string] ?? 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
+  })
+})
+await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve))
+t.teardown(() => app.close())
+const address = app.address()
+const appUrl = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
+
+const stack = await startStack(t)
+const sidecar = await stack.sidecar(t, {}, { upstreamUrl: appUrl })
+
+/** Sends a raw request head and resolves with everything received once `done` holds. */
+async function exchange (head: string, done: (text: string) => boolean): Promise<string> {
+  const connection = await RawConnection.open(sidecar.url)
+  try {
+    await connection.write(`${head}\r\n\r\n`)
+    await connection.until(done, 5000, 'the answer')
+    return connection.received
+  } finally {
+    connection.destroy()
+  }
+}
+const complete = (text: string): boolean => /\r\n\r\n(ok|Bad Request\n|Bad Gateway\n)?$/.test(text) || text.endsWith('\r\n0\r\n\r\n') || /x-sum: 1\r\n\r\n$/i.test(text)
+const generated = async (status: number): Promise<number> => await metricValue(sidecar.adminUrl, 'sidecar_generated_responses_total', { status: String(status) })
+
+t.test('a 304 or 204 that carries a Content-Length reaches the client as the app sent it (undici alone fails it)', async (t) => {
+  for (const [path, status] of [['/304', '304 Not Modified'], ['/204', '204 No Content']]) {
+    const text = await exchange(`GET ${path as string} HTTP/1.1\r\nHost: a`, (s) => s.includes('\r\n\r\n'))
+    t.match(text, new RegExp(`^HTTP/1.1 ${status as string}\r\n`), `${path as string}: the app's status`)
+    t.notMatch(text, /UND_ERR|statusCode/, 'no internal error leaks')
+  }
+  const conditional = await exchange('GET /304 HTTP/1.1\r\nHost: a', (s) => s.includes('\r\n\r\n'))
+  t.match(conditional, /\r\netag: "v1"\r\n/i, 'with its headers')
+})
+
+t.test('103 Early Hints and 102 Processing reach the client before the final answer', async (t) => {
+  const text = await exchange('GET /hints HTTP/1.1\r\nHost: a', complete)
+  t.match(text, /^HTTP\/1.1 103 Early Hints\r\nLink: <\/a.css>; rel=preload\r\n\r\nHTTP\/1.1 102 Processing\r\n\r\nHTTP\/1.1 200 OK\r\n/)
+})
+
+t.test('response trailers pass, except the app\'s X-Session* (never to the client, not even as a trailer)', async (t) => {
+  const text = await exchange('GET /trailers HTTP/1.1\r\nHost: a', (s) => s.endsWith('\r\n\r\n') && s.includes('\r\n0\r\n'))
+  const trailerPart = text.slice(text.indexOf('\r\n0\r\n') + 5)
+  t.match(trailerPart, /^x-sum: 1\r\n\r\n$/i, 'X-Sum passes, X-Session-Set does not')
+})
+
+t.test('an unsolicited 100 Continue from the app is a counted 502 (undici refuses it; documented)', async (t) => {
+  const before = await generated(502)
+  const text = await exchange('GET /continue HTTP/1.1\r\nHost: a', (s) => s.endsWith('Bad Gateway\n'))
+  t.match(text, /^HTTP\/1.1 502 Bad Gateway\r\n/)
+  t.equal(await generated(502), before + 1)
+})
+
+t.test('an absolute-form target: the app gets origin form and the target\'s host as Host (RFC 9112 3.2.2)', async (t) => {
+  heads.length = 0
+  await exchange('GET http://shop.example:8443/cart?x=1 HTTP/1.1\r\nHost: other.example', complete)
+  t.match(heads[0], /^GET \/cart\?x=1 HTTP\/1.1\r\n/, 'origin form')
+  t.match(heads[0], /\r\nhost: shop.example:8443\r\n/i, 'Host from the target')
+  t.match(heads[0], /\r\nX-Forwarded-Host: shop.example:8443(\r\n|$)/i, 'and as X-Forwarded-Host')
+})
+
+t.test('a target that is neither origin form nor a valid absolute URL is a counted 400, and nothing reaches the app', async (t) => {
+  heads.length = 0
+  const before = await generated(400)
+  for (const target of ['http://x:99999/z', 'ftp://files.example/a']) {
+    const text = await exchange(`GET ${target} HTTP/1.1\r\nHost: a`, (s) => s.endsWith('Bad Request\n'))
+    t.match(text, /^HTTP\/1.1 400 Bad Request\r\n/, target)
+  }
+  t.equal(await generated(400), before + 2)
+  t.same(heads, [], 'the app saw nothing')
+})
+
+t.test('OPTIONS * reaches the app as OPTIONS / (undici cannot send the asterisk form; documented)', async (t) => {
+  heads.length = 0
+  const text = await exchange('OPTIONS * HTTP/1.1\r\nHost: a', complete)
+  t.match(text, /^HTTP\/1.1 200 OK\r\n/)
+  t.match(heads[0], /^OPTIONS \/ HTTP\/1.1\r\n/)
+})
