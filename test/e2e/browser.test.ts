@@ -7,6 +7,7 @@ import { chromium, type Browser, type BrowserContext, type Cookie } from 'playwr
 import { MemcachedProcess } from '../helpers/memcached.js'
 import { HAProxyProcess, SidecarProcess, scratch } from '../helpers/processes.js'
 import { b64 } from '../helpers/upstream.js'
+import { closeServer, listenOnLoopback } from '../helpers/ports.js'
 
 // Issue 8: a real browser. Headless Chromium types into an HTML login form and submits it,
 // follows the app's 303, uploads a binary file through a multipart form, and reads the pages it
@@ -76,17 +77,14 @@ class FormApp {
       })
     })
     this.#server = server
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    const address = server.address()
-    this.port = typeof address === 'object' && address !== null ? address.port : 0
+    this.port = await listenOnLoopback(server)
     return this
   }
 
   async close (): Promise<void> {
     const server = this.#server
     if (server === undefined) return
-    server.closeAllConnections()
-    await new Promise((resolve) => server.close(resolve))
+    await closeServer(server)
   }
 
   private async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -1,4 +1,4 @@
-import { createServer } from 'node:net'
+import { createServer, type Server } from 'node:net'
 
 /** A TCP port free on 127.0.0.1 right now (the kernel picks it). */
 export async function freePort (): Promise<number> {
@@ -22,4 +22,17 @@ export async function until (check: () => boolean | Promise<boolean>, ms = 5000,
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, wait))
   }
+}
+
+/** Listens on 127.0.0.1 on a port the kernel picks, and resolves with that port. */
+export async function listenOnLoopback (server: Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  return typeof address === 'object' && address !== null ? address.port : 0
+}
+
+/** Closes a server and every connection it still holds (HTTP servers: keep-alive ones too). */
+export async function closeServer (server: Server & { closeAllConnections?: () => void }): Promise<void> {
+  server.closeAllConnections?.()
+  await new Promise((resolve) => server.close(resolve))
 }

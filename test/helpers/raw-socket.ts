@@ -1,5 +1,6 @@
 import { createServer, type RequestListener, type Server } from 'node:http'
 import { connect, type Socket } from 'node:net'
+import { closeServer, listenOnLoopback } from './ports.js'
 
 // The wire under the HTTP clients: raw connections for requests no client sends, small apps of
 // a test's own, and bounded waits.
@@ -128,12 +129,7 @@ export async function within<T> (work: Promise<T>, ms: number, what: string): Pr
 /** A node:http app of a test's own on 127.0.0.1, closed (connections and all) with `t`. */
 export async function serveApp (t: { teardown: (fn: () => unknown) => void }, handler: RequestListener): Promise<{ server: Server, port: number, url: string }> {
   const server = createServer(handler)
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(async () => {
-    server.closeAllConnections()
-    await new Promise((resolve) => server.close(resolve))
-  })
-  const address = server.address()
-  const port = typeof address === 'object' && address !== null ? address.port : 0
+  const port = await listenOnLoopback(server)
+  t.teardown(async () => await closeServer(server))
   return { server, port, url: `http://127.0.0.1:${port}` }
 }

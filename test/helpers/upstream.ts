@@ -1,4 +1,5 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
+import { closeServer, listenOnLoopback } from './ports.js'
 
 /** What the test app saw of one request. */
 export interface Seen {
@@ -90,9 +91,12 @@ export class TestApp {
       else send()
     })
     this.#server.keepAliveTimeout = 60_000
-    await new Promise<void>((resolve) => this.#server?.listen(port, '127.0.0.1', resolve))
-    const address = this.#server.address()
-    this.port = typeof address === 'object' && address !== null ? address.port : 0
+    if (port === 0) {
+      this.port = await listenOnLoopback(this.#server)
+    } else {
+      await new Promise<void>((resolve) => this.#server?.listen(port, '127.0.0.1', resolve))
+      this.port = port
+    }
     return this
   }
 
@@ -100,8 +104,7 @@ export class TestApp {
     const server = this.#server
     if (server === undefined) return
     this.#server = undefined
-    server.closeAllConnections()
-    await new Promise((resolve) => server.close(resolve))
+    await closeServer(server)
   }
 }
 

@@ -6,6 +6,7 @@ import { connect, type Socket } from 'node:net'
 import { gzipSync } from 'node:zlib'
 import { startStack } from '../helpers/sidecar.js'
 import type { Sidecar } from '../../src/sidecar.js'
+import { closeServer, listenOnLoopback } from '../helpers/ports.js'
 
 // SPEC "Transparency" as a corpus. Each case's raw bytes go once straight to a recording app
 // and once through the sidecar; the app must see the same request and the client the same
@@ -416,9 +417,7 @@ class RecordingApp {
     const server = createServer((req, res) => this.#handle(req, res))
     server.keepAliveTimeout = 60_000
     this.#server = server
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    const address = server.address()
-    this.port = typeof address === 'object' && address !== null ? address.port : 0
+    this.port = await listenOnLoopback(server)
     return this
   }
 
@@ -427,8 +426,7 @@ class RecordingApp {
     if (server === undefined) return
     this.#server = undefined
     for (const s of this.saw) s.release?.()
-    server.closeAllConnections()
-    await new Promise((resolve) => server.close(resolve))
+    await closeServer(server)
   }
 
   /** Resolves with `find()` once it returns something, or rejects after `ms`. */
