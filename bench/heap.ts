@@ -9,6 +9,7 @@ import { createLogger } from '../src/logger.js'
 import { Metrics } from '../src/metrics.js'
 import { NodePool } from '../src/memcached/pool.js'
 import { CookieCodec } from '../src/session/cookie.js'
+import { CopySeal } from '../src/session/sealed-copy.js'
 import { SessionStore } from '../src/session/store.js'
 import { sessionData, SESSION_JSON_BYTES } from './lib/session-data.js'
 import { SECRET } from './lib/sidecar.js'
@@ -30,9 +31,11 @@ function settle (): number {
 const log = createLogger('error', pino.destination(2))
 const metrics = new Metrics(false)
 const pool = new NodePool({ nodes, replicas: nodes.length > 1 ? 2 : 1, allow: [], timeoutMs: 2000, ttl: 1800, log, ops: metrics })
+const seal = new CopySeal([SECRET], true)
 const store = new SessionStore({
   pool,
   keyPrefix: 'bench-heap:',
+  seal,
   idleTimeout: 1800,
   revalidateMs: 30_000,
   timeoutMs: 2000,
@@ -49,7 +52,7 @@ const change = (i: number): { set: Record<string, unknown>, merge: undefined, re
 for (let i = 0; i < 200; i++) store.apply(undefined, 0, change(-1 - i))
 await store.flush(30_000)
 store.close() // clears the cache; the writer's timers are idle
-const fresh = new SessionStore({ pool, keyPrefix: 'bench-heap:', idleTimeout: 1800, revalidateMs: 30_000, timeoutMs: 2000, cacheMaxBytes: 4 * 1024 ** 3, maxBytes: 8192, log, metrics })
+const fresh = new SessionStore({ pool, keyPrefix: 'bench-heap:', seal, idleTimeout: 1800, revalidateMs: 30_000, timeoutMs: 2000, cacheMaxBytes: 4 * 1024 ** 3, maxBytes: 8192, log, metrics })
 const before = settle()
 const started = Date.now()
 for (let done = 0; done < n; done += BATCH) {

@@ -70,6 +70,8 @@ export interface SidecarConfig {
     readonly keyPrefix: string
     /** CIDRs and host globs a cookie's addresses must match; empty = any signed address. */
     readonly allow: readonly string[]
+    /** Encrypt the stored copies (they are always authenticated). Default true. */
+    readonly encrypt: boolean
     readonly discovery: {
       /** `name:port` re-resolved (A and AAAA) every intervalMs; its addresses join `nodes`. */
       readonly dns: string | undefined
@@ -147,7 +149,7 @@ export function buildConfig (raw: unknown, env: Env = process.env): SidecarConfi
   const session = reader.section(root.session, 'session', ['secrets', 'idleTimeout', 'maxBytes', 'headerPrefix', 'ignore', 'cookie'])
   const cookie = reader.section(session.cookie, 'session.cookie', ['name', 'domain', 'path', 'secure', 'httpOnly', 'sameSite', 'maxAge'])
   const cache = reader.section(root.cache, 'cache', ['maxBytes', 'revalidateMs'])
-  const memcached = reader.section(root.memcached, 'memcached', ['nodes', 'replicas', 'write', 'timeoutMs', 'keyPrefix', 'allow', 'discovery'])
+  const memcached = reader.section(root.memcached, 'memcached', ['nodes', 'replicas', 'write', 'timeoutMs', 'keyPrefix', 'allow', 'encrypt', 'discovery'])
   const discovery = reader.section(memcached.discovery, 'memcached.discovery', ['dns', 'intervalMs'])
   const discoveryDns = reader.optionalString(discovery.dns, 'memcached.discovery.dns', DNS_NAME_PORT, 'must be name:port (a DNS name and a port)')
   const cookies = reader.section(root.cookies, 'cookies', ['domain', 'names'])
@@ -263,6 +265,7 @@ export function buildConfig (raw: unknown, env: Env = process.env): SidecarConfi
       timeoutMs: reader.integer(memcached.timeoutMs, 'memcached.timeoutMs', 250, 1, 60_000),
       keyPrefix: reader.string(memcached.keyPrefix, 'memcached.keyPrefix', 'sess:', KEY_PREFIX, 'must be at most 200 printable ASCII characters without spaces'),
       allow,
+      encrypt: reader.boolean(memcached.encrypt, 'memcached.encrypt', true),
       discovery: {
         dns: discoveryDns,
         intervalMs: reader.integer(discovery.intervalMs, 'memcached.discovery.intervalMs', 10000, 100, 3_600_000)

@@ -40,6 +40,8 @@ export const codes = {
   MEMCACHED_UNAVAILABLE: 'SIDECAR_ERR_MEMCACHED_UNAVAILABLE',
   /** A session could not be written to any memcached node; it is kept locally and retried. */
   SESSION_WRITE_FAILED: 'SIDECAR_ERR_SESSION_WRITE_FAILED',
+  /** A copy read from memcached did not open (forged, another secret, moved, damaged): treated as missing. */
+  STORED_COPY_REJECTED: 'SIDECAR_ERR_STORED_COPY_REJECTED',
   /** Shutdown ran out of time with memcached writes still pending. */
   SHUTDOWN_PENDING_WRITES: 'SIDECAR_ERR_SHUTDOWN_PENDING_WRITES'
 } as const

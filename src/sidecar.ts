@@ -7,6 +7,7 @@ import { DnsDiscovery, type Resolver } from './memcached/discovery.js'
 import { NodePool } from './memcached/pool.js'
 import { Metrics } from './metrics.js'
 import { buildProxy } from './proxy.js'
+import { CopySeal } from './session/sealed-copy.js'
 import { SessionStore } from './session/store.js'
 
 export interface Sidecar {
@@ -41,9 +42,18 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
     log,
     ops: metrics
   })
+  let rejectedLogged = false
+  const seal = new CopySeal(config.session.secrets, config.memcached.encrypt, () => {
+    metrics.rejectedCopies.inc()
+    // Once: a forger or a misconfigured fleet would otherwise fill the log; the counter goes on.
+    if (rejectedLogged) return
+    rejectedLogged = true
+    log.warn({ code: codes.STORED_COPY_REJECTED }, 'a copy read from memcached did not open (forged, sealed by a secret not configured here, or damaged); treated as missing (counted in sidecar_rejected_copies_total, logged once)')
+  })
   const store = new SessionStore({
     pool,
     keyPrefix: config.memcached.keyPrefix,
+    seal,
     idleTimeout: config.session.idleTimeout,
     revalidateMs: config.cache.revalidateMs,
     timeoutMs: config.memcached.timeoutMs,

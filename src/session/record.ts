@@ -18,24 +18,10 @@ export interface SessionRecord {
   cookie: string | undefined
 }
 
-/** A copy as memcached holds it: `<version> <base64url JSON>`. */
+/** A copy as memcached holds it, once opened (sealed-copy.ts has the stored form). */
 export interface StoredCopy {
   readonly version: number
   readonly header: string
-}
-
-export function encodeCopy (version: number, header: string): string {
-  return `${version} ${header}`
-}
-
-// The data is at least `{}` (base64url `e30`): an empty or truncated value is not a session.
-const COPY = /^([1-9][0-9]{0,14}) ([A-Za-z0-9_-]{3,})$/
-
-/** Undefined for anything this sidecar did not write (treated like a miss, never served). */
-export function decodeCopy (value: string): StoredCopy | undefined {
-  const m = COPY.exec(value)
-  if (m === null) return undefined
-  return { version: Number(m[1]), header: m[2] as string }
 }
 
 export function withState (r: SessionRecord, patch: Partial<SessionRecord>): SessionRecord {

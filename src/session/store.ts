@@ -6,12 +6,15 @@ import type { NodePool } from '../memcached/pool.js'
 import type { CookieFields } from './cookie.js'
 import { encodeObject, mergePatch, parseStored, type SessionObject } from './data.js'
 import { keyHash, mintKey } from './key.js'
-import { decodeCopy, withState, type SessionRecord, type StoredCopy } from './record.js'
+import { withState, type SessionRecord, type StoredCopy } from './record.js'
+import type { CopySeal } from './sealed-copy.js'
 import { SessionWriter, type WriteJob, type WriteKind, type WriteResult } from './writer.js'
 
 export interface StoreOptions {
   readonly pool: NodePool
   readonly keyPrefix: string
+  /** Seals the copies written to memcached and opens those read back. */
+  readonly seal: CopySeal
   /** Session TTL, seconds: local expiry and memcached item lifetime. */
   readonly idleTimeout: number
   readonly revalidateMs: number
@@ -87,6 +90,7 @@ export class SessionStore {
     this.#writer = new SessionWriter({
       pool: options.pool,
       keyPrefix: options.keyPrefix,
+      seal: options.seal,
       maxBytes: options.maxBytes,
       log: options.log,
       metrics: options.metrics,
@@ -244,7 +248,6 @@ export class SessionStore {
   async #read (cookie: CookieFields, local: SessionRecord | undefined): Promise<Loaded> {
     const { pool, timeoutMs } = this.#options
     const deadline = Date.now() + timeoutMs
-    const mkey = this.#options.keyPrefix + cookie.key
     // Down-marked nodes last: a node back from a crash may hold the only copy.
     const nodes = [cookie.primary, cookie.backup]
       .map((a) => a === undefined ? undefined : pool.node(a))
@@ -258,7 +261,7 @@ export class SessionStore {
     // expired cookie costs little.
     const missDeadline = Math.min(deadline, Date.now() + MISS_GRACE_MS)
     for (let wait = STALE_RETRY_FIRST_MS; ; wait *= 2) {
-      results = await this.#readCopies(nodes, mkey, cookie.version, deadline)
+      results = await this.#readCopies(nodes, cookie.key, cookie.version, deadline)
       best = newest(results)
       if ((best !== undefined && best.version >= cookie.version) || results.includes('error')) break
       if (Date.now() + wait >= (best === undefined ? missDeadline : deadline)) break
@@ -308,7 +311,16 @@ export class SessionStore {
    * cookie's version or has not answered within half the budget. Nothing waits past
    * `deadline`; nodes that had not answered by then are left out of the results.
    */
-  async #readCopies (nodes: MemcachedNode[], mkey: string, wanted: number, deadline: number): Promise<ReadResult[]> {
+  /** Opens a copy read from `address`; one sealed by a retiring secret is resealed there. */
+  #opened (key: string, address: string, value: string): StoredCopy | null {
+    const copy = this.#options.seal.open(this.#options.keyPrefix + key, value)
+    if (copy === undefined) return null
+    if (!copy.current) void this.#writer.reseal(key, [address])
+    return copy
+  }
+
+  async #readCopies (nodes: MemcachedNode[], key: string, wanted: number, deadline: number): Promise<ReadResult[]> {
+    const mkey = this.#options.keyPrefix + key
     const results: ReadResult[] = []
     if (nodes.length === 0) return results
     return await new Promise((resolve) => {
@@ -325,7 +337,7 @@ export class SessionStore {
       const launch = (): void => {
         const node = nodes[launched++]
         if (node === undefined || done) return
-        node.gets(mkey).then((hit) => hit === undefined ? null : decodeCopy(hit.value) ?? null, () => 'error' as const).then((result) => {
+        node.gets(mkey).then((hit) => hit === undefined ? null : this.#opened(key, node.address, hit.value), () => 'error' as const).then((result) => {
           if (done) return
           results.push(result)
           settled++

@@ -4,7 +4,8 @@ import type { Metrics } from '../metrics.js'
 import { NodeUnavailable, type MemcachedNode } from '../memcached/node.js'
 import type { NodePool } from '../memcached/pool.js'
 import { encodeObject, isObject, mergePatch, parseStored, setMember, type SessionObject } from './data.js'
-import { decodeCopy, encodeCopy, type StoredCopy } from './record.js'
+import type { StoredCopy } from './record.js'
+import type { CopySeal } from './sealed-copy.js'
 import { keyHash } from './key.js'
 
 /**
@@ -46,6 +47,7 @@ export interface WriteResult {
 export interface WriterOptions {
   readonly pool: NodePool
   readonly keyPrefix: string
+  readonly seal: CopySeal
   readonly maxBytes: number
   readonly log: Logger
   readonly metrics: Metrics
@@ -121,6 +123,18 @@ export class SessionWriter {
     this.#failed.delete(key)
     return this.#enqueue(key, async () => {
       await Promise.all(addresses.map(async (address) => await this.#deleteCopy(key, address, Infinity)))
+    })
+  }
+
+  /**
+   * Reseals, under the signing secret, the copies at `addresses` that another secret sealed,
+   * so they still open once that secret is retired (a copy is otherwise resealed only at its
+   * next change, and an unchanged session's copy can outlive the retirement). Same version and
+   * data; a copy that changed meanwhile is left alone. Never rejects.
+   */
+  reseal (key: string, addresses: readonly string[]): Promise<void> {
+    return this.#enqueue(key, async () => {
+      await Promise.all(addresses.map(async (address) => await this.#resealCopy(key, address)))
     })
   }
 
@@ -259,17 +273,18 @@ export class SessionWriter {
    * SessionMissing when the key is absent and `mayCreate` is false.
    */
   async #writeCopy (node: MemcachedNode, mkey: string, version: number, header: string, kind: WriteKind, fresh: boolean, mayCreate: boolean): Promise<StoredCopy> {
+    const seal = this.#options.seal
     // The first command of a new session goes out before the response: another node that
     // gets the next request (round-robin) then finds it.
-    if (fresh && await node.add(mkey, encodeCopy(version, header))) return { version, header }
+    if (fresh && await node.add(mkey, seal.seal(mkey, { version, header }))) return { version, header }
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const stored = await node.gets(mkey)
       if (stored === undefined) {
         if (!mayCreate) throw new SessionMissing()
-        if (await node.add(mkey, encodeCopy(version, header))) return { version, header }
+        if (await node.add(mkey, seal.seal(mkey, { version, header }))) return { version, header }
         continue
       }
-      const current = decodeCopy(stored.value)
+      const current = seal.open(mkey, stored.value)
       let next = { version, header }
       if (current !== undefined && current.version >= version) {
         if (kind.type === 'copy') return current
@@ -283,13 +298,29 @@ export class SessionWriter {
           next = { version: current.version + 1, header }
         }
       }
-      if (await node.cas(mkey, encodeCopy(next.version, next.header), stored.cas)) return next
+      if (await node.cas(mkey, seal.seal(mkey, next), stored.cas)) return next
     }
     // Persistent contention: someone else keeps winning; their copy is newer than ours.
     const stored = await node.gets(mkey)
-    const current = stored === undefined ? undefined : decodeCopy(stored.value)
+    const current = stored === undefined ? undefined : seal.open(mkey, stored.value)
     if (current !== undefined) return current
     throw new NodeUnavailable(node.address, 'cas', 'gave up after repeated conflicts')
+  }
+
+  async #resealCopy (key: string, address: string): Promise<void> {
+    const node = this.#options.pool.node(address)
+    if (node === undefined || node.down) return
+    const { seal, keyPrefix } = this.#options
+    const mkey = keyPrefix + key
+    try {
+      const stored = await node.gets(mkey)
+      const copy = stored === undefined ? undefined : seal.open(mkey, stored.value)
+      if (stored === undefined || copy === undefined || copy.current) return
+      await node.cas(mkey, seal.seal(mkey, copy), stored.cas)
+    } catch (err) {
+      // The next read of it tries again.
+      if (!(err instanceof NodeUnavailable)) throw err
+    }
   }
 
   /** Deletes one copy; `upTo` spares a copy newer than that version (it is live again there). */
@@ -300,8 +331,9 @@ export class SessionWriter {
     try {
       if (node.down) throw new NodeUnavailable(address, 'delete', 'node is marked down')
       if (upTo !== Infinity) {
+        const seal = this.#options.seal
         const stored = await node.gets(mkey)
-        const copy = stored === undefined ? undefined : decodeCopy(stored.value)
+        const copy = stored === undefined ? undefined : seal.open(mkey, stored.value)
         if (copy === undefined || copy.version > upTo) return
       }
       await node.delete(mkey)

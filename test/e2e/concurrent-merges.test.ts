@@ -24,7 +24,7 @@ t.test('concurrent X-Session-Merge on two nodes with disjoint keys loses nothing
     await b.flushed()
     const [, key, primary] = (browser.sid ?? '').split('~')
     const node = topo.memcached.find((m) => m.address === primary)
-    const stored = (await node?.get(`sess:${key ?? ''}`)) ?? ''
+    const stored = (await node?.copy(key ?? '')) ?? ''
     const [version, data] = stored.split(' ')
     const session = JSON.parse(Buffer.from(data ?? '', 'base64url').toString()) as Record<string, number>
     t.equal(Object.keys(session).length, 2 * pairs, `${write}: all ${2 * pairs} merged keys are in memcached`)

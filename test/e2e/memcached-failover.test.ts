@@ -19,7 +19,7 @@ t.test('primary killed: served from the backup, relocated (same key, new nodes),
   const third = topo.memcached.find((m) => m.address !== primary && m.address !== backup)
   if (dead === undefined || third === undefined) throw new Error('placement outside the topology')
   const oldCopy = await dead.get(`sess:${key}`)
-  t.equal(oldCopy, `1 ${b64({ v: 1 })}`, 'the primary held version 1')
+  t.equal(await dead.copy(key as string), `1 ${b64({ v: 1 })}`, 'the primary held version 1')
 
   await dead.stop('SIGKILL')
   const res = await browser.get(b.url, '/')
@@ -34,7 +34,7 @@ t.test('primary killed: served from the backup, relocated (same key, new nodes),
   t.equal(newPrimary, backup, 'the backup took over as primary')
   t.equal(newBackup, third.address, 'and the next live node became the backup')
   t.equal(version, '1', 'relocation keeps the version')
-  t.equal(await third.get(`sess:${key}`), `1 ${b64({ v: 1 })}`, 'a new backup copy was written')
+  t.equal(await third.copy(key as string), `1 ${b64({ v: 1 })}`, 'a new backup copy was written')
 
   // Changes while the node is gone.
   await browser.get(b.url, '/?set={"v":2}')
@@ -73,7 +73,7 @@ t.test('all memcached nodes down: sessions keep working locally, and are written
   for (const m of topo.memcached) await m.start()
   const [, key, primary] = fields(browser.sid)
   const node = topo.memcached.find((m) => m.address === primary)
-  await until(async () => (await node?.get(`sess:${key}`))?.startsWith('11 ') ?? false, 15_000, 'the changed session to be written again')
+  await until(async () => (await node?.copy(key as string))?.startsWith('11 ') ?? false, 15_000, 'the changed session to be written again')
   t.pass('version 11 (n = 10) reached memcached after the outage: no silent divergence')
   const other = topo.sidecars[1]
   t.equal((await browser.get(other?.url ?? '', '/')).body.session.n, 10, 'the other node sees it')

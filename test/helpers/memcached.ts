@@ -1,6 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { connect } from 'node:net'
+import { CopySeal } from '../../src/session/sealed-copy.js'
 import { freePort, until } from './ports.js'
+import { SECRET } from './sidecar.js'
+
+const TEST_SEAL = new CopySeal([SECRET], true)
 
 /**
  * A real memcached process on 127.0.0.1 and a free port, killed by pid. `stop` and `start`
@@ -83,6 +87,24 @@ export class MemcachedProcess {
   async set (key: string, value: string, ttl = 0): Promise<void> {
     const reply = await this.command(`set ${key} 0 ${ttl} ${Buffer.byteLength(value)}\r\n${value}\r\n`)
     if (!reply.startsWith('STORED')) throw new Error(`set failed: ${reply}`)
+  }
+
+  /**
+   * The session copy stored under `sess:<key>` as the sidecars of the tests' fleet read it
+   * (opened with the tests' secret): `<version> <data>`; undefined when there is none,
+   * `unopenable` when it does not open.
+   */
+  async copy (key: string, prefix = 'sess:', seal = TEST_SEAL): Promise<string | undefined> {
+    const mkey = prefix + key
+    const value = await this.get(mkey)
+    if (value === undefined) return undefined
+    const copy = seal.open(mkey, value)
+    return copy === undefined ? 'unopenable' : `${copy.version} ${copy.header}`
+  }
+
+  /** Stores a copy as another sidecar of the tests' fleet would (sealed with the tests' secret). */
+  async putCopy (key: string, version: number, header: string, prefix = 'sess:'): Promise<void> {
+    await this.set(prefix + key, TEST_SEAL.seal(prefix + key, { version, header }))
   }
 
   async delete (key: string): Promise<void> {

@@ -205,7 +205,7 @@ t.test('a valid config starts, serves sessions through to the app, and exits 0 o
   const exit = exited(child, 10_000)
   child.kill('SIGTERM')
   t.equal(await exit, 0, 'exit 0 after SIGTERM')
-  t.equal(await m.get(`sess:${key}`), `1 ${b64({ user: 'ada' })}`, 'the session is in memcached')
+  t.equal(await m.copy(key), `1 ${b64({ user: 'ada' })}`, 'the session is in memcached')
   t.equal(await status(`${url}/`), 0, 'nothing listens any more')
 })
 
@@ -234,5 +234,5 @@ t.test('SIGTERM drains: readyz 503, the in-flight update on a load balancer\'s k
   const code = await exit.catch((err: Error) => err.message)
   t.equal(code, 0, 'exit 0 after SIGTERM')
   t.ok(Date.now() - signalled < 3000 + 1000, `the drain ends within shutdown.timeoutMs (took ${Date.now() - signalled} ms)`)
-  t.equal(await m.get(`sess:${key}`), `2 ${b64({ user: 'ada', cart: [1] })}`, 'the update was flushed to memcached before exit')
+  t.equal(await m.copy(key), `2 ${b64({ user: 'ada', cart: [1] })}`, 'the update was flushed to memcached before exit')
 })

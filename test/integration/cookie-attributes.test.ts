@@ -4,6 +4,7 @@ import { b64 } from '../helpers/upstream.js'
 import { startStack } from '../helpers/sidecar.js'
 import { Browser, keyOf, parseSetCookieLine, q, rawRequest } from '../helpers/client.js'
 import type { Sidecar } from '../../src/sidecar.js'
+import { CopySeal } from '../../src/session/sealed-copy.js'
 
 // The session cookie's attributes, the app's own cookies (cookies.domain / cookies.names) and
 // secret rotation (SPEC "The session cookie", "Upstream's own cookies").
@@ -117,7 +118,7 @@ t.test('a cookie signed with an older secret is accepted and reissued signed wit
   await browser.get(before.url, `/login?set=${q({ user: 'ada' })}`)
   const oldSid = browser.sid as string
   await before.store.flush(2000)
-  t.equal(await m.get(`sess:${keyOf(oldSid)}`), `1 ${b64({ user: 'ada' })}`)
+  t.equal(await m.copy(keyOf(oldSid), 'sess:', new CopySeal([OLD], true)), `1 ${b64({ user: 'ada' })}`)
 
   const rotated = await sidecarFor(t, { session: { secrets: [NEW, OLD], cookie: { secure: false } } })
   const res = await browser.get(rotated.url, '/profile')
@@ -132,6 +133,9 @@ t.test('a cookie signed with an older secret is accepted and reissued signed wit
   await browser.get(rotated.url, '/profile')
   t.same(browser.lastSetCookie, [], 'a current-secret cookie is not reissued again')
 
+  // The copy the old secret sealed was resealed under the new one when `rotated` read it.
+  await rotated.store.flush(2000)
+  t.equal(await m.copy(keyOf(oldSid), 'sess:', new CopySeal([NEW], true)), `1 ${b64({ user: 'ada' })}`, 'memcached\'s copy is resealed under the new secret, same version')
   const newOnly = await sidecarFor(t, { session: { secrets: [NEW], cookie: { secure: false } } })
   t.same(JSON.parse((await rawRequest(`${newOnly.url}/`, [['Cookie', `sid=${newSid}`]])).body).session, { user: 'ada' },
     'the reissued cookie verifies once the old secret is retired')

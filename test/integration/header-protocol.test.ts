@@ -125,7 +125,7 @@ t.test('invalid session updates are refused: 200 stays 200, the body flows, the 
   }
   t.equal(versionOf(browser.sid), 1, 'no refused update bumped the version')
   await sidecar.store.flush(2000)
-  t.equal(await m.get(`sess:${keyOf(sid)}`), `1 ${b64({ user: 'ada' })}`, 'memcached still holds the first version')
+  t.equal(await m.copy(keyOf(sid)), `1 ${b64({ user: 'ada' })}`, 'memcached still holds the first version')
 
   const anonymous = new Browser()
   const before = await metricValue(sidecar.adminUrl, 'sidecar_refused_updates_total')
@@ -170,7 +170,7 @@ t.test('Destroy wins over Set in the same response', async (t) => {
   const next = await browser.get(sidecar.url, '/')
   t.equal(next.body.sessionId, undefined, 'no session afterwards')
   await sidecar.store.flush(2000)
-  t.equal(await m.get(`sess:${key}`), undefined, 'deleted from memcached')
+  t.equal(await m.copy(key), undefined, 'deleted from memcached')
 
   const anonymous = new Browser()
   await anonymous.get(sidecar.url, `/?set=${q({ user: 'eve' })}&destroy=1`)
@@ -188,7 +188,7 @@ t.test('Set then Merge in one response: the patch applies to the new data, as on
   t.equal(versionOf(browser.sid), 2, 'one stored change, one version')
   t.same((await browser.get(sidecar.url, '/')).body.session, { user: 'bob', lang: 'en' })
   await sidecar.store.flush(2000)
-  t.equal(await m.get(`sess:${key}`), `2 ${b64({ user: 'bob', lang: 'en' })}`)
+  t.equal(await m.copy(key), `2 ${b64({ user: 'bob', lang: 'en' })}`)
 
   const anonymous = new Browser()
   await anonymous.get(sidecar.url, `/?set=${q({ a: 1 })}&merge=${q({ b: 2 })}`)
@@ -213,8 +213,8 @@ t.test('Regenerate gives a new key with the same data; the old key no longer wor
   t.equal(next.body.sessionId, newKey)
 
   await sidecar.store.flush(2000)
-  t.equal(await m.get(`sess:${oldKey}`), undefined, 'the old memcached item is gone')
-  t.equal(await m.get(`sess:${newKey}`), `1 ${b64({ user: 'ada' })}`, 'the new one holds the data')
+  t.equal(await m.copy(oldKey), undefined, 'the old memcached item is gone')
+  t.equal(await m.copy(newKey), `1 ${b64({ user: 'ada' })}`, 'the new one holds the data')
 
   const replay = await rawRequest(`${sidecar.url}/`, [['Cookie', `sid=${oldSid}`]])
   t.equal(replay.status, 200)
@@ -245,7 +245,7 @@ t.test('a Set or Merge with identical data does not bump the version', async (t)
   await browser.get(sidecar.url, `/?merge=${q({ user: 'ada' })}`)
   t.equal(browser.sid, sid, 'a no-op merge keeps it too')
   await sidecar.store.flush(2000)
-  t.equal(await m.get(`sess:${keyOf(sid)}`), `1 ${b64({ user: 'ada' })}`, 'memcached still at version 1')
+  t.equal(await m.copy(keyOf(sid)), `1 ${b64({ user: 'ada' })}`, 'memcached still at version 1')
 
   await browser.get(sidecar.url, `/?set=${q({ user: 'bob' })}`)
   t.equal(versionOf(browser.sid), 2, 'a real change does bump it')

@@ -34,7 +34,7 @@ t.test('a path matching the default session.ignore passes straight through with 
   t.same(page.body.session, { user: 'ada' }, 'the session is intact, and .json is not an ignored extension')
   t.equal(browser.sid, sid, 'same version')
   await sidecar.store.flush(2000)
-  t.equal(await m.get(`sess:${keyOf(sid)}`), `1 ${b64({ user: 'ada' })}`)
+  t.equal(await m.copy(keyOf(sid)), `1 ${b64({ user: 'ada' })}`)
 })
 
 t.test('session.ignore is configurable, and an empty one disables it', async (t) => {

@@ -37,8 +37,8 @@ t.test('memcached down: requests keep succeeding from the local cache, and chang
     await metric(sidecar.adminUrl, 'sidecar_memcached_op_seconds_count{node="' + m.address + '",command="add",result="error"}') >= 1, 'failed commands are counted by node')
 
   await m.start() // back, empty
-  await until(async () => await m.get(`sess:${keyOf(browser.sid)}`) === `2 ${b64({ n: 2 })}`, 10_000, 'the changed session to be written again')
-  await until(async () => await m.get(`sess:${keyOf(fresh.sid)}`) === `1 ${b64({ new: true })}`, 10_000, 'the session created during the outage to be written')
+  await until(async () => await m.copy(keyOf(browser.sid)) === `2 ${b64({ n: 2 })}`, 10_000, 'the changed session to be written again')
+  await until(async () => await m.copy(keyOf(fresh.sid)) === `1 ${b64({ new: true })}`, 10_000, 'the session created during the outage to be written')
   t.pass('both sessions reached memcached after it returned')
 })
 

@@ -52,7 +52,7 @@ t.test('a touch, not a rewrite, keeps an accessed session alive, once per cache.
   const touches = after.cmd_touch - before.cmd_touch
   t.ok(touches >= 5 && touches <= 11, `about one touch per 300 ms over 3 s (got ${touches})`)
   t.equal(after.cmd_set - before.cmd_set, 0, 'no rewrites')
-  t.match(await m.get(`sess:${keyOf(browser.sid)}`), /^1 /, 'the copy outlived its 2 s TTL thanks to the touches')
+  t.match(await m.copy(keyOf(browser.sid)), /^1 /, 'the copy outlived its 2 s TTL thanks to the touches')
 })
 
 t.test('a session destroyed elsewhere stops being served after cache.revalidateMs', async (t) => {
@@ -89,24 +89,24 @@ t.test('a write never replaces a stored copy of an equal or higher version', asy
   await sidecar.store.flush(2000)
   const key = keyOf(browser.sid)
   // Another node got ahead meanwhile: version 7 with other data.
-  await m.set(`sess:${key}`, `7 ${b64({ a: 1, fromOther: true })}`)
+  await m.putCopy(key, 7, b64({ a: 1, fromOther: true }))
   await browser.get(sidecar.url, '/?merge={"mine":true}')
   await sidecar.store.flush(2000)
-  t.equal(await m.get(`sess:${key}`), `8 ${b64({ a: 1, fromOther: true, mine: true })}`, 'the merge was re-applied to version 7, giving 8')
+  t.equal(await m.copy(key), `8 ${b64({ a: 1, fromOther: true, mine: true })}`, 'the merge was re-applied to version 7, giving 8')
   t.same((await browser.get(sidecar.url, '/')).body.session, { a: 1, fromOther: true, mine: true }, 'the local copy followed')
 
-  await m.set(`sess:${key}`, `20 ${b64({ replaced: 'no' })}`)
+  await m.putCopy(key, 20, b64({ replaced: 'no' }))
   await browser.get(sidecar.url, '/?set={"replaced":"yes"}')
   await sidecar.store.flush(2000)
-  t.equal(await m.get(`sess:${key}`), `21 ${b64({ replaced: 'yes' })}`, 'a set wins with a version above the stored one')
+  t.equal(await m.copy(key), `21 ${b64({ replaced: 'yes' })}`, 'a set wins with a version above the stored one')
 })
 
 t.test('write: sync holds the response until memcached has the copy', async (t) => {
   const { m, sidecar, browser } = await setup(t, { memcached: { write: 'sync' } })
   await browser.get(sidecar.url, '/?set={"a":1}')
-  t.equal(await m.get(`sess:${keyOf(browser.sid)}`), `1 ${b64({ a: 1 })}`, 'stored before the response arrived (no flush)')
+  t.equal(await m.copy(keyOf(browser.sid)), `1 ${b64({ a: 1 })}`, 'stored before the response arrived (no flush)')
   await browser.get(sidecar.url, '/?merge={"b":2}')
-  t.equal(await m.get(`sess:${keyOf(browser.sid)}`), `2 ${b64({ a: 1, b: 2 })}`)
+  t.equal(await m.copy(keyOf(browser.sid)), `2 ${b64({ a: 1, b: 2 })}`)
 })
 
 t.test('replicas: 2 keeps a backup copy on a second node and names it in the cookie', async (t) => {

@@ -140,7 +140,7 @@ for (const [what, query] of REFUSED) {
     t.equal(await metricValue(a.adminUrl, 'sidecar_refused_updates_total'), before + 1, 'the refusal is counted once')
 
     await a.store.flush(2000)
-    t.equal(await m.get(`sess:${keyOf(sid)}`), `1 ${b64(DATA)}`, 'memcached still holds version 1 with the previous data')
+    t.equal(await m.copy(keyOf(sid)), `1 ${b64(DATA)}`, 'memcached still holds version 1 with the previous data')
     const onA = await send(a.url, [['Cookie', `sid=${sid}`]])
     t.same(onA.seen?.session, DATA, 'A serves the previous session on the next request')
     const onB = await send(b.url, [['Cookie', `sid=${sid}`]])

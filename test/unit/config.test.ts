@@ -63,7 +63,7 @@ t.test('defaults: every key not given takes the documented default', async (t) =
   t.equal(config.session.ignore?.source, DEFAULT_IGNORE)
   t.same(config.session.cookie, { name: 'sid', domain: undefined, path: '/', secure: true, httpOnly: true, sameSite: 'lax', maxAge: undefined })
   t.same(config.cache, { maxBytes: 67108864, revalidateMs: 30000 })
-  t.same(config.memcached, { nodes: ['127.0.0.1:11211'], replicas: 1, write: 'async', timeoutMs: 250, keyPrefix: 'sess:', allow: [], discovery: { dns: undefined, intervalMs: 10000 } })
+  t.same(config.memcached, { nodes: ['127.0.0.1:11211'], replicas: 1, write: 'async', timeoutMs: 250, keyPrefix: 'sess:', allow: [], encrypt: true, discovery: { dns: undefined, intervalMs: 10000 } })
   t.same(config.cookies, { domain: undefined, names: [] })
   t.same(config.shutdown, { timeoutMs: 10000 })
   t.same(config.log, { level: 'info' })
@@ -111,7 +111,7 @@ t.test('explicit values are kept', async (t) => {
       cookie: { name: 'app_sid', domain: '.example.com', path: '/app', secure: false, httpOnly: false, sameSite: 'strict', maxAge: 3600 }
     },
     cache: { maxBytes: 1048576, revalidateMs: 1000 },
-    memcached: { nodes: ['10.0.0.5:11211', '10.0.0.6:11211'], replicas: 1, write: 'sync', timeoutMs: 100, keyPrefix: 'app:', allow: ['10.0.0.0/8'] },
+    memcached: { nodes: ['10.0.0.5:11211', '10.0.0.6:11211'], replicas: 1, write: 'sync', timeoutMs: 100, keyPrefix: 'app:', allow: ['10.0.0.0/8'], encrypt: false },
     cookies: { domain: '.example.com', names: ['cart'] },
     shutdown: { timeoutMs: 2000 },
     log: { level: 'warn' }
@@ -124,7 +124,7 @@ t.test('explicit values are kept', async (t) => {
   t.notOk(config.session.ignore?.test('/app/static/'))
   t.same(config.session.cookie, { name: 'app_sid', domain: '.example.com', path: '/app', secure: false, httpOnly: false, sameSite: 'strict', maxAge: 3600 })
   t.same(config.cache, { maxBytes: 1048576, revalidateMs: 1000 })
-  t.same(config.memcached, { nodes: ['10.0.0.5:11211', '10.0.0.6:11211'], replicas: 1, write: 'sync', timeoutMs: 100, keyPrefix: 'app:', allow: ['10.0.0.0/8'], discovery: { dns: undefined, intervalMs: 10000 } })
+  t.same(config.memcached, { nodes: ['10.0.0.5:11211', '10.0.0.6:11211'], replicas: 1, write: 'sync', timeoutMs: 100, keyPrefix: 'app:', allow: ['10.0.0.0/8'], encrypt: false, discovery: { dns: undefined, intervalMs: 10000 } })
   t.same(config.cookies, { domain: '.example.com', names: ['cart'] })
   t.same(config.shutdown, { timeoutMs: 2000 })
   t.same(config.log, { level: 'warn' })
@@ -249,7 +249,7 @@ t.test('unknown keys are refused at every level', async (t) => {
   t.same(problemsOf(t, () => buildConfig(minimal({ session: { cookie: { sameSite: 'lax', samesite: 'lax' } } }), {})),
     ['session.cookie.samesite: unknown key (expected one of name, domain, path, secure, httpOnly, sameSite, maxAge)'])
   t.same(problemsOf(t, () => buildConfig(minimal({ memcached: { node: ['a:1'] } }), {})), [
-    'memcached.node: unknown key (expected one of nodes, replicas, write, timeoutMs, keyPrefix, allow, discovery)'
+    'memcached.node: unknown key (expected one of nodes, replicas, write, timeoutMs, keyPrefix, allow, encrypt, discovery)'
   ])
 })
 
@@ -476,4 +476,9 @@ t.test('session cookie settings that browsers reject are refused, each with its 
   t.same(cookie({ sameSite: 'none', secure: false }), ['session.cookie.sameSite: "none" requires session.cookie.secure: true'])
   t.equal(buildConfig(minimal({ session: { cookie: { name: '__Host-sid' } } }), {}).session.cookie.name, '__Host-sid', 'the defaults (secure, path /, no domain) suit __Host-')
   t.equal(buildConfig(minimal({ session: { cookie: { name: '__Secure-sid', domain: '.example.com' } } }), {}).session.cookie.domain, '.example.com', '__Secure- may have a domain')
+})
+
+t.test('memcached.encrypt is a boolean', async (t) => {
+  t.equal(buildConfig(minimal({ memcached: { encrypt: 'false' } }), {}).memcached.encrypt, false, 'an env-substituted "false" counts')
+  t.same(problemsOf(t, () => buildConfig(minimal({ memcached: { encrypt: 'sometimes' } }), {})), ['memcached.encrypt: must be true or false'])
 })

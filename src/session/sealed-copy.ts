@@ -1,0 +1,119 @@
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
+import type { StoredCopy } from './record.js'
+
+/** An opened copy; `current` is false when a secret other than the signing one sealed it. */
+export interface OpenedCopy extends StoredCopy {
+  readonly current: boolean
+}
+
+/**
+ * The copies in memcached, sealed: anyone who can reach a memcached port can read and write
+ * its items (no auth by default; `lru_crawler metadump` lists the keys), so a copy is
+ * authenticated and, by default, encrypted, with the memcached key bound in (a copy moved to
+ * another key does not open). Keys come from the session secrets by HKDF; a copy names the
+ * secret that sealed it, and opens with any configured one (rotation), to be resealed with
+ * the current one at its next write.
+ *
+ *   encrypted:     s1.<secret id>.<base64url(iv | AES-256-GCM(`<version> <data>`) | tag)>
+ *   authenticated: a1.<secret id>.<version>.<data>.<base64url(HMAC-SHA256, 128 bits)>
+ *
+ * `<data>` is the session's base64url JSON, as the app receives it.
+ */
+export class CopySeal {
+  readonly #keys: readonly SealKeys[]
+  readonly #byId: ReadonlyMap<string, SealKeys>
+  readonly #encrypt: boolean
+  readonly #onRejected: () => void
+
+  /** `onRejected` hears of every copy that did not open (to count and log it). */
+  constructor (secrets: readonly string[], encrypt: boolean, onRejected: () => void = () => {}) {
+    if (secrets.length === 0) throw new TypeError('at least one secret is required')
+    this.#keys = secrets.map(deriveKeys)
+    this.#byId = new Map(this.#keys.map((k) => [k.id, k]))
+    this.#encrypt = encrypt
+    this.#onRejected = onRejected
+  }
+
+  seal (mkey: string, copy: StoredCopy): string {
+    const keys = this.#keys[0] as SealKeys
+    if (!this.#encrypt) {
+      const body = `a1.${keys.id}.${copy.version}.${copy.header}`
+      return `${body}.${mac(keys.authentication, body, mkey).toString('base64url')}`
+    }
+    const iv = randomBytes(IV_BYTES)
+    const cipher = createCipheriv('aes-256-gcm', keys.encryption, iv)
+    cipher.setAAD(Buffer.from(mkey, 'latin1'))
+    const sealed = Buffer.concat([iv, cipher.update(`${copy.version} ${copy.header}`, 'latin1'), cipher.final(), cipher.getAuthTag()])
+    return `s1.${keys.id}.${sealed.toString('base64url')}`
+  }
+
+  /** The copy, or undefined for anything that does not open: forged, moved, another fleet's, damaged. */
+  open (mkey: string, value: string): OpenedCopy | undefined {
+    const copy = this.#open(mkey, value)
+    if (copy === undefined) this.#onRejected()
+    return copy
+  }
+
+  #open (mkey: string, value: string): OpenedCopy | undefined {
+    const marker = value.slice(0, 3)
+    if (marker !== 's1.' && marker !== 'a1.') return undefined
+    const keys = this.#byId.get(value.slice(3, 3 + ID_CHARS))
+    if (keys === undefined || value.charCodeAt(3 + ID_CHARS) !== 46 /* . */) return undefined
+    const rest = value.slice(4 + ID_CHARS)
+    const copy = marker === 's1.' ? openEncrypted(keys, mkey, rest) : openAuthenticated(keys, mkey, value)
+    return copy === undefined ? undefined : { ...copy, current: keys === this.#keys[0] }
+  }
+}
+
+interface SealKeys {
+  readonly id: string
+  readonly encryption: Buffer
+  readonly authentication: Buffer
+}
+
+const IV_BYTES = 12
+const TAG_BYTES = 16
+const MAC_BYTES = 16
+const ID_CHARS = 8
+// What a copy holds once opened: a version and the data (at least `{}`, base64url `e30`).
+const PLAIN = /^([1-9][0-9]{0,14}) ([A-Za-z0-9_-]{3,})$/
+const AUTHENTICATED = /^a1\.[A-Za-z0-9_-]{8}\.([1-9][0-9]{0,14})\.([A-Za-z0-9_-]{3,})\.([A-Za-z0-9_-]{22})$/
+
+function deriveKeys (secret: string): SealKeys {
+  const ikm = Buffer.from(secret, 'utf8')
+  const derive = (info: string, bytes: number): Buffer => Buffer.from(hkdfSync('sha256', ikm, 'session-sidecar', info, bytes))
+  return {
+    // Names the secret without revealing it: 48 bits of a derived value.
+    id: derive('stored copy secret id', 6).toString('base64url'),
+    encryption: derive('stored copy encryption v1', 32),
+    authentication: derive('stored copy authentication v1', 32)
+  }
+}
+
+function mac (key: Buffer, body: string, mkey: string): Buffer {
+  return createHmac('sha256', key).update(body, 'latin1').update('\0').update(mkey, 'latin1').digest().subarray(0, MAC_BYTES)
+}
+
+function openEncrypted (keys: SealKeys, mkey: string, text: string): StoredCopy | undefined {
+  const sealed = Buffer.from(text, 'base64url')
+  if (sealed.length < IV_BYTES + TAG_BYTES + 5 || sealed.toString('base64url') !== text) return undefined
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', keys.encryption, sealed.subarray(0, IV_BYTES))
+    decipher.setAAD(Buffer.from(mkey, 'latin1'))
+    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES))
+    const plain = Buffer.concat([decipher.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES)), decipher.final()]).toString('latin1')
+    const m = PLAIN.exec(plain)
+    return m === null ? undefined : { version: Number(m[1]), header: m[2] as string }
+  } catch {
+    return undefined
+  }
+}
+
+function openAuthenticated (keys: SealKeys, mkey: string, value: string): StoredCopy | undefined {
+  const m = AUTHENTICATED.exec(value)
+  if (m === null) return undefined
+  const body = value.slice(0, value.lastIndexOf('.'))
+  const given = Buffer.from(m[3] as string, 'base64url')
+  if (given.length !== MAC_BYTES || !timingSafeEqual(given, mac(keys.authentication, body, mkey))) return undefined
+  return { version: Number(m[1]), header: m[2] as string }
+}
