@@ -162,6 +162,7 @@ export function buildConfig (raw: unknown, env: Env = process.env): SidecarConfi
   } else {
     secrets.forEach((s, i) => {
       if (s.length < 16) problems.push(`session.secrets[${i}]: must be at least 16 characters`)
+      else if (secrets.indexOf(s) < i) problems.push(`session.secrets[${i}]: is listed twice`)
     })
   }
   const idleTimeout = reader.integer(session.idleTimeout, 'session.idleTimeout', 1800, 1, 30 * 24 * 3600)

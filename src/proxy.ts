@@ -192,7 +192,6 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
 
   /** A cookie that parses, verifies and names only allowed addresses; undefined otherwise. */
   const verifyAllowed = (value: string): VerifiedCookie | undefined => {
-    if (CookieCodec.parse(value) === undefined) return undefined
     const verified = codec.verify(value)
     if (verified === undefined) return undefined
     if (!pool.allows(verified.primary) || (verified.backup !== undefined && !pool.allows(verified.backup))) return undefined
@@ -209,7 +208,8 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
       done()
       return
     }
-    state.memcachedSince = Date.now()
+    // One budget per request, however many cookies it takes to find the session.
+    if (state.memcachedSince === 0) state.memcachedSince = Date.now()
     store.load(verified, local).then((loaded) => {
       switch (loaded.outcome) {
         case 'gone':
@@ -237,7 +237,8 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
   const fromSeveral = (request: FastifyRequest, state: RequestSession, values: readonly string[], done: (err?: Error) => void): void => {
     const best = new Map<string, { value: string, verified: VerifiedCookie }>()
     let forgeries = 0
-    for (const value of values) {
+    // A browser holds a few path/domain variants; more is someone making the sidecar work.
+    for (const value of values.length > MAX_SESSION_COOKIES ? values.slice(0, MAX_SESSION_COOKIES) : values) {
       const verified = verifyAllowed(value)
       if (verified === undefined) {
         forgeries++
@@ -248,7 +249,8 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     }
     // Counted once per request, like a single forged cookie.
     if (forgeries > 0) metrics.forgedCookies.inc()
-    const candidates = [...best.values()].sort((a, b) => Number(store.local(b.verified.key) !== undefined) - Number(store.local(a.verified.key) !== undefined))
+    // Sessions held here first: no memcached read to find out they are live.
+    const candidates = [...best.values()].map((c) => ({ ...c, held: store.local(c.verified.key) !== undefined })).sort((a, b) => Number(b.held) - Number(a.held))
     if (candidates.length === 0) {
       state.outcome = 'none'
       request.log.debug('no session cookie verified; treated as absent')
@@ -409,6 +411,8 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     upstream: upstream.url,
     preHandler: loadSession,
     httpMethods: PROXIED_METHODS,
+    // No body parsers at all: fastify never reads a body (every method is "bodyless" above).
+    proxyPayloads: false,
     websocket: true,
     wsClientOptions: { rewriteRequestHeaders: rewriteWsHeaders },
     undici: hop,
@@ -440,6 +444,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
 // Every method Node parses except CONNECT (a tunnel, not a request to forward).
 const PROXIED_METHODS = METHODS.filter((m) => m !== 'CONNECT')
 const NO_VALUES: readonly string[] = []
+const MAX_SESSION_COOKIES = 8
 
 /** Copies the app's trailers (declared in its Trailer header) to the client when the body ends. */
 function forwardTrailers (reply: FastifyReply, body: NodeJS.ReadableStream, protocol: HeaderProtocol): void {

@@ -42,13 +42,17 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
     log,
     ops: metrics
   })
-  let rejectedLogged = false
+  // At most one line a minute: a forger or a misconfigured fleet would otherwise fill the log.
+  let rejectedSince = 0
+  let rejectedLoggedAt = -Infinity
   const seal = new CopySeal(config.session.secrets, config.memcached.encrypt, () => {
     metrics.rejectedCopies.inc()
-    // Once: a forger or a misconfigured fleet would otherwise fill the log; the counter goes on.
-    if (rejectedLogged) return
-    rejectedLogged = true
-    log.warn({ code: codes.STORED_COPY_REJECTED }, 'a copy read from memcached did not open (forged, sealed by a secret not configured here, or damaged); treated as missing (counted in sidecar_rejected_copies_total, logged once)')
+    rejectedSince++
+    const now = performance.now()
+    if (now - rejectedLoggedAt < 60_000) return
+    log.warn({ code: codes.STORED_COPY_REJECTED, rejected: rejectedSince }, 'copies read from memcached did not open (forged, sealed by a secret not configured here, or damaged); treated as missing (sidecar_rejected_copies_total; logged at most once a minute)')
+    rejectedLoggedAt = now
+    rejectedSince = 0
   })
   const store = new SessionStore({
     pool,

@@ -13,8 +13,9 @@ export interface AppSession {
 
 /**
  * The header lines the app receives: the client's own lines in their order and spelling
- * (duplicates kept), except hop-by-hop headers, client `X-Session*` headers and the sidecar's
- * cookie; then the client's Host, the forwarding headers and the session headers.
+ * (duplicates kept) after the client's Host, except hop-by-hop headers, client `X-Session*`
+ * headers (and look-alikes of them and of the forwarding headers) and the sidecar's cookie;
+ * then the forwarding headers and the session headers.
  */
 export class AppRequestHeaders {
   readonly #protocol: HeaderProtocol
@@ -40,11 +41,11 @@ export class AppRequestHeaders {
       const value = lines[i + 1] as string
       const lower = name.toLowerCase()
       if (lower === 'host' || isHopByHop(lower) || listed?.has(lower) === true || this.#protocol.isPrefixed(lower)) continue
-      // Folded, so `X_Forwarded_For` cannot pass for a forwarding header the app would believe.
-      switch (foldHeaderName(lower)) {
+      switch (lower) {
+        // The last line of a single-valued one wins: it is the nearest proxy's.
         case 'x-forwarded-for': sent.xForwardedFor = joined(sent.xForwardedFor, value); continue
-        case 'x-forwarded-proto': sent.xForwardedProto ??= value; continue
-        case 'x-forwarded-host': sent.xForwardedHost ??= value; continue
+        case 'x-forwarded-proto': sent.xForwardedProto = value; continue
+        case 'x-forwarded-host': sent.xForwardedHost = value; continue
         case 'forwarded': sent.forwarded = joined(sent.forwarded, value); continue
         case 'cookie':
           if (value.includes(cookieName)) {
@@ -53,6 +54,9 @@ export class AppRequestHeaders {
             continue
           }
       }
+      // A look-alike (`X_Forwarded_Host`: CGI-style apps read it as X-Forwarded-Host) is
+      // dropped, never believed: a load balancer replaces only the exact name.
+      if (lower !== 'cookie' && FORWARDING.has(foldHeaderName(lower))) continue
       out.push(name, value)
     }
     const forwarded = this.#forwarding.values(raw.socket as Socket, host, sent)
@@ -63,6 +67,8 @@ export class AppRequestHeaders {
     return out
   }
 }
+
+const FORWARDING = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded'])
 
 function joined (previous: string | undefined, value: string): string {
   return previous === undefined ? value : `${previous}, ${value}`

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { ServerOptions } from 'node:http'
+import { STATUS_CODES, type ServerOptions } from 'node:http'
 import type { Socket } from 'node:net'
-import { abortUpstream } from './upstream.js'
+import { abortUpstream, hasBody } from './upstream.js'
 
 export interface ListenTimeouts {
   /** Longest a client may take to send a request's headers: then 408. */
@@ -30,32 +30,42 @@ export type Generated = (status: number) => void
 
 /**
  * `listen.bodyIdleTimeoutMs`: a request body that stops arriving is answered 408 and its
- * connection closed (the app's request is aborted with it). Time spent waiting for the app to
- * take bytes already received is not the client's pause and does not count.
+ * connection closed (the app's request is aborted with it). Idle means no byte read from the
+ * client's socket for that long while the sidecar was reading it: when Node stopped reading
+ * because bytes wait for the app (the buffer is full), the pause is not the client's.
  */
 export function watchBodyIdle (request: FastifyRequest, reply: FastifyReply, ms: number, generated: Generated): void {
   const raw = request.raw
-  const length = raw.headers['content-length']
-  if (raw.complete || (raw.headers['transfer-encoding'] === undefined && (length === undefined || length === '0'))) return
-  raw.setTimeout(ms, () => {
-    if (raw.complete) return
-    // Bytes wait for the app: the socket is paused on purpose, the client is not idle.
-    if (raw.readableLength > 0) return
-    const socket = raw.socket as Socket
+  if (raw.complete || !hasBody(raw)) return
+  const socket = raw.socket as Socket
+  let bytes = socket.bytesRead
+  let lastProgress = performance.now()
+  const timer = setInterval(() => {
+    if (raw.complete || socket.destroyed) {
+      clearInterval(timer)
+      return
+    }
+    const now = performance.now()
+    if (socket.bytesRead !== bytes || raw.readableLength >= raw.readableHighWaterMark) {
+      bytes = socket.bytesRead
+      lastProgress = now
+      return
+    }
+    if (now - lastProgress < ms) return
+    clearInterval(timer)
     request.log.info({ timeoutMs: ms }, 'request body idle too long; 408')
+    // The rest of the body will never come: the app must not wait for it either.
+    abortUpstream(raw, new Error('the client stopped sending the request body'))
     if (reply.raw.headersSent) {
-      abortUpstream(raw, new Error('the client stopped sending the request body'))
       socket.destroy()
       return
     }
     generated(408)
-    // The rest of the body will never come: the app must not wait for it either.
-    abortUpstream(raw, new Error('the client stopped sending the request body'))
     reply.raw.once('finish', () => socket.destroy())
     reply.code(408).header('connection', 'close').type('text/plain; charset=utf-8').send('Request Timeout\n')
-  })
-  // Once the body is in, the connection's idle time is the keep-alive timer's business again.
-  raw.once('end', () => raw.setTimeout(0))
+  }, Math.max(10, Math.floor(ms / 4)))
+  timer.unref()
+  reply.raw.once('close', () => clearInterval(timer))
 }
 
 /**
@@ -69,8 +79,9 @@ export function clientErrorHandler (generated: Generated): (err: NodeJS.ErrnoExc
     const response = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage
     if (socket.writable && response?.headersSent !== true) {
       generated(status)
-      const body = `${STATUS_TEXT[status] as string}\n`
-      socket.write(`HTTP/1.1 ${status} ${STATUS_TEXT[status] as string}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n\r\n${body}`)
+      const text = STATUS_CODES[status] as string
+      const body = `${text}\n`
+      socket.write(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n\r\n${body}`)
       // Closed once the answer is flushed; nothing more is read from this connection.
       socket.destroySoon()
       return
@@ -78,5 +89,3 @@ export function clientErrorHandler (generated: Generated): (err: NodeJS.ErrnoExc
     socket.destroy()
   }
 }
-
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }

@@ -62,7 +62,7 @@ function originForm (url: string): string {
 }
 
 /** True when a request carries a body (RFC 9112 section 6.3): any method, GET and HEAD included. */
-function hasBody (raw: IncomingMessage): boolean {
+export function hasBody (raw: IncomingMessage): boolean {
   const length = raw.headers['content-length']
   return raw.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
 }
@@ -174,11 +174,12 @@ class BodyWatch {
 
   #tick (): void {
     const raw = this.#raw
-    if (!raw.complete) {
-      const bytes = raw.socket?.bytesRead ?? 0
-      const waitingForClient = raw.readableLength === 0
-      const moved = bytes !== this.#bytes
-      this.#bytes = bytes
+    if (!raw.readableEnded) {
+      // Bytes the app has taken so far (read from the socket, no longer buffered here).
+      const taken = (raw.socket?.bytesRead ?? 0) - raw.readableLength
+      const waitingForClient = raw.readableLength === 0 && !raw.complete
+      const moved = taken !== this.#bytes
+      this.#bytes = taken
       if (waitingForClient || moved) return
     }
     this.abort(new errors.HeadersTimeoutError('the app did not take the request body or answer in time'))

@@ -41,7 +41,7 @@ export class CopySeal {
       return `${body}.${mac(keys.authentication, body, mkey).toString('base64url')}`
     }
     const iv = randomBytes(IV_BYTES)
-    const cipher = createCipheriv('aes-256-gcm', keys.encryption, iv)
+    const cipher = createCipheriv('aes-256-gcm', itemKey(keys, mkey), iv)
     cipher.setAAD(Buffer.from(mkey, 'latin1'))
     const sealed = Buffer.concat([iv, cipher.update(`${copy.version} ${copy.header}`, 'latin1'), cipher.final(), cipher.getAuthTag()])
     return `s1.${keys.id}.${sealed.toString('base64url')}`
@@ -61,7 +61,7 @@ export class CopySeal {
     if (keys === undefined || value.charCodeAt(3 + ID_CHARS) !== 46 /* . */) return undefined
     const rest = value.slice(4 + ID_CHARS)
     const copy = marker === 's1.' ? openEncrypted(keys, mkey, rest) : openAuthenticated(keys, mkey, value)
-    return copy === undefined ? undefined : { ...copy, current: keys === this.#keys[0] }
+    return copy === undefined ? undefined : { ...copy, current: keys.id === (this.#keys[0] as SealKeys).id }
   }
 }
 
@@ -90,6 +90,14 @@ function deriveKeys (secret: string): SealKeys {
   }
 }
 
+/**
+ * A key per memcached key: random 96-bit IVs under one key are safe for about 2^32 messages
+ * (NIST SP 800-38D), which a busy fleet would reach in days; per session key, never.
+ */
+function itemKey (keys: SealKeys, mkey: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', keys.encryption, '', mkey, 32))
+}
+
 function mac (key: Buffer, body: string, mkey: string): Buffer {
   return createHmac('sha256', key).update(body, 'latin1').update('\0').update(mkey, 'latin1').digest().subarray(0, MAC_BYTES)
 }
@@ -98,7 +106,7 @@ function openEncrypted (keys: SealKeys, mkey: string, text: string): StoredCopy 
   const sealed = Buffer.from(text, 'base64url')
   if (sealed.length < IV_BYTES + TAG_BYTES + 5 || sealed.toString('base64url') !== text) return undefined
   try {
-    const decipher = createDecipheriv('aes-256-gcm', keys.encryption, sealed.subarray(0, IV_BYTES))
+    const decipher = createDecipheriv('aes-256-gcm', itemKey(keys, mkey), sealed.subarray(0, IV_BYTES))
     decipher.setAAD(Buffer.from(mkey, 'latin1'))
     decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES))
     const plain = Buffer.concat([decipher.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES)), decipher.final()]).toString('latin1')

@@ -306,11 +306,6 @@ export class SessionStore {
     return { record, outcome: stale ? 'stale' : 'miss-loaded' }
   }
 
-  /**
-   * Hedged read: the first node at once, the next when the first could not satisfy the
-   * cookie's version or has not answered within half the budget. Nothing waits past
-   * `deadline`; nodes that had not answered by then are left out of the results.
-   */
   /** Opens a copy read from `address`; one sealed by a retiring secret is resealed there. */
   #opened (key: string, address: string, value: string): StoredCopy | null {
     const copy = this.#options.seal.open(this.#options.keyPrefix + key, value)
@@ -319,6 +314,11 @@ export class SessionStore {
     return copy
   }
 
+  /**
+   * Hedged read: the first node at once, the next when the first could not satisfy the
+   * cookie's version or has not answered within half the budget. Nothing waits past
+   * `deadline`; nodes that had not answered by then are left out of the results.
+   */
   async #readCopies (nodes: MemcachedNode[], key: string, wanted: number, deadline: number): Promise<ReadResult[]> {
     const mkey = this.#options.keyPrefix + key
     const results: ReadResult[] = []

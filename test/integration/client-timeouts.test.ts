@@ -6,6 +6,8 @@ import { pipeline } from 'node:stream/promises'
 import { startStack } from '../helpers/sidecar.js'
 import { metricValue } from '../helpers/metrics.js'
 import { until } from '../helpers/ports.js'
+import { SilentServer } from '../helpers/tcp.js'
+import { Browser, q } from '../helpers/client.js'
 import { MiB, PatternStream } from '../helpers/large-body.js'
 import { bodyOf, complete, headerOf, RawConnection, serveApp, statusOf, within } from '../helpers/raw-socket.js'
 import type { Sidecar } from '../../src/sidecar.js'
@@ -139,6 +141,28 @@ t.test('listen.bodyIdleTimeoutMs: a body that stops arriving gets 408 + connecti
   t.notOk(atApp.events.includes('end'), 'it never ended as if complete')
   t.ok(atApp.bytes <= 10, `the app got no more than the 10 bytes sent (${atApp.bytes})`)
   t.equal(await generated408(sidecar), before + 1, 'counted as the sidecar\'s own 408')
+})
+
+t.test('a body that stops while its request still waits on memcached (hop not started) gets 408 all the same', async (t) => {
+  // The session's node accepts and never answers, and memcached.timeoutMs is long: the request
+  // sits in the session lookup with its first body bytes buffered, unread by any hop.
+  const hung = await new SilentServer().start()
+  t.teardown(() => hung.close())
+  const app = await new RecordingApp().start(t)
+  // A session whose cookie names the hung node (the write there fails; the cookie is issued).
+  const writer = await start(t, { memcached: { nodes: [hung.address], timeoutMs: 200 } })
+  const browser = new Browser()
+  await browser.get(writer.url, `/?set=${q({ a: 1 })}`)
+  const cookie = browser.sid as string
+  t.ok(cookie, 'a session cookie naming the hung node')
+  const sidecar = await start(t, { listen: { bodyIdleTimeoutMs: BODY_IDLE_MS }, memcached: { nodes: [hung.address], timeoutMs: 5000 } }, { upstreamUrl: app.url })
+  const conn = await RawConnection.open(sidecar.url)
+  t.teardown(() => conn.destroy())
+  const sentAt = performance.now()
+  await conn.write(`POST /upload HTTP/1.1\r\nHost: shop.example\r\nCookie: sid=${cookie}\r\nContent-Length: 100\r\n\r\n01234`)
+  await conn.until(complete, 4000, 'the sidecar\'s answer, long before memcached.timeoutMs')
+  t.equal(statusOf(conn.received), 408, '408 Request Timeout')
+  t.ok(performance.now() - sentAt < 4000, `answered in ${Math.round(performance.now() - sentAt)} ms, not after the 5 s memcached budget`)
 })
 
 t.test('the body timeout is idle, not total: a body that trickles with shorter pauses completes intact', async (t) => {

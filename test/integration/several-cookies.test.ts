@@ -132,3 +132,13 @@ t.test('only forged values: no session, and the request counted once', async (t)
   t.equal(app.last?.headers.cookie, 'theme=dark', 'no sid value reaches the app')
   t.equal(await metricValue(sidecar.adminUrl, FORGED), before + 1, `${FORGED} +1 for the request, not one per value`)
 })
+
+t.test('at most 8 session cookies are looked at: a ninth, even a real one, is not (a browser holds a few variants)', async (t) => {
+  const sidecar = await start(t)
+  const real = (await loggedIn(sidecar, { user: 'ada' })).sid as string
+  const eightForged = Array.from({ length: 8 }, () => forge(real))
+  await withCookies(sidecar, '/profile', [...eightForged, real])
+  t.equal(app.last?.sessionId, undefined, 'the ninth is not verified')
+  await withCookies(sidecar, '/profile', [...eightForged.slice(1), real])
+  t.equal(app.last?.sessionId, keyOf(real), 'the eighth is')
+})

@@ -164,3 +164,9 @@ t.test('forwarding headers in other spellings (X_Forwarded_For, X.Forwarded-Prot
   const forwarding = Object.keys(seen?.headers ?? {}).filter((n) => /^x[^a-z0-9]forwarded[^a-z0-9]/i.test(n)).sort()
   t.same(forwarding, ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto'], 'only the canonical names, once each')
 })
+
+t.test('a look-alike never overrides the forwarding header a trusted load balancer set', async (t) => {
+  const { seen } = await send(a.url, [['X_Forwarded_Host', 'evil.example'], ['X.Forwarded-Proto', 'https'], ['X-Forwarded-Host', 'shop.example'], ['X-Forwarded-Proto', 'http']])
+  t.equal(seen?.headers['x-forwarded-host'], 'shop.example', 'the balancer\'s X-Forwarded-Host')
+  t.equal(seen?.headers['x-forwarded-proto'], 'http', 'and X-Forwarded-Proto')
+})

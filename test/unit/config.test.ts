@@ -482,3 +482,7 @@ t.test('memcached.encrypt is a boolean', async (t) => {
   t.equal(buildConfig(minimal({ memcached: { encrypt: 'false' } }), {}).memcached.encrypt, false, 'an env-substituted "false" counts')
   t.same(problemsOf(t, () => buildConfig(minimal({ memcached: { encrypt: 'sometimes' } }), {})), ['memcached.encrypt: must be true or false'])
 })
+
+t.test('a secret listed twice is refused', async (t) => {
+  t.same(problemsOf(t, () => buildConfig(minimal({ session: { secrets: [SECRET, 'o'.repeat(20), SECRET] } }), {})), ['session.secrets[2]: is listed twice'])
+})

@@ -55,3 +55,8 @@ t.test('encrypt: false keeps the copy readable but authenticated, bound to its k
   t.equal(seal.open('sess:BBBBBBBBBBBBBBBBBBBBBB', value), undefined, 'nor the copy under another key')
   t.same(new CopySeal([NEW], true).open(MKEY, value), { ...COPY, current: true }, 'a fleet that encrypts still opens authenticated copies (switching is safe)')
 })
+
+t.test('the same secret listed twice still seals and opens as current (nothing to reseal)', async (t) => {
+  const seal = new CopySeal([NEW, NEW], true)
+  t.same(seal.open(MKEY, seal.seal(MKEY, COPY)), { ...COPY, current: true })
+})
