@@ -154,7 +154,8 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
   }
 
   const loadSession = (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void => {
-    if (ignore !== null && ignore.test(pathOf(clientTarget(request.raw)))) {
+    // TRACE echoes the request back: the app would hand the session's data to the client.
+    if ((ignore !== null && ignore.test(pathOf(clientTarget(request.raw)))) || request.raw.method === 'TRACE') {
       request.session = IGNORED
       outcome.ignored.inc()
       done()

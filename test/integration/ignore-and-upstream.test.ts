@@ -37,6 +37,16 @@ t.test('a path matching the default session.ignore passes straight through with 
   t.equal(await m.copy(keyOf(sid)), `1 ${b64({ user: 'ada' })}`)
 })
 
+t.test('TRACE gets no session work: an app echoing it would hand the session data to the client', async (t) => {
+  const sidecar = await sidecarFor(t)
+  const browser = new Browser()
+  await browser.get(sidecar.url, `/login?set=${q({ user: 'ada' })}`)
+  const res = await rawRequest(`${sidecar.url}/echo`, [['Cookie', `sid=${browser.sid as string}`]], 'TRACE')
+  t.equal(res.status, 200)
+  t.same(prefixedAtApp(app), {}, 'no X-Session headers at the app')
+  t.equal(app.last?.method, 'TRACE')
+})
+
 t.test('session.ignore is configurable, and an empty one disables it', async (t) => {
   const custom = await sidecarFor(t, { session: { ignore: '^/assets/', cookie: { secure: false } } })
   const browser = new Browser()
