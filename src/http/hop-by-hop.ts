@@ -13,7 +13,8 @@ export function isHopByHop (name: string): boolean {
 
 /** The lower-case header names a Connection header lists (they are hop-by-hop too). */
 export function connectionTokens (value: string | string[] | undefined): Set<string> | undefined {
-  if (value === undefined) return undefined
+  // The usual values name no other header: no Set for them (this runs twice per request).
+  if (value === undefined || NO_TOKENS.has(value as string)) return undefined
   const tokens = new Set<string>()
   for (const line of Array.isArray(value) ? value : [value]) {
     for (const token of line.split(',')) {
@@ -31,10 +32,9 @@ export function connectionTokens (value: string | string[] | undefined): Set<str
 export function stripResponseHopByHop (headers: Record<string, unknown>): void {
   const listed = connectionTokens(headers.connection as string | string[] | undefined)
   if (listed !== undefined) for (const name of listed) delete headers[name]
-  delete headers.connection
-  delete headers['keep-alive']
-  delete headers['proxy-connection']
-  delete headers['transfer-encoding']
-  delete headers.te
-  delete headers.upgrade
+  // Only what is there: a delete turns the object into a slow dictionary for what follows.
+  for (const name of RESPONSE_HOP_BY_HOP) if (headers[name] !== undefined) delete headers[name]
 }
+
+const RESPONSE_HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'upgrade']
+const NO_TOKENS = new Set(['keep-alive', 'close', 'Keep-Alive', 'Close'])
