@@ -125,6 +125,8 @@ async function check (file: string, config: SidecarConfig): Promise<number> {
     return 2
   }
   process.stdout.write(`session-sidecar: ${file} is valid\nmemcached nodes:\n${lines.join('\n')}\n`)
+  // Valid, but worth a word: with no allow list, a leaked secret lets a cookie name any address.
+  if (config.memcached.allow.length === 0) process.stderr.write('session-sidecar: warning: memcached.allow is empty: a cookie signed with a leaked secret could make this sidecar contact any address; list your memcached networks (CIDRs, *.host globs)\n')
   return 0
 }
 

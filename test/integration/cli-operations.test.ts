@@ -15,6 +15,17 @@ t.test('--check: a valid config with resolvable nodes passes and lists them', as
   const r = spawnSync(process.execPath, [CLI, '--check', '--config', 'config/default.yaml'], { env, encoding: 'utf8' })
   t.equal(r.status, 0)
   t.match(r.stdout, /config\/default\.yaml is valid\nmemcached nodes:\n {2}127\.0\.0\.1:11211\n/)
+  t.match(r.stderr, /warning: memcached\.allow is empty/, 'and warns that memcached.allow is empty (the shipped default)')
+})
+
+t.test('--check: no warning once memcached.allow lists the networks', async (t) => {
+  const { dir, cleanup } = scratch()
+  t.teardown(cleanup)
+  const file = join(dir, 'allow.yaml')
+  writeFileSync(file, 'session: { secrets: ["0123456789abcdef0123"] }\nmemcached: { nodes: ["127.0.0.1:11211"], allow: ["127.0.0.0/8"] }\n')
+  const r = spawnSync(process.execPath, [CLI, '--check', '--config', file], { env: { PATH: process.env.PATH }, encoding: 'utf8' })
+  t.equal(r.status, 0)
+  t.equal(r.stderr, '')
 })
 
 t.test('--check: a node that does not resolve fails the check with its key path', async (t) => {
