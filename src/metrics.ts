@@ -6,6 +6,8 @@ export type OpResult = 'ok' | 'miss' | 'error'
 /** What a memcached node reports about each command. */
 export interface MemcachedOps {
   observe: (node: string, command: string, result: OpResult, ms: number) => void
+  /** Drops a node's series (a node learnt from cookies, idle and forgotten). */
+  forget: (node: string) => void
 }
 
 /**
@@ -48,6 +50,15 @@ export class Metrics implements MemcachedOps {
       this.#opSeries.set(id, child)
     }
     child.observe(ms / 1000)
+  }
+
+  forget (node: string): void {
+    for (const id of this.#opSeries.keys()) {
+      if (!id.startsWith(`${node} `)) continue
+      const [, command, result] = id.split(' ')
+      this.memcachedOps.remove(node, command as string, result as string)
+      this.#opSeries.delete(id)
+    }
   }
 
   readonly #opSeries = new Map<string, { observe: (value: number) => void }>()

@@ -27,6 +27,8 @@ export interface NodeOptions {
   readonly ttl: number
   readonly log: Logger
   readonly ops: MemcachedOps
+  /** Monotonic milliseconds (performance.now by default); tests pass a fake clock. */
+  readonly now?: () => number
 }
 
 /**
@@ -60,10 +62,13 @@ export class MemcachedNode {
   readonly #options: NodeOptions
   #downUntil = 0
   #failures = 0
+  /** When the last command was sent (or the node created), on the options' clock: the pool forgets idle nodes. */
+  #lastUsedAt: number
 
   constructor (address: Address, options: NodeOptions) {
     this.address = address.text
     this.#options = options
+    this.#lastUsedAt = (options.now ?? performance.now.bind(performance))()
     this.#client = new MemcacheClient({
       server: { server: `${address.host}:${address.port}`, maxConnections: 1 },
       // Without connectTimeout a black-holed connect never settles.
@@ -76,6 +81,10 @@ export class MemcachedNode {
       lifetime: options.ttl,
       logger: quietLogger(options.log)
     })
+  }
+
+  get lastUsedAt (): number {
+    return this.#lastUsedAt
   }
 
   /** True while the node is inside its backoff window after a failure. */
@@ -125,6 +134,7 @@ export class MemcachedNode {
 
   async #run<T> (command: Command, send: () => Promise<T>): Promise<T> {
     const started = performance.now()
+    this.#lastUsedAt = this.#options.now === undefined ? started : this.#options.now()
     let timer: NodeJS.Timeout | undefined
     const deadline = new Promise<never>((_resolve, reject) => {
       // memcache-client checks its own timeout on a coarse interval: this bound is exact.

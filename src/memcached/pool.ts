@@ -13,7 +13,13 @@ export interface PoolOptions {
   readonly ttl: number
   readonly log: Logger
   readonly ops: MemcachedOps
+  /** A node only cookies name (not placed on) is closed and forgotten after this idle time. Default 5 minutes. */
+  readonly idleCloseMs?: number
+  /** Monotonic milliseconds (performance.now by default); tests pass a fake clock. */
+  readonly now?: () => number
 }
+
+const IDLE_CLOSE_MS = 5 * 60_000
 
 /**
  * Every memcached node this sidecar talks to: the configured ones, and those that signed
@@ -26,12 +32,35 @@ export class NodePool {
   readonly #replicas: 1 | 2
   readonly #allow: AddressAllowList
   readonly #options: PoolOptions
+  readonly #sweeper: NodeJS.Timeout
 
   constructor (options: PoolOptions) {
     this.#options = options
     this.#placement = options.nodes
     this.#replicas = options.replicas
     this.#allow = new AddressAllowList(options.allow)
+    this.#sweeper = setInterval(() => this.sweep(), Math.min(60_000, options.idleCloseMs ?? IDLE_CLOSE_MS))
+    this.#sweeper.unref()
+  }
+
+  /**
+   * Closes and forgets the nodes that only cookies named and nobody used for `idleCloseMs`,
+   * metric series included: otherwise every address a cookie ever named (a leaked secret and
+   * an empty allow list make that any address) would hold a client for good. A cookie naming
+   * one again creates it afresh.
+   */
+  sweep (): string[] {
+    const now = (this.#options.now ?? performance.now.bind(performance))()
+    const idleMs = this.#options.idleCloseMs ?? IDLE_CLOSE_MS
+    const forgotten: string[] = []
+    for (const [text, node] of this.#nodes) {
+      if (this.#placement.includes(text) || now - node.lastUsedAt < idleMs) continue
+      node.close()
+      this.#nodes.delete(text)
+      this.#options.ops.forget(text)
+      forgotten.push(text)
+    }
+    return forgotten
   }
 
   /**
@@ -104,6 +133,7 @@ export class NodePool {
   }
 
   close (): void {
+    clearInterval(this.#sweeper)
     for (const node of this.#nodes.values()) node.close()
     this.#nodes.clear()
   }

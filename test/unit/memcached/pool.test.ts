@@ -1,6 +1,7 @@
 import t from 'tap'
 import { pino } from 'pino'
 import { NodePool, type PoolOptions } from '../../../src/memcached/pool.js'
+import { Metrics } from '../../../src/metrics.js'
 
 // No memcached runs here and no command is ever issued: placement and address checks only.
 type TestLike = Pick<typeof t, 'teardown'>
@@ -14,7 +15,7 @@ function pool (t: TestLike, options: Partial<PoolOptions> = {}): NodePool {
     timeoutMs: 100,
     ttl: 60,
     log: pino({ level: 'silent' }),
-    ops: { observe () {} },
+    ops: { observe () {}, forget () {} },
     ...options
   })
   t.teardown(() => p.close())
@@ -155,4 +156,24 @@ t.test('close: forgets every node', async (t) => {
   const node = p.node('10.0.0.1:11211')
   p.close()
   t.not(p.node('10.0.0.1:11211'), node, 'a new node after close')
+})
+
+t.test('nodes only cookies named are closed and forgotten once idle, metric series included; placed nodes stay', async (t) => {
+  let now = 1_000_000
+  const metrics = new Metrics(false)
+  const p = pool(t, { ops: metrics, idleCloseMs: 60_000, now: () => now })
+  const learnt = p.node('10.9.9.9:11211')
+  t.ok(learnt, 'a signed cookie named it: a client exists')
+  metrics.observe('10.9.9.9:11211', 'gets', 'error', 3)
+  metrics.observe('10.0.0.1:11211', 'gets', 'ok', 1)
+  p.node('10.0.0.1:11211')
+  t.match(await metrics.registry.metrics(), /node="10\.9\.9\.9:11211"/)
+  now += 30_000
+  t.same(p.sweep(), [], 'nothing idle long enough yet')
+  now += 10 * 60_000
+  t.same(p.sweep(), ['10.9.9.9:11211'], 'the learnt node is forgotten, the placed one is not')
+  const text = await metrics.registry.metrics()
+  t.notMatch(text, /node="10\.9\.9\.9:11211"/, 'its metric series are gone')
+  t.match(text, /node="10\.0\.0\.1:11211"/, 'the placed node\'s stay')
+  t.not(p.node('10.9.9.9:11211'), learnt, 'named again, it gets a new client')
 })
