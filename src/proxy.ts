@@ -175,7 +175,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
       return
     }
     const value = values[0] as string
-    const now = Date.now()
+    const now = performance.now()
     // The exact cookie this node issued or verified for this state: no parsing, no HMAC. (The
     // key sits at a fixed place in format 1: `1~` + 22 characters.)
     const issued = value.length > 24 ? store.local(value.slice(2, 24)) : undefined
@@ -202,7 +202,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
   const fromVerified = (request: FastifyRequest, state: RequestSession, value: string, verified: VerifiedCookie, done: (err?: Error) => void): void => {
     const local = store.local(verified.key)
     state.cookie = verified
-    const now = Date.now()
+    const now = performance.now()
     if (local !== undefined && store.fresh(local, verified.version, now)) {
       serve(state, local, verified, value, verified.oldSecret)
       state.outcome = 'hit'
@@ -210,7 +210,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
       return
     }
     // One budget per request, however many cookies it takes to find the session.
-    if (state.memcachedSince === 0) state.memcachedSince = Date.now()
+    if (state.memcachedSince === 0) state.memcachedSince = performance.now()
     store.load(verified, local).then((loaded) => {
       switch (loaded.outcome) {
         case 'gone':
@@ -337,7 +337,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
 
   /** What is left of the request's memcached budget. */
   const budget = (state: RequestSession): number =>
-    state.memcachedSince === 0 ? memcached.timeoutMs : Math.max(0, memcached.timeoutMs - (Date.now() - state.memcachedSince))
+    state.memcachedSince === 0 ? memcached.timeoutMs : Math.max(0, memcached.timeoutMs - (performance.now() - state.memcachedSince))
 
   /** Applies the app's updates; returns a promise only when the response must wait (sync). */
   const applyUpdates = (request: FastifyRequest, state: RequestSession, updates: AppUpdates): Promise<void> | undefined => {

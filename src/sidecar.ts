@@ -92,7 +92,7 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
   const close = async (): Promise<number> => {
     ready = false
     discovery?.stop()
-    const deadline = Date.now() + config.shutdown.timeoutMs
+    const deadline = performance.now() + config.shutdown.timeoutMs
     // fastify.close waits for in-flight requests (their async writes are queued by then), but
     // closes idle keep-alive connections only once: a connection busy at that moment would
     // then hold the drain until the client hangs up. Keep closing the ones that turn idle,
@@ -105,12 +105,12 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
         cut = setTimeout(() => {
           proxy.server.closeAllConnections()
           resolve()
-        }, Math.max(0, deadline - Date.now()))
+        }, Math.max(0, deadline - performance.now()))
       })
     ])
     clearInterval(idle)
     clearTimeout(cut)
-    const left = await store.flush(Math.max(0, deadline - Date.now()))
+    const left = await store.flush(Math.max(0, deadline - performance.now()))
     if (left > 0) log.error({ code: codes.SHUTDOWN_PENDING_WRITES, pending: left }, 'shutdown timed out with session writes still pending')
     await admin.close()
     store.close()

@@ -89,7 +89,7 @@ export class MemcachedNode {
 
   /** True while the node is inside its backoff window after a failure. */
   get down (): boolean {
-    return this.#downUntil > Date.now()
+    return this.#downUntil > performance.now()
   }
 
   async gets (key: string): Promise<StoredValue | undefined> {
@@ -176,7 +176,7 @@ export class MemcachedNode {
   #failed (err: NodeUnavailable): void {
     const backoff = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(this.#failures, 16))
     this.#failures++
-    this.#downUntil = Date.now() + backoff
+    this.#downUntil = performance.now() + backoff
     this.#options.log.warn({ node: this.address, code: err.code, command: err.command, backoffMs: backoff }, err.message)
   }
 }

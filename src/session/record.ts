@@ -7,7 +7,7 @@ export interface SessionRecord {
   readonly header: string
   readonly primary: string
   readonly backup: string | undefined
-  /** When memcached last confirmed this copy (load, touch or write); ms since epoch. */
+  /** When memcached last confirmed this copy (load, touch or write): performance.now(), a monotonic clock a wall-clock step cannot move. */
   checkedAt: number
   /**
    * Highest cookie version this copy has been accepted for: above `version` only after a stale

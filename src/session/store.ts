@@ -146,7 +146,7 @@ export class SessionStore {
     if (header === undefined) return undefined // regenerate with no session: nothing to do
     const changed = header !== current?.header
     if (!changed && !change.regenerate) return undefined
-    const now = Date.now()
+    const now = performance.now()
     let record: SessionRecord
     if (current === undefined || change.regenerate) {
       const key = mintKey()
@@ -217,10 +217,10 @@ export class SessionStore {
     if (current === undefined || current.version > job.version) return
     const { copy, primary, backup } = result
     if (copy.version === current.version && copy.header === current.header && primary === current.primary && backup === current.backup) {
-      current.checkedAt = Date.now()
+      current.checkedAt = performance.now()
       return
     }
-    this.#cache.set(job.key, withState(current, { version: copy.version, header: copy.header, primary, backup, checkedAt: Date.now(), acceptedVersion: copy.version }))
+    this.#cache.set(job.key, withState(current, { version: copy.version, header: copy.header, primary, backup, checkedAt: performance.now(), acceptedVersion: copy.version }))
   }
 
   /** A touch on each copy: refreshes the TTL and proves the session was not destroyed. */
@@ -238,7 +238,7 @@ export class SessionStore {
       return { record: undefined, outcome: 'gone' }
     }
     if (!results.includes('found')) return { record: local, outcome: 'degraded' }
-    local.checkedAt = Date.now()
+    local.checkedAt = performance.now()
     if (results.includes('error')) this.#options.metrics.failovers.inc()
     // A copy lost with a restarted node, or a node now down: store the copies again.
     if (results.some((r) => r !== 'found')) void this.#writer.write(this.#job(local, { type: 'copy' }))
@@ -247,7 +247,7 @@ export class SessionStore {
 
   async #read (cookie: CookieFields, local: SessionRecord | undefined): Promise<Loaded> {
     const { pool, timeoutMs } = this.#options
-    const deadline = Date.now() + timeoutMs
+    const deadline = performance.now() + timeoutMs
     // Down-marked nodes last: a node back from a crash may hold the only copy.
     const nodes = [cookie.primary, cookie.backup]
       .map((a) => a === undefined ? undefined : pool.node(a))
@@ -259,12 +259,12 @@ export class SessionStore {
     // (round-robin balancing): read again until the budget ends before believing it. A miss
     // gets a much shorter grace (a new session's `add` is sent before its response), so an
     // expired cookie costs little.
-    const missDeadline = Math.min(deadline, Date.now() + MISS_GRACE_MS)
+    const missDeadline = Math.min(deadline, performance.now() + MISS_GRACE_MS)
     for (let wait = STALE_RETRY_FIRST_MS; ; wait *= 2) {
       results = await this.#readCopies(nodes, cookie.key, cookie.version, deadline)
       best = newest(results)
       if ((best !== undefined && best.version >= cookie.version) || results.includes('error')) break
-      if (Date.now() + wait >= (best === undefined ? missDeadline : deadline)) break
+      if (performance.now() + wait >= (best === undefined ? missDeadline : deadline)) break
       await new Promise((resolve) => setTimeout(resolve, wait))
     }
     const failed = results.includes('error')
@@ -295,7 +295,7 @@ export class SessionStore {
       header: best.header,
       primary: cookie.primary,
       backup: cookie.backup,
-      checkedAt: Date.now(),
+      checkedAt: performance.now(),
       acceptedVersion: Math.max(best.version, cookie.version),
       cookie: undefined
     }
@@ -346,7 +346,7 @@ export class SessionStore {
           else if (settled === launched) finish()
         }, () => undefined)
       }
-      const remaining = Math.max(0, deadline - Date.now())
+      const remaining = Math.max(0, deadline - performance.now())
       const hedge = setTimeout(launch, remaining / 2)
       const timeout = setTimeout(finish, remaining)
       launch()

@@ -140,11 +140,11 @@ export class SessionWriter {
 
   /** Resolves when every queued write has settled, or after `ms`; returns what is left. */
   async flush (ms: number): Promise<number> {
-    const deadline = Date.now() + ms
-    while (this.pending > 0 && Date.now() < deadline) {
+    const deadline = performance.now() + ms
+    while (this.pending > 0 && performance.now() < deadline) {
       if (this.#failed.size > 0) this.#retryFailed()
       const chains = [...this.#chains.values()]
-      const wait = new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))).unref())
+      const wait = new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - performance.now()))).unref())
       await Promise.race([Promise.all(chains), wait])
     }
     return this.pending
@@ -346,7 +346,7 @@ export class SessionWriter {
   #queueDelete (key: string, address: string, upTo: number): void {
     const id = `${address} ${key}`
     const existing = this.#deletes.get(id)
-    this.#deletes.set(id, { key, address, upTo: Math.max(upTo, existing?.upTo ?? 0), until: Date.now() + this.#options.ttlMs })
+    this.#deletes.set(id, { key, address, upTo: Math.max(upTo, existing?.upTo ?? 0), until: performance.now() + this.#options.ttlMs })
     this.#scheduleRetry()
   }
 
@@ -375,7 +375,7 @@ export class SessionWriter {
     const failed = [...this.#failed.values()]
     this.#failed.clear()
     for (const job of failed) void this.write(job)
-    const now = Date.now()
+    const now = performance.now()
     for (const [id, d] of [...this.#deletes]) {
       this.#deletes.delete(id)
       // Past its TTL the copy has expired by itself.
