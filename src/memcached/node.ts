@@ -47,7 +47,8 @@ connection.onData = function onData (this: typeof connection, data: Buffer): voi
 }
 
 const BACKOFF_MIN_MS = 500
-const BACKOFF_MAX_MS = 30_000
+// Short and capped: a node back from a restart is noticed within seconds by the next command.
+const BACKOFF_MAX_MS = 5_000
 // memcached's replies to a store that did not happen: protocol outcomes, not node failures.
 const PROTOCOL_REPLIES = new Set(['NOT_STORED', 'EXISTS', 'NOT_FOUND'])
 
@@ -173,11 +174,21 @@ export class MemcachedNode {
     }
   }
 
+  /**
+   * One backoff step per outage window, not per command: the commands already in flight when
+   * a node fails (a burst under load) all fail together and must not push the backoff to its
+   * cap. Only a command sent after the window (a probe) that fails again doubles it. Logged
+   * when the node goes down; the later steps only at debug.
+   */
   #failed (err: NodeUnavailable): void {
+    const now = performance.now()
+    if (this.#downUntil > now) return
     const backoff = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(this.#failures, 16))
     this.#failures++
-    this.#downUntil = performance.now() + backoff
-    this.#options.log.warn({ node: this.address, code: err.code, command: err.command, backoffMs: backoff }, err.message)
+    this.#downUntil = now + backoff
+    const fields = { node: this.address, code: err.code, command: err.command, backoffMs: backoff }
+    if (this.#failures === 1) this.#options.log.warn(fields, err.message)
+    else this.#options.log.debug(fields, err.message)
   }
 }
 

@@ -1,0 +1,31 @@
+import t from 'tap'
+import { createServer } from 'node:net'
+import { pino } from 'pino'
+import { parseAddress } from '../../../src/memcached/address.js'
+import { MemcachedNode } from '../../../src/memcached/node.js'
+import { LogCapture } from '../../helpers/sidecar.js'
+
+// Issue 9: one backoff per outage, not per command. A node whose port refuses connections
+// (a memcached that is down): a burst of commands in flight fails together.
+
+/** A loopback port with nothing listening on it. */
+async function refusedPort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  await new Promise((resolve) => server.close(resolve))
+  return typeof address === 'object' && address !== null ? address.port : 0
+}
+
+t.test('a burst of failing commands is one outage: one warn line, the shortest backoff, not the cap', async (t) => {
+  const logs = new LogCapture()
+  const address = parseAddress(`127.0.0.1:${await refusedPort()}`)
+  if (address === undefined) throw new Error('address')
+  const node = new MemcachedNode(address, { timeoutMs: 500, ttl: 60, log: pino({ level: 'debug' }, logs), ops: { observe () {}, forget () {} } })
+  t.teardown(() => node.close())
+  const results = await Promise.allSettled(Array.from({ length: 20 }, async (_, i) => await node.gets(`sess:k${i}`)))
+  t.equal(results.filter((r) => r.status === 'rejected').length, 20, 'every command failed')
+  t.ok(node.down, 'the node is marked down')
+  const steps = logs.entries.filter((e) => typeof e.backoffMs === 'number')
+  t.same(steps.map((e) => [e.level, e.backoffMs]), [[40, 500]], 'one step, logged once at warn, 500 ms')
+})
