@@ -262,7 +262,10 @@ export class SessionStore {
     const missDeadline = Math.min(deadline, performance.now() + MISS_GRACE_MS)
     for (let wait = STALE_RETRY_FIRST_MS; ; wait *= 2) {
       results = await this.#readCopies(nodes, cookie.key, cookie.version, deadline)
-      best = newest(results)
+      // A copy found by an earlier round counts even when the last round ran out of budget
+      // before any node answered: it is served as a stale read, never taken for no session.
+      const found = newest(results)
+      if (found !== undefined && (best === undefined || found.version > best.version)) best = found
       if ((best !== undefined && best.version >= cookie.version) || results.includes('error')) break
       if (performance.now() + wait >= (best === undefined ? missDeadline : deadline)) break
       await new Promise((resolve) => setTimeout(resolve, wait))
