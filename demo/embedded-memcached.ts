@@ -3,7 +3,7 @@ import { createServer, type Server, type Socket } from 'node:net'
 /**
  * A memcached text-protocol server for the demo only, used when no memcached binary is
  * installed. It implements exactly the commands the sidecar sends (through memcache-client)
- * and the demo's readiness probe: get, gets, set, add, cas, touch, delete, version.
+ * and the demo's readiness probe: get, gets, gat, gats, set, add, cas, touch, delete, version.
  * Not for production: no memory bound, no LRU eviction, no stats, one process.
  */
 
@@ -158,6 +158,17 @@ export class EmbeddedMemcached {
       case 'get':
       case 'gets':
         return { reply: this.#retrieve(tokens.slice(1), command === 'gets'), noreply: false }
+      case 'gat':
+      case 'gats': {
+        // Get and touch: `gat <exptime> <key>*`, the TTL refreshed on every key found.
+        const [, exptime = '', ...keys] = tokens
+        if (!SIGNED.test(exptime) || keys.length === 0 || !keys.every(validKey)) return { reply: 'CLIENT_ERROR bad command line format\r\n', noreply: false }
+        for (const key of keys) {
+          const item = this.#live(key)
+          if (item !== undefined) item.expiresAt = this.#expiry(Number(exptime))
+        }
+        return { reply: this.#retrieve(keys, command === 'gats'), noreply: false }
+      }
       case 'touch': {
         const noreply = tokens.length === 4 && tokens[3] === 'noreply'
         const [, key = '', exptime = ''] = tokens

@@ -343,15 +343,16 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
   const applyUpdates = (request: FastifyRequest, state: RequestSession, updates: AppUpdates): Promise<void> | undefined => {
     const record = state.record
     if (updates.destroy) {
+      // Whatever memcached.write says, a logout is durable when answered: the response waits
+      // (within the budget) for the primary to hold the tombstone.
       if (record !== undefined) {
-        const deleted = store.destroy(record, state.cookie)
         state.setCookie = cookies.clear
         state.record = undefined
-        if (sync) return withTimeout(deleted, budget(state))
+        return withTimeout(store.destroy(record, state.cookie), budget(state))
       } else if (state.cookie !== undefined) {
-        // memcached did not answer when this request began: delete wherever the cookie says.
-        void store.destroyByCookie(state.cookie)
+        // memcached did not answer when this request began: end it wherever the cookie says.
         state.setCookie = cookies.clear
+        return withTimeout(store.destroyByCookie(state.cookie), budget(state))
       }
       return undefined
     }

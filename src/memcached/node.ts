@@ -10,7 +10,7 @@ export interface StoredValue {
   readonly cas: string
 }
 
-export type Command = 'gets' | 'add' | 'cas' | 'touch' | 'delete'
+export type Command = 'gets' | 'gats' | 'add' | 'cas' | 'delete'
 
 /** Thrown when a node failed to answer in time or at all (not for NOT_FOUND / EXISTS replies). */
 export class NodeUnavailable extends Error {
@@ -94,24 +94,27 @@ export class MemcachedNode {
   }
 
   async gets (key: string): Promise<StoredValue | undefined> {
-    const hit = await this.#run('gets', () => this.#client.gets<string>(key))
-    if (hit === undefined) return undefined
-    return { value: String(hit.value), cas: String(hit.casUniq) }
+    return storedValue(await this.#run('gets', () => this.#client.gets<string>(key)))
   }
 
-  /** Stores only if absent. Resolves false when the key exists. */
-  async add (key: string, value: string): Promise<boolean> {
-    return await this.#store('add', () => this.#client.add(key, value, { lifetime: this.#options.ttl }))
+  /**
+   * `gats`: reads the copy (with its CAS token) and refreshes its TTL in one command, so a
+   * revalidation learns what is stored, not only that something is. memcache-client has no
+   * method for it, but its generic retrieve sends `<cmd> <key>` and parses the VALUE reply,
+   * which for `gats <exptime>` has the same shape as for `gets`.
+   */
+  async gats (key: string): Promise<StoredValue | undefined> {
+    return storedValue(await this.#run('gats', () => this.#client.retrieve<RetrievedValue | undefined>(`gats ${this.#options.ttl}`, key)))
+  }
+
+  /** Stores only if absent. Resolves false when the key exists. `ttl` (seconds) overrides the item TTL. */
+  async add (key: string, value: string, ttl = this.#options.ttl): Promise<boolean> {
+    return await this.#store('add', () => this.#client.add(key, value, { lifetime: ttl }))
   }
 
   /** Stores only if unchanged since `gets`. Resolves false on EXISTS / NOT_FOUND. */
-  async cas (key: string, value: string, cas: string): Promise<boolean> {
-    return await this.#store('cas', () => this.#client.cas(key, value, { casUniq: cas, lifetime: this.#options.ttl }))
-  }
-
-  /** Refreshes the TTL. Resolves false when the key does not exist (expired or destroyed). */
-  async touch (key: string): Promise<boolean> {
-    return await this.#store('touch', () => this.#client.touch(key, this.#options.ttl))
+  async cas (key: string, value: string, cas: string, ttl = this.#options.ttl): Promise<boolean> {
+    return await this.#store('cas', () => this.#client.cas(key, value, { casUniq: cas, lifetime: ttl }))
   }
 
   /** Resolves false when there was nothing to delete. */
@@ -144,7 +147,7 @@ export class MemcachedNode {
     try {
       const result = await Promise.race([send(), deadline])
       this.#succeeded()
-      this.#options.ops.observe(this.address, command, result === undefined && command === 'gets' ? 'miss' : 'ok', performance.now() - started)
+      this.#options.ops.observe(this.address, command, result === undefined && (command === 'gets' || command === 'gats') ? 'miss' : 'ok', performance.now() - started)
       return result
     } catch (err) {
       const message = (err as Error).message
@@ -190,6 +193,12 @@ export class MemcachedNode {
     if (this.#failures === 1) this.#options.log.warn(fields, err.message)
     else this.#options.log.debug(fields, err.message)
   }
+}
+
+interface RetrievedValue { readonly value: unknown, readonly casUniq?: unknown }
+
+function storedValue (hit: RetrievedValue | undefined): StoredValue | undefined {
+  return hit === undefined ? undefined : { value: String(hit.value), cas: String(hit.casUniq) }
 }
 
 /**

@@ -22,6 +22,11 @@ export interface SessionRecord {
 export interface StoredCopy {
   readonly version: number
   readonly header: string
+  /**
+   * A tombstone: the session was destroyed (or its key regenerated) at this version. It wins
+   * over live data whatever the versions, and no write makes it live again.
+   */
+  readonly ended: boolean
 }
 
 export function withState (r: SessionRecord, patch: Partial<SessionRecord>): SessionRecord {

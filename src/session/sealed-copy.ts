@@ -14,10 +14,13 @@ export interface OpenedCopy extends StoredCopy {
  * secret that sealed it, and opens with any configured one (rotation), to be resealed with
  * the current one at its next write.
  *
- *   encrypted:     s1.<secret id>.<base64url(iv | AES-256-GCM(`<version> <data>`) | tag)>
- *   authenticated: a1.<secret id>.<version>.<data>.<base64url(HMAC-SHA256, 128 bits)>
+ *   encrypted:     s2.<secret id>.<base64url(iv | AES-256-GCM(`<version> <state> <data>`) | tag)>
+ *   authenticated: a2.<secret id>.<version>.<state>.<data>.<base64url(HMAC-SHA256, 128 bits)>
  *
- * `<data>` is the session's base64url JSON, as the app receives it.
+ * `<data>` is the session's base64url JSON, as the app receives it; `<state>` is L (live) or
+ * E (ended: a tombstone). Format 1 (s1/a1, no state: live) is still opened, and resealed in
+ * format 2 at the next write. (No separate digest: revalidation reads the whole copy with
+ * `gats`, so it compares the data itself.)
  */
 export class CopySeal {
   readonly #keys: readonly SealKeys[]
@@ -36,15 +39,16 @@ export class CopySeal {
 
   seal (mkey: string, copy: StoredCopy): string {
     const keys = this.#keys[0] as SealKeys
+    const state = copy.ended ? 'E' : 'L'
     if (!this.#encrypt) {
-      const body = `a1.${keys.id}.${copy.version}.${copy.header}`
+      const body = `a2.${keys.id}.${copy.version}.${state}.${copy.header}`
       return `${body}.${mac(keys.authentication, body, mkey).toString('base64url')}`
     }
     const iv = randomBytes(IV_BYTES)
     const cipher = createCipheriv('aes-256-gcm', itemKey(keys, mkey), iv)
     cipher.setAAD(Buffer.from(mkey, 'latin1'))
-    const sealed = Buffer.concat([iv, cipher.update(`${copy.version} ${copy.header}`, 'latin1'), cipher.final(), cipher.getAuthTag()])
-    return `s1.${keys.id}.${sealed.toString('base64url')}`
+    const sealed = Buffer.concat([iv, cipher.update(`${copy.version} ${state} ${copy.header}`, 'latin1'), cipher.final(), cipher.getAuthTag()])
+    return `s2.${keys.id}.${sealed.toString('base64url')}`
   }
 
   /** The copy, or undefined for anything that does not open: forged, moved, another fleet's, damaged. */
@@ -56,12 +60,13 @@ export class CopySeal {
 
   #open (mkey: string, value: string): OpenedCopy | undefined {
     const marker = value.slice(0, 3)
-    if (marker !== 's1.' && marker !== 'a1.') return undefined
+    const format = FORMATS[marker]
+    if (format === undefined) return undefined
     const keys = this.#byId.get(value.slice(3, 3 + ID_CHARS))
     if (keys === undefined || value.charCodeAt(3 + ID_CHARS) !== 46 /* . */) return undefined
-    const rest = value.slice(4 + ID_CHARS)
-    const copy = marker === 's1.' ? openEncrypted(keys, mkey, rest) : openAuthenticated(keys, mkey, value)
-    return copy === undefined ? undefined : { ...copy, current: keys.id === (this.#keys[0] as SealKeys).id }
+    const copy = format.encrypted ? openEncrypted(keys, mkey, value.slice(4 + ID_CHARS), format.plain) : openAuthenticated(keys, mkey, value, format.pattern)
+    // Only the current format under the signing secret is current: anything else is resealed.
+    return copy === undefined ? undefined : { ...copy, current: format.latest && keys.id === (this.#keys[0] as SealKeys).id }
   }
 }
 
@@ -75,9 +80,30 @@ const IV_BYTES = 12
 const TAG_BYTES = 16
 const MAC_BYTES = 16
 const ID_CHARS = 8
-// What a copy holds once opened: a version and the data (at least `{}`, base64url `e30`).
-const PLAIN = /^([1-9][0-9]{0,14}) ([A-Za-z0-9_-]{3,})$/
-const AUTHENTICATED = /^a1\.[A-Za-z0-9_-]{8}\.([1-9][0-9]{0,14})\.([A-Za-z0-9_-]{3,})\.([A-Za-z0-9_-]{22})$/
+// What a copy holds once opened: a version, in format 2 a state, and the data (at least `{}`,
+// base64url `e30`). Groups: version, state (format 2), data, MAC (authenticated only).
+const PLAIN_1 = /^([1-9][0-9]{0,14}) ()([A-Za-z0-9_-]{3,})$/
+const PLAIN_2 = /^([1-9][0-9]{0,14}) ([LE]) ([A-Za-z0-9_-]{3,})$/
+const AUTHENTICATED_1 = /^a1\.[A-Za-z0-9_-]{8}\.([1-9][0-9]{0,14})\.()([A-Za-z0-9_-]{3,})\.([A-Za-z0-9_-]{22})$/
+const AUTHENTICATED_2 = /^a2\.[A-Za-z0-9_-]{8}\.([1-9][0-9]{0,14})\.([LE])\.([A-Za-z0-9_-]{3,})\.([A-Za-z0-9_-]{22})$/
+
+interface Format {
+  readonly encrypted: boolean
+  readonly latest: boolean
+  readonly plain: RegExp
+  readonly pattern: RegExp
+}
+const FORMATS: Readonly<Record<string, Format>> = {
+  's2.': { encrypted: true, latest: true, plain: PLAIN_2, pattern: PLAIN_2 },
+  'a2.': { encrypted: false, latest: true, plain: PLAIN_2, pattern: AUTHENTICATED_2 },
+  's1.': { encrypted: true, latest: false, plain: PLAIN_1, pattern: PLAIN_1 },
+  'a1.': { encrypted: false, latest: false, plain: PLAIN_1, pattern: AUTHENTICATED_1 }
+}
+
+/** The copy a format's match describes; format 1 has no state and was always live. */
+function fromMatch (m: RegExpExecArray): StoredCopy {
+  return { version: Number(m[1]), header: m[3] as string, ended: m[2] === 'E' }
+}
 
 function deriveKeys (secret: string): SealKeys {
   const ikm = Buffer.from(secret, 'utf8')
@@ -102,7 +128,7 @@ function mac (key: Buffer, body: string, mkey: string): Buffer {
   return createHmac('sha256', key).update(body, 'latin1').update('\0').update(mkey, 'latin1').digest().subarray(0, MAC_BYTES)
 }
 
-function openEncrypted (keys: SealKeys, mkey: string, text: string): StoredCopy | undefined {
+function openEncrypted (keys: SealKeys, mkey: string, text: string, plainPattern: RegExp): StoredCopy | undefined {
   const sealed = Buffer.from(text, 'base64url')
   if (sealed.length < IV_BYTES + TAG_BYTES + 5 || sealed.toString('base64url') !== text) return undefined
   try {
@@ -110,18 +136,18 @@ function openEncrypted (keys: SealKeys, mkey: string, text: string): StoredCopy 
     decipher.setAAD(Buffer.from(mkey, 'latin1'))
     decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES))
     const plain = Buffer.concat([decipher.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES)), decipher.final()]).toString('latin1')
-    const m = PLAIN.exec(plain)
-    return m === null ? undefined : { version: Number(m[1]), header: m[2] as string }
+    const m = plainPattern.exec(plain)
+    return m === null ? undefined : fromMatch(m)
   } catch {
     return undefined
   }
 }
 
-function openAuthenticated (keys: SealKeys, mkey: string, value: string): StoredCopy | undefined {
-  const m = AUTHENTICATED.exec(value)
+function openAuthenticated (keys: SealKeys, mkey: string, value: string, pattern: RegExp): StoredCopy | undefined {
+  const m = pattern.exec(value)
   if (m === null) return undefined
   const body = value.slice(0, value.lastIndexOf('.'))
-  const given = Buffer.from(m[3] as string, 'base64url')
+  const given = Buffer.from(m[4] as string, 'base64url')
   if (given.length !== MAC_BYTES || !timingSafeEqual(given, mac(keys.authentication, body, mkey))) return undefined
-  return { version: Number(m[1]), header: m[2] as string }
+  return fromMatch(m)
 }

@@ -86,7 +86,9 @@ export class SessionStore {
       ttl: options.idleTimeout * 1000,
       updateAgeOnGet: true
     })
-    this.#ended = new LRUCache<string, true>({ max: 100_000, ttl: options.idleTimeout * 1000 })
+    // As long as a tombstone lives: past it, no sidecar can still be serving the key.
+    const tombstoneTtl = options.idleTimeout + Math.ceil(options.revalidateMs / 1000)
+    this.#ended = new LRUCache<string, true>({ max: 100_000, ttl: tombstoneTtl * 1000 })
     this.#writer = new SessionWriter({
       pool: options.pool,
       keyPrefix: options.keyPrefix,
@@ -95,6 +97,7 @@ export class SessionStore {
       log: options.log,
       metrics: options.metrics,
       ttlMs: options.idleTimeout * 1000,
+      tombstoneTtl,
       onGone: (key) => this.#end(key),
       onWritten: (job, result) => this.#written(job, result)
     })
@@ -148,6 +151,7 @@ export class SessionStore {
     if (!changed && !change.regenerate) return undefined
     const now = performance.now()
     let record: SessionRecord
+    const base = current === undefined || change.regenerate ? 0 : current.version
     if (current === undefined || change.regenerate) {
       const key = mintKey()
       const placed = this.#options.pool.place(key)
@@ -160,29 +164,26 @@ export class SessionStore {
     }
     this.#cache.set(record.key, record)
     const fresh = record.key !== current?.key
-    const job: WriteJob = { ...this.#job(record, kind, fresh), mayCreate: fresh }
+    const job: WriteJob = { ...this.#job(record, kind, fresh), base }
     if (current === undefined || !fresh) return { record, written: this.#writer.write(job) }
-    // Regeneration keeps the data but not the key. The new key is stored only if the old one
-    // still exists (it may have been destroyed elsewhere), then the old copies go.
-    const old = current
-    this.#end(old.key)
-    const addresses = addressesOf(old)
-    const written = this.#writer.write({ ...job, replaces: { key: old.key, addresses } })
-    void written.finally(() => this.#writer.delete(old.key, addresses))
-    return { record, written }
+    // Regeneration keeps the data but not the key: the old key gets a tombstone.
+    this.#end(current.key)
+    return { record, written: this.#writer.write({ ...job, replaces: { key: current.key, addresses: addressesOf(current), version: Math.max(current.version, cookieVersion) + 1 } }) }
   }
 
   /**
-   * Deletes a session here and on every node that may hold it: the record's nodes and those
-   * the client's cookie names (they differ after a relocation).
+   * Ends a session here and with a tombstone on every node that may hold it: the record's
+   * nodes and those the client's cookie names (they differ after a relocation). Resolves when
+   * the primary holds the tombstone (or could not be reached).
    */
   destroy (record: SessionRecord, cookie?: CookieFields): Promise<void> {
-    return this.#discard(record.key, cookie === undefined ? addressesOf(record) : [...addressesOf(record), ...addressesOf(cookie)])
+    const version = Math.max(record.version, cookie?.version ?? 0) + 1
+    return this.#discard(record.key, cookie === undefined ? addressesOf(record) : [...addressesOf(record), ...addressesOf(cookie)], version)
   }
 
-  /** Deletes the copies a cookie names, when the session itself could not be loaded. */
+  /** Ends the session a cookie names, when the session itself could not be loaded. */
   destroyByCookie (cookie: CookieFields): Promise<void> {
-    return this.#discard(cookie.key, addressesOf(cookie))
+    return this.#discard(cookie.key, addressesOf(cookie), cookie.version + 1)
   }
 
   /** Waits for queued writes, at most `ms`; returns how many are still pending. */
@@ -201,14 +202,20 @@ export class SessionStore {
     this.#ended.set(key, true)
   }
 
-  #discard (key: string, addresses: readonly string[]): Promise<void> {
+  #discard (key: string, addresses: readonly string[], version: number): Promise<void> {
     this.#end(key)
-    return this.#writer.delete(key, [...new Set(addresses)])
+    return this.#writer.end(key, [...new Set(addresses)], version)
   }
 
-  /** A write of this record; copies (relocation, repair) may fill a node that lacks the key. */
-  #job (record: SessionRecord, kind: WriteKind, fresh = false): WriteJob {
-    return { key: record.key, version: record.version, header: record.header, kind, primary: record.primary, backup: record.backup, fresh, mayCreate: fresh || kind.type === 'copy' }
+  /** A write of this record (a copy, unless `kind` says it is a change). */
+  #job (record: SessionRecord, kind: WriteKind = { type: 'copy' }, fresh = false): WriteJob {
+    return { key: record.key, version: record.version, header: record.header, kind, primary: record.primary, backup: record.backup, base: record.version, fresh }
+  }
+
+  /** Stores a local copy again where memcached lost it (or holds an older one): a miss is not a destroy. */
+  #restore (record: SessionRecord, lost: boolean): void {
+    if (lost) this.#options.metrics.restoredCopies.inc()
+    void this.#writer.write(this.#job(record))
   }
 
   /** Brings the local record up to what memcached now holds, unless a newer local change exists. */
@@ -223,26 +230,38 @@ export class SessionStore {
     this.#cache.set(job.key, withState(current, { version: copy.version, header: copy.header, primary, backup, checkedAt: performance.now(), acceptedVersion: copy.version }))
   }
 
-  /** A touch on each copy: refreshes the TTL and proves the session was not destroyed. */
+  /**
+   * Compares the local copy with the stored ones and refreshes their TTL, one `gats` per node:
+   * a newer (or different) stored copy is adopted, a tombstone ends the session, a miss or an
+   * older copy gets the local copy again, no answer at all serves the local copy as it is.
+   */
   async #revalidate (local: SessionRecord): Promise<Loaded> {
     const mkey = this.#options.keyPrefix + local.key
-    const addresses = addressesOf(local)
-    const results = await Promise.all(addresses.map(async (a) => {
-      const node = this.#options.pool.node(a)
+    const results = await Promise.all(addressesOf(local).map(async (address): Promise<ReadResult> => {
+      const node = this.#options.pool.node(address)
       // The local copy is there to serve: no need to wait on a node known to be failing.
       if (node === undefined || node.down) return 'error'
-      return await node.touch(mkey).then((found) => found ? 'found' : 'missing', () => 'error')
+      return await node.gats(mkey).then((hit) => hit === undefined ? null : this.#opened(local.key, address, hit.value), () => 'error' as const)
     }))
-    if (results.every((r) => r === 'missing')) {
-      this.#cache.delete(local.key)
+    if (this.#ended.has(local.key)) return { record: undefined, outcome: 'gone' }
+    const found = newest(results)
+    if (found?.ended === true) {
+      this.#end(local.key)
       return { record: undefined, outcome: 'gone' }
     }
-    if (!results.includes('found')) return { record: local, outcome: 'degraded' }
-    local.checkedAt = performance.now()
+    if (results.every((r) => r === 'error')) return { record: local, outcome: 'degraded' }
     if (results.includes('error')) this.#options.metrics.failovers.inc()
-    // A copy lost with a restarted node, or a node now down: store the copies again.
-    if (results.some((r) => r !== 'found')) void this.#writer.write(this.#job(local, { type: 'copy' }))
-    return { record: local, outcome: 'miss-loaded' }
+    // A concurrent request here may have changed the session while the nodes answered.
+    const latest = this.#cache.peek(local.key) ?? local
+    let record = latest
+    if (found !== undefined && (found.version > latest.version || (found.version === latest.version && found.header !== latest.header))) {
+      record = withState(latest, { version: found.version, header: found.header, acceptedVersion: Math.max(found.version, latest.acceptedVersion) })
+      this.#cache.set(record.key, record)
+    }
+    record.checkedAt = performance.now()
+    const version = record.version
+    if (results.some((r) => r === null || (r !== 'error' && r.version < version))) this.#restore(record, results.includes(null))
+    return { record, outcome: 'miss-loaded' }
   }
 
   async #read (cookie: CookieFields, local: SessionRecord | undefined): Promise<Loaded> {
@@ -265,8 +284,8 @@ export class SessionStore {
       // A copy found by an earlier round counts even when the last round ran out of budget
       // before any node answered: it is served as a stale read, never taken for no session.
       const found = newest(results)
-      if (found !== undefined && (best === undefined || found.version > best.version)) best = found
-      if ((best !== undefined && best.version >= cookie.version) || results.includes('error')) break
+      if (found !== undefined && (best === undefined || found.ended || (!best.ended && found.version > best.version))) best = found
+      if ((best !== undefined && (best.ended || best.version >= cookie.version)) || results.includes('error')) break
       if (performance.now() + wait >= (best === undefined ? missDeadline : deadline)) break
       await new Promise((resolve) => setTimeout(resolve, wait))
     }
@@ -274,18 +293,22 @@ export class SessionStore {
     if (failed) this.#options.metrics.failovers.inc()
     // Destroyed on this node while the read was under way: do not cache it again.
     if (this.#ended.has(cookie.key)) return { record: undefined, outcome: 'gone' }
-    if (best === undefined) {
-      if (!failed && results.length === nodes.length) {
-        if (local !== undefined) this.#cache.delete(local.key)
-        return { record: undefined, outcome: 'gone' }
-      }
-      return local === undefined ? { record: undefined, outcome: 'unavailable' } : { record: local, outcome: 'degraded' }
+    if (best?.ended === true) {
+      this.#end(cookie.key)
+      return { record: undefined, outcome: 'gone' }
     }
     // A concurrent request on this node may have stored a newer record while we read.
     const latest = this.#cache.peek(cookie.key) ?? local
-    if (latest !== undefined && latest.version > best.version) {
-      // This node's own write has not landed yet; its copy is the newest there is.
-      best = { version: latest.version, header: latest.header }
+    if (best === undefined) {
+      // Every node answered and none has it: lost (restart, eviction) if this node holds it,
+      // absent (expired, never stored) if not. No answer: the local copy, or nothing for now.
+      const answered = !failed && results.length === nodes.length
+      if (latest === undefined) return { record: undefined, outcome: answered ? 'gone' : 'unavailable' }
+      if (!answered) return { record: latest, outcome: 'degraded' }
+      best = { version: latest.version, header: latest.header, ended: false }
+    } else if (latest !== undefined && latest.version > best.version) {
+      // This node's own write has not landed yet (or memcached lost it); its copy is the newest there is.
+      best = { version: latest.version, header: latest.header, ended: false }
     }
     const stale = best.version < cookie.version
     if (stale) {
@@ -305,7 +328,7 @@ export class SessionStore {
     this.#cache.set(record.key, record)
     // A node that failed, missed (restarted empty) or holds an older copy gets it again.
     const version = best.version
-    if (results.some((r) => r === 'error' || r === null || r.version < version)) void this.#writer.write(this.#job(record, { type: 'copy' }))
+    if (results.length < nodes.length || results.some((r) => r === 'error' || r === null || r.version < version)) this.#restore(record, results.includes(null))
     return { record, outcome: stale ? 'stale' : 'miss-loaded' }
   }
 
@@ -360,9 +383,14 @@ export class SessionStore {
 /** One node's answer to a read: its copy, null for a miss, 'error' when it failed. */
 type ReadResult = StoredCopy | null | 'error'
 
+/** The newest copy among the answers; a tombstone, whatever its version, above all. */
 function newest (results: readonly ReadResult[]): StoredCopy | undefined {
   let best: StoredCopy | undefined
-  for (const r of results) if (r !== null && r !== 'error' && (best === undefined || r.version > best.version)) best = r
+  for (const r of results) {
+    if (r === null || r === 'error') continue
+    if (r.ended) return r
+    if (best === undefined || r.version > best.version) best = r
+  }
   return best
 }
 

@@ -9,14 +9,15 @@ import type { CopySeal } from './sealed-copy.js'
 import { keyHash } from './key.js'
 
 /**
- * What a write means when memcached already holds an equal or newer version (another node
- * changed the session meanwhile): a merge is re-applied to that copy, a set wins with a
- * higher version, a copy (relocation, repair, regeneration) yields to it.
+ * What a write does to the copy a node holds (see `nextCopy`): a change (set, merge) is applied
+ * to it, a copy (restore, relocation, the backup's copy of the primary's result) only fills a
+ * miss or replaces an older version, an end writes a tombstone.
  */
 export type WriteKind =
   | { readonly type: 'set' }
   | { readonly type: 'merge', readonly patch: SessionObject }
   | { readonly type: 'copy' }
+  | { readonly type: 'end' }
 
 export interface WriteJob {
   readonly key: string
@@ -25,16 +26,16 @@ export interface WriteJob {
   readonly kind: WriteKind
   readonly primary: string
   readonly backup: string | undefined
+  /**
+   * The version the change was made on locally (0 for a new key). A stored copy at least this
+   * new gets the change applied to it; an older one was lost and replaced by a stale copy
+   * (a restart, a failover), and this node's state, which is newer, is written instead.
+   */
+  readonly base: number
   /** A key minted just now: try `add` before anything else, saving a round trip. */
   readonly fresh: boolean
-  /**
-   * A miss may be filled: true for new keys, copies (relocation, repair) and writes retried
-   * after an outage (the node may be back empty). A plain change that finds its session on
-   * neither node means the session was destroyed or expired meanwhile: it is not recreated.
-   */
-  readonly mayCreate: boolean
-  /** Regeneration: the old key, which must still exist, or the new key is not written. */
-  readonly replaces?: { readonly key: string, readonly addresses: readonly string[] }
+  /** Regeneration: the old key, which gets a tombstone; already ended elsewhere, the new key ends too. */
+  readonly replaces?: { readonly key: string, readonly addresses: readonly string[], readonly version: number }
 }
 
 export interface WriteResult {
@@ -53,7 +54,9 @@ export interface WriterOptions {
   readonly metrics: Metrics
   /** Session TTL in ms: how long a copy left on an unreachable node can live. */
   readonly ttlMs: number
-  /** Called when a write finds its session gone (destroyed elsewhere, expired). */
+  /** Tombstone TTL in seconds: idleTimeout + revalidateMs, as long as any sidecar may still serve the key. */
+  readonly tombstoneTtl: number
+  /** Called when a write finds a tombstone: the session was destroyed elsewhere. */
   readonly onGone: (key: string) => void
   /** Called with the outcome of every write, to bring the local copy and placement up to date. */
   readonly onWritten: (job: WriteJob, result: WriteResult) => void
@@ -63,9 +66,10 @@ const CAS_ATTEMPTS = 5
 const RETRY_INTERVAL_MS = 1000
 
 /**
- * Writes sessions to memcached with gets/cas so that a version never replaces an equal or
- * newer one. Writes of one key run in order (a later merge must not land before an earlier
- * one); writes that reached no node are kept and retried when nodes come back.
+ * Writes sessions to memcached with gets/cas: a change is applied to the copy the primary
+ * holds (versions are ordered there), the backup gets the primary's result, and a tombstone is
+ * never overwritten. Writes of one key run in order (a later merge must not land before an
+ * earlier one); writes that reached no node are kept and retried when nodes come back.
  */
 export class SessionWriter {
   readonly #options: WriterOptions
@@ -76,6 +80,8 @@ export class SessionWriter {
   readonly #waiting = new Map<string, WaitingWrite>()
   /** Copies to delete where a node could not be reached: `address key` -> what and until when. */
   readonly #deletes = new Map<string, PendingDelete>()
+  /** Tombstones a node could not take yet: `address key` -> what and until when. */
+  readonly #tombstones = new Map<string, PendingDelete>()
   #pending = 0
   #retryTimer: NodeJS.Timeout | undefined
 
@@ -85,7 +91,7 @@ export class SessionWriter {
 
   /** Writes queued or in flight, plus failed writes waiting for a retry. */
   get pending (): number {
-    return this.#pending + this.#failed.size
+    return this.#pending + this.#failed.size + this.#tombstones.size
   }
 
   /**
@@ -116,13 +122,17 @@ export class SessionWriter {
   }
 
   /**
-   * Queues deletion of the copies at `addresses`; deletes a down node cannot take now are
-   * retried until the copy would have expired anyway. Never rejects.
+   * Ends a session: a tombstone at `version` or above on every node at `addresses`. Resolves
+   * when the first address (the primary) has taken it or could not; tombstones a node cannot
+   * take now are retried until no sidecar could serve the key any more. Never rejects.
    */
-  delete (key: string, addresses: readonly string[]): Promise<void> {
+  end (key: string, addresses: readonly string[], version: number): Promise<void> {
     this.#failed.delete(key)
+    this.#waiting.delete(key)
     return this.#enqueue(key, async () => {
-      await Promise.all(addresses.map(async (address) => await this.#deleteCopy(key, address, Infinity)))
+      const ends = addresses.map(async (address) => await this.#endCopy(key, address, version))
+      await ends[0]
+      void Promise.all(ends)
     })
   }
 
@@ -170,56 +180,70 @@ export class SessionWriter {
   }
 
   async #write (job: WriteJob): Promise<WriteResult | undefined> {
+    if (job.replaces === undefined) return await this.#store(job)
+    // Regeneration: the new key and the old key's tombstone at once. The old key already
+    // ended (a logout elsewhere won the race) ends the new one too; a miss does not (a login
+    // during an outage is kept).
+    const old = job.replaces
+    const [result, oldEnded] = await Promise.all([
+      this.#store(job),
+      this.#endCopy(old.key, old.addresses[0] as string, old.version).then(async (before) => {
+        await Promise.all(old.addresses.slice(1).map(async (a) => await this.#endCopy(old.key, a, old.version)))
+        return before
+      })
+    ])
+    if (oldEnded !== 'ended-before' || result === undefined) return result
+    this.#options.log.info({ session: keyHash(old.key) }, 'session was destroyed elsewhere before its regeneration was stored; the new key ends too')
+    this.#options.onGone(job.key)
+    await Promise.all([result.primary, result.backup].filter((a) => a !== undefined).map(async (a) => await this.#endCopy(job.key, a, result.copy.version + 1)))
+    return undefined
+  }
+
+  /** The primary decides the version, the backup gets its result; a tombstone found ends the session here. */
+  async #store (job: WriteJob): Promise<WriteResult | undefined> {
     const { pool } = this.#options
     const mkey = this.#options.keyPrefix + job.key
     let placement = this.#placement(job.key, job.primary, job.backup)
-    if (job.replaces !== undefined && placement !== undefined && !await this.#stillExists(job.replaces.key, job.replaces.addresses)) {
-      this.#options.log.info({ session: keyHash(job.replaces.key) }, 'session destroyed before its regeneration was stored; the new key is dropped')
-      this.#options.onGone(job.key)
-      return undefined
-    }
-    let mayCreate = job.mayCreate
     let copy: StoredCopy | undefined
-    // The primary decides the final version; a failing one is now marked down, so placing
-    // again hands its role to the next live node.
-    for (let attempt = 0; attempt < 3 && placement !== undefined && copy === undefined; attempt++) {
-      try {
-        copy = await this.#writeCopy(pool.node(placement.primary) as MemcachedNode, mkey, job.version, job.header, job.kind, job.fresh, mayCreate)
-      } catch (err) {
-        if (err instanceof SessionMissing) {
-          // Missing on the primary: a node back from a restart, or a session that ended. The
-          // other copy decides.
-          const other = [placement.backup, job.backup, job.primary].find((a) => a !== undefined && a !== placement?.primary)
-          if (other !== undefined && await this.#stillExists(job.key, [other])) {
-            mayCreate = true
-            attempt--
-            continue
+    try {
+      // A failing primary is now marked down, so placing again hands its role to the next live node.
+      for (let attempt = 0; attempt < 3 && placement !== undefined && copy === undefined; attempt++) {
+        const other = [placement.backup, job.backup, job.primary].find((a) => a !== undefined && a !== placement?.primary)
+        try {
+          copy = await this.#writeCopy(pool.node(placement.primary) as MemcachedNode, mkey, job, async () => await this.#peek(mkey, other))
+        } catch (err) {
+          if (!(err instanceof NodeUnavailable)) throw err
+          placement = this.#placement(job.key, placement.primary, placement.backup)
+        }
+      }
+      if (placement === undefined || copy === undefined) {
+        this.#options.metrics.writeFailures.inc()
+        this.#options.log.warn({ code: codes.SESSION_WRITE_FAILED }, 'session write reached no memcached node; kept locally and retried')
+        this.#keepForRetry(job)
+        return undefined
+      }
+      if (placement.backup !== undefined) {
+        const result: StoredCopy = copy
+        const asCopy: WriteJob = { ...job, kind: copy.ended ? { type: 'end' } : { type: 'copy' }, version: copy.version, header: copy.header, base: copy.version }
+        try {
+          await this.#writeCopy(pool.node(placement.backup) as MemcachedNode, mkey, asCopy)
+        } catch (err) {
+          if (!(err instanceof NodeUnavailable)) throw err
+          const again = this.#placement(job.key, placement.primary, placement.backup)
+          if (again?.primary === placement.primary && again.backup !== undefined && again.backup !== placement.backup) {
+            await this.#writeCopy(pool.node(again.backup) as MemcachedNode, mkey, asCopy)
+              .then(() => { placement = again }, (e: unknown) => { if (!(e instanceof NodeUnavailable)) throw e })
           }
-          this.#options.log.info({ session: keyHash(job.key) }, 'session is gone from memcached (destroyed or expired); the change is not stored')
-          this.#options.onGone(job.key)
-          return undefined
         }
-        if (!(err instanceof NodeUnavailable)) throw err
-        placement = this.#placement(job.key, placement.primary, placement.backup)
+        copy = result
       }
-    }
-    if (placement === undefined || copy === undefined) {
-      this.#options.metrics.writeFailures.inc()
-      this.#options.log.warn({ code: codes.SESSION_WRITE_FAILED }, 'session write reached no memcached node; kept locally and retried')
-      this.#keepForRetry(job)
+    } catch (err) {
+      if (!(err instanceof SessionEnded)) throw err
+      // A tombstone on either node: destroyed elsewhere. It wins; the other node gets one too.
+      this.#options.log.info({ session: keyHash(job.key) }, 'session was destroyed elsewhere; the change is not stored')
+      this.#options.onGone(job.key)
+      for (const a of [job.primary, job.backup]) if (a !== undefined) void this.#endCopy(job.key, a, err.version)
       return undefined
-    }
-    if (placement.backup !== undefined) {
-      try {
-        await this.#writeCopy(pool.node(placement.backup) as MemcachedNode, mkey, copy.version, copy.header, { type: 'copy' }, job.fresh, true)
-      } catch (err) {
-        if (!(err instanceof NodeUnavailable)) throw err
-        const again = this.#placement(job.key, placement.primary, placement.backup)
-        if (again?.primary === placement.primary && again.backup !== undefined && again.backup !== placement.backup) {
-          await this.#writeCopy(pool.node(again.backup) as MemcachedNode, mkey, copy.version, copy.header, { type: 'copy' }, false, true)
-            .then(() => { placement = again }, () => undefined)
-        }
-      }
     }
     if (placement.primary !== job.primary || placement.backup !== job.backup) {
       this.#options.metrics.relocations.inc()
@@ -253,58 +277,74 @@ export class SessionWriter {
     return { primary: chosen[0] as string, backup: chosen[1] }
   }
 
-  /** True when some node holds the key (a node that fails counts as holding it: unknown). */
-  async #stillExists (key: string, addresses: readonly string[]): Promise<boolean> {
-    const mkey = this.#options.keyPrefix + key
-    for (const address of addresses) {
-      const node = this.#options.pool.node(address)
-      if (node === undefined) continue
-      try {
-        if (await node.gets(mkey) !== undefined) return true
-      } catch {
-        return true
-      }
+  /** The copy another node holds, when the primary has none; undefined when that node has none or fails. */
+  async #peek (mkey: string, address: string | undefined): Promise<StoredCopy | undefined> {
+    const node = address === undefined ? undefined : this.#options.pool.node(address)
+    if (node === undefined || node.down) return undefined
+    try {
+      const stored = await node.gets(mkey)
+      return stored === undefined ? undefined : this.#options.seal.open(mkey, stored.value)
+    } catch (err) {
+      if (!(err instanceof NodeUnavailable)) throw err
+      return undefined
     }
-    return false
   }
 
   /**
-   * One node, gets/cas until stored or the stored copy wins. Throws NodeUnavailable, or
-   * SessionMissing when the key is absent and `mayCreate` is false.
+   * One node, gets then cas (add on a miss) until stored or the stored copy stands. `onMiss`
+   * finds what else may hold the session when this node has no copy (the backup, for the
+   * primary). Throws NodeUnavailable, or SessionEnded when the node holds a tombstone.
    */
-  async #writeCopy (node: MemcachedNode, mkey: string, version: number, header: string, kind: WriteKind, fresh: boolean, mayCreate: boolean): Promise<StoredCopy> {
-    const seal = this.#options.seal
+  async #writeCopy (node: MemcachedNode, mkey: string, job: WriteJob, onMiss?: () => Promise<StoredCopy | undefined>): Promise<StoredCopy> {
+    const { seal, maxBytes, tombstoneTtl } = this.#options
+    const ttl = (copy: StoredCopy): number | undefined => copy.ended ? tombstoneTtl : undefined
     // The first command of a new session goes out before the response: another node that
     // gets the next request (round-robin) then finds it.
-    if (fresh && await node.add(mkey, seal.seal(mkey, { version, header }))) return { version, header }
+    if (job.fresh) {
+      const mine = nextCopy(undefined, job, maxBytes) as StoredCopy
+      if (await node.add(mkey, seal.seal(mkey, mine), ttl(mine))) return mine
+    }
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const stored = await node.gets(mkey)
-      if (stored === undefined) {
-        if (!mayCreate) throw new SessionMissing()
-        if (await node.add(mkey, seal.seal(mkey, { version, header }))) return { version, header }
-        continue
-      }
-      const current = seal.open(mkey, stored.value)
-      let next = { version, header }
-      if (current !== undefined && current.version >= version) {
-        if (kind.type === 'copy') return current
-        if (kind.type === 'merge') {
-          try {
-            next = { version: current.version + 1, header: encodeObject(mergePatch(parseStored(current.header), kind.patch) as SessionObject, 'X-Session-Merge', this.#options.maxBytes).header }
-          } catch {
-            return current // re-applied patch would exceed maxBytes: the newer copy stands
-          }
-        } else {
-          next = { version: current.version + 1, header }
-        }
-      }
-      if (await node.cas(mkey, seal.seal(mkey, next), stored.cas)) return next
+      // A copy that does not open (forged, damaged) counts as missing: this node's replaces it.
+      const current = stored === undefined ? undefined : seal.open(mkey, stored.value)
+      // A miss is not a destroy (a restart, an eviction): the change goes onto whatever else
+      // holds the session, or this node's own state.
+      const basis = current ?? (stored === undefined && onMiss !== undefined ? await onMiss() : undefined)
+      const next = nextCopy(basis, job, maxBytes)
+      if (next === 'ended') throw new SessionEnded((basis as StoredCopy).version + 1)
+      if (next === 'stands' && current !== undefined) return current
+      const write = next === 'stands' ? basis as StoredCopy : next
+      if (stored === undefined ? await node.add(mkey, seal.seal(mkey, write), ttl(write)) : await node.cas(mkey, seal.seal(mkey, write), stored.cas, ttl(write))) return write
     }
     // Persistent contention: someone else keeps winning; their copy is newer than ours.
     const stored = await node.gets(mkey)
     const current = stored === undefined ? undefined : seal.open(mkey, stored.value)
+    if (current?.ended === true && job.kind.type !== 'end') throw new SessionEnded(current.version + 1)
     if (current !== undefined) return current
     throw new NodeUnavailable(node.address, 'cas', 'gave up after repeated conflicts')
+  }
+
+  /** A tombstone on one node; one the node cannot take now is retried. Says whether the key had already ended there. */
+  async #endCopy (key: string, address: string, version: number): Promise<'ended' | 'ended-before' | 'unreachable'> {
+    const node = this.#options.pool.node(address)
+    if (node === undefined) return 'unreachable'
+    const mkey = this.#options.keyPrefix + key
+    const job: WriteJob = { key, version, header: TOMBSTONE_DATA, kind: { type: 'end' }, primary: address, backup: undefined, base: 0, fresh: false }
+    try {
+      if (node.down) throw new NodeUnavailable(address, 'cas', 'node is marked down')
+      const stored = await node.gets(mkey)
+      const before = stored === undefined ? undefined : this.#options.seal.open(mkey, stored.value)
+      if (before?.ended === true) return 'ended-before'
+      await this.#writeCopy(node, mkey, job)
+      return 'ended'
+    } catch (err) {
+      if (!(err instanceof NodeUnavailable)) throw err
+      const id = `${address} ${key}`
+      this.#tombstones.set(id, { key, address, upTo: Math.max(version, this.#tombstones.get(id)?.upTo ?? 0), until: performance.now() + this.#options.tombstoneTtl * 1000 })
+      this.#scheduleRetry()
+      return 'unreachable'
+    }
   }
 
   async #resealCopy (key: string, address: string): Promise<void> {
@@ -316,7 +356,7 @@ export class SessionWriter {
       const stored = await node.gets(mkey)
       const copy = stored === undefined ? undefined : seal.open(mkey, stored.value)
       if (stored === undefined || copy === undefined || copy.current) return
-      await node.cas(mkey, seal.seal(mkey, copy), stored.cas)
+      await node.cas(mkey, seal.seal(mkey, copy), stored.cas, copy.ended ? this.#options.tombstoneTtl : undefined)
     } catch (err) {
       // The next read of it tries again.
       if (!(err instanceof NodeUnavailable)) throw err
@@ -334,7 +374,8 @@ export class SessionWriter {
         const seal = this.#options.seal
         const stored = await node.gets(mkey)
         const copy = stored === undefined ? undefined : seal.open(mkey, stored.value)
-        if (copy === undefined || copy.version > upTo) return
+        // A tombstone stays: it is what keeps a replayed cookie out.
+        if (copy === undefined || copy.version > upTo || copy.ended) return
       }
       await node.delete(mkey)
     } catch (err) {
@@ -356,8 +397,9 @@ export class SessionWriter {
    */
   #keepForRetry (job: WriteJob): void {
     const earlier = this.#failed.get(job.key)
-    // After an outage the node may be back empty: the retry may fill the miss.
-    const retry: WriteJob = { ...job, mayCreate: true }
+    // The old key's tombstone was sent already (or queued for its node): a retry must not take
+    // that tombstone for a logout elsewhere.
+    const retry: WriteJob = { ...job, replaces: undefined }
     this.#failed.set(job.key, earlier === undefined ? retry : combine(earlier, retry))
     this.#scheduleRetry()
   }
@@ -381,6 +423,10 @@ export class SessionWriter {
       // Past its TTL the copy has expired by itself.
       if (d.until > now) void this.#enqueue(d.key, async () => await this.#deleteCopy(d.key, d.address, d.upTo))
     }
+    for (const [id, d] of [...this.#tombstones]) {
+      this.#tombstones.delete(id)
+      if (d.until > now) void this.#enqueue(d.key, async () => await this.#endCopy(d.key, d.address, d.upTo))
+    }
   }
 }
 
@@ -397,13 +443,14 @@ export function combine (earlier: WriteJob, later: WriteJob): WriteJob {
   return {
     ...later,
     kind: combineKinds(earlier.kind, later.kind),
+    base: Math.min(earlier.base, later.base),
     fresh: earlier.fresh,
-    mayCreate: earlier.mayCreate || later.mayCreate,
     replaces: earlier.replaces ?? later.replaces
   }
 }
 
 function combineKinds (a: WriteKind, b: WriteKind): WriteKind {
+  if (b.type === 'end' || a.type === 'end') return { type: 'end' }
   if (b.type === 'set' || a.type === 'set') return { type: 'set' }
   if (a.type === 'copy') return b
   if (b.type === 'copy') return a
@@ -432,8 +479,44 @@ export function composePatches (a: SessionObject, b: SessionObject): SessionObje
   return out
 }
 
-/** The key a plain change wanted to update is not on this node. */
-class SessionMissing extends Error {}
+/** The data of a tombstone: `{}` (the state says it ended). */
+const TOMBSTONE_DATA = 'e30'
+
+/**
+ * What a node should hold after `job`, given the copy it holds (or, on a miss, the copy found
+ * elsewhere): the copy to write, 'stands' when what it holds is already as new, or 'ended'
+ * when it holds a tombstone (which wins over live data whatever the versions).
+ */
+export function nextCopy (current: StoredCopy | undefined, job: WriteJob, maxBytes: number): StoredCopy | 'stands' | 'ended' {
+  const mine: StoredCopy = { version: job.version, header: job.header, ended: job.kind.type === 'end' }
+  if (current === undefined) return mine
+  if (current.ended) return job.kind.type === 'end' ? 'stands' : 'ended'
+  const version = Math.max(current.version + 1, job.version)
+  switch (job.kind.type) {
+    case 'end':
+      return { version, header: TOMBSTONE_DATA, ended: true }
+    case 'copy':
+      return current.version >= job.version ? 'stands' : mine
+    case 'set':
+      return { version, header: job.header, ended: false }
+    case 'merge':
+      // Older than what this node changed: the stored copy regressed (lost, replaced by a
+      // stale one), and this node's state is the newer of the two.
+      if (current.version < job.base) return { version, header: job.header, ended: false }
+      try {
+        return { version, header: encodeObject(mergePatch(parseStored(current.header), job.kind.patch) as SessionObject, 'X-Session-Merge', maxBytes).header, ended: false }
+      } catch {
+        return 'stands' // the patch re-applied would exceed maxBytes: the stored copy stands
+      }
+  }
+}
+
+/** The node holds a tombstone: the session ended elsewhere. `version` is above it. */
+class SessionEnded extends Error {
+  constructor (readonly version: number) {
+    super('session ended')
+  }
+}
 
 interface PendingDelete {
   readonly key: string

@@ -13,16 +13,19 @@ const TEST_SEAL = new CopySeal([SECRET], true)
 export class MemcachedProcess {
   readonly port: number
   readonly host: string
+  /** memcached's `-m`: a small cache evicts under filler keys (the eviction tests). */
+  readonly memoryMb: number
   #child: ChildProcess | undefined
 
-  private constructor (host: string, port: number) {
+  private constructor (host: string, port: number, memoryMb: number) {
     this.host = host
     this.port = port
+    this.memoryMb = memoryMb
   }
 
   /** On 127.0.0.1 and a free port, or on another loopback address (127.0.0.2, ...) and a given port. */
-  static async start (host = '127.0.0.1', port?: number): Promise<MemcachedProcess> {
-    const m = new MemcachedProcess(host, port ?? await freePort())
+  static async start (host = '127.0.0.1', port?: number, memoryMb = 64): Promise<MemcachedProcess> {
+    const m = new MemcachedProcess(host, port ?? await freePort(), memoryMb)
     await m.start()
     return m
   }
@@ -33,7 +36,7 @@ export class MemcachedProcess {
   async start (): Promise<void> {
     // memcached refuses to run as root unless told which user to be.
     const user = process.getuid?.() === 0 ? ['-u', 'root'] : []
-    const child = spawn('memcached', [...user, '-l', this.host, '-p', String(this.port), '-U', '0', '-m', '64', '-t', '1'], { stdio: ['ignore', 'ignore', 'pipe'] })
+    const child = spawn('memcached', [...user, '-l', this.host, '-p', String(this.port), '-U', '0', '-m', String(this.memoryMb), '-t', '1'], { stdio: ['ignore', 'ignore', 'pipe'] })
     this.#child = child
     let failure: Error | undefined
     let stderr = ''
@@ -91,20 +94,21 @@ export class MemcachedProcess {
 
   /**
    * The session copy stored under `sess:<key>` as the sidecars of the tests' fleet read it
-   * (opened with the tests' secret): `<version> <data>`; undefined when there is none,
-   * `unopenable` when it does not open.
+   * (opened with the tests' secret): `<version> <data>`, or `<version> ended` for a tombstone;
+   * undefined when there is none, `unopenable` when it does not open.
    */
   async copy (key: string, prefix = 'sess:', seal = TEST_SEAL): Promise<string | undefined> {
     const mkey = prefix + key
     const value = await this.get(mkey)
     if (value === undefined) return undefined
     const copy = seal.open(mkey, value)
-    return copy === undefined ? 'unopenable' : `${copy.version} ${copy.header}`
+    if (copy === undefined) return 'unopenable'
+    return copy.ended ? `${copy.version} ended` : `${copy.version} ${copy.header}`
   }
 
-  /** Stores a copy as another sidecar of the tests' fleet would (sealed with the tests' secret). */
-  async putCopy (key: string, version: number, header: string, prefix = 'sess:'): Promise<void> {
-    await this.set(prefix + key, TEST_SEAL.seal(prefix + key, { version, header }))
+  /** Stores a copy as another sidecar of the tests' fleet would (sealed with the tests' secret); `ended` makes it a tombstone. */
+  async putCopy (key: string, version: number, header: string, prefix = 'sess:', ended = false): Promise<void> {
+    await this.set(prefix + key, TEST_SEAL.seal(prefix + key, { version, header, ended }))
   }
 
   async delete (key: string): Promise<void> {

@@ -1,0 +1,40 @@
+import t from 'tap'
+import { nextCopy, type WriteJob } from '../../../src/session/writer.js'
+import type { StoredCopy } from '../../../src/session/record.js'
+
+// What a node should hold after a write, given what it holds: the consistency rules of
+// SPEC "Storage and consistency" as a table. Data are base64url JSON, as stored.
+const b64 = (o: object): string => Buffer.from(JSON.stringify(o)).toString('base64url')
+const live = (version: number, data: object): StoredCopy => ({ version, header: b64(data), ended: false })
+const tombstone = (version: number): StoredCopy => ({ version, header: 'e30', ended: true })
+const job = (over: Partial<WriteJob>): WriteJob => ({ key: 'k'.repeat(22), version: 5, header: b64({ mine: 1 }), kind: { type: 'copy' }, primary: 'm:1', backup: undefined, base: 4, fresh: false, ...over })
+const MAX = 4096
+
+t.test('a miss is filled with this node\'s state (a lost copy is not a destroy)', async (t) => {
+  t.same(nextCopy(undefined, job({ kind: { type: 'merge', patch: { mine: 1 } } }), MAX), live(5, { mine: 1 }))
+  t.same(nextCopy(undefined, job({ kind: { type: 'copy' } }), MAX), live(5, { mine: 1 }))
+  t.same(nextCopy(undefined, job({ kind: { type: 'end' }, header: 'e30' }), MAX), tombstone(5), 'an end on a miss writes the tombstone')
+})
+
+t.test('a merge is re-applied to the stored copy, never this node\'s whole state written over it', async (t) => {
+  // Another sidecar stored {other} at 6 meanwhile; this node changed version 4 into 5.
+  t.same(nextCopy(live(6, { other: 1 }), job({ kind: { type: 'merge', patch: { mine: 1 } } }), MAX), live(7, { other: 1, mine: 1 }), 'stored + 1, both members')
+  t.same(nextCopy(live(4, { other: 1 }), job({ kind: { type: 'merge', patch: { mine: 1 } } }), MAX), live(5, { other: 1, mine: 1 }), 'the proposed version when it is higher')
+  t.same(nextCopy(live(2, { old: 1 }), job({ kind: { type: 'merge', patch: { mine: 1 } } }), MAX), live(5, { mine: 1 }), 'a copy older than the change\'s base regressed (lost): this node\'s newer state wins')
+  t.equal(nextCopy(live(6, { big: 'x'.repeat(200) }), job({ kind: { type: 'merge', patch: { more: 'y'.repeat(200) } } }), 300), 'stands', 'a re-applied patch over session.maxBytes leaves the stored copy standing')
+})
+
+t.test('a set replaces the data at the next version; a copy never lowers a version', async (t) => {
+  t.same(nextCopy(live(9, { other: 1 }), job({ kind: { type: 'set' } }), MAX), live(10, { mine: 1 }))
+  t.equal(nextCopy(live(5, { other: 1 }), job({ kind: { type: 'copy' } }), MAX), 'stands', 'equal version: the stored copy stands')
+  t.equal(nextCopy(live(8, { other: 1 }), job({ kind: { type: 'copy' } }), MAX), 'stands', 'newer: stands')
+  t.same(nextCopy(live(3, { other: 1 }), job({ kind: { type: 'copy' } }), MAX), live(5, { mine: 1 }), 'older: replaced by the copy')
+})
+
+t.test('a tombstone wins over every live write, whatever the versions', async (t) => {
+  for (const kind of [{ type: 'set' }, { type: 'merge', patch: { a: 1 } }, { type: 'copy' }] as const) {
+    t.equal(nextCopy(tombstone(2), job({ kind, version: 50 }), MAX), 'ended', `${kind.type} at version 50 over a tombstone at 2`)
+  }
+  t.equal(nextCopy(tombstone(9), job({ kind: { type: 'end' } }), MAX), 'stands', 'a second end leaves the first tombstone')
+  t.same(nextCopy(live(9, { other: 1 }), job({ kind: { type: 'end' } }), MAX), tombstone(10), 'an end over live data: the next version, ended')
+})
