@@ -33,6 +33,8 @@ class RequestSession {
   memcachedSince = 0
   /** How the session was found; counted once the response is under way. */
   outcome: Outcome | undefined = undefined
+  /** A verified cookie whose session memcached could not produce in time (not a miss). */
+  unavailable = false
 }
 
 type Outcome = 'hit' | 'loaded' | 'created' | 'none' | 'ignored' | 'stale' | 'degraded'
@@ -81,7 +83,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     timeoutMs: upstream.timeoutMs,
     headersFor: (request) => {
       const state = request.session
-      return appHeaders.build(request.raw, state === null || state === IGNORED ? undefined : state.record)
+      return state === null || state === IGNORED ? appHeaders.build(request.raw, undefined, false) : appHeaders.build(request.raw, state.record, state.unavailable)
     }
   })
 
@@ -219,6 +221,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
           break
         case 'unavailable':
           state.outcome = 'degraded'
+          state.unavailable = true
           break
         default:
           serve(state, loaded.record as SessionRecord, verified, value, verified.oldSecret)
@@ -227,6 +230,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
       done()
     }, (err: unknown) => {
       request.log.error({ err, code: codes.MEMCACHED_UNAVAILABLE }, 'session load failed; serving without a session')
+      state.unavailable = true
       done()
     })
   }
@@ -356,6 +360,14 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
       }
       return undefined
     }
+    if (record === undefined && state.unavailable && !updates.regenerate) {
+      // The user has a session we could not read in time: a Set or Merge now would mint a new
+      // key and replace it. Refused; the cookie stays, and the next request tries again. With
+      // Regenerate (a login) the app asks for a new key anyway: that goes through.
+      metrics.refusedUpdates.labels('session-unavailable').inc()
+      request.log.warn({ code: codes.SESSION_UPDATE_REFUSED, reason: 'session-unavailable', session: keyHash(state.cookie?.key ?? '') }, 'session update refused: the session could not be loaded in time; cookie kept')
+      return undefined
+    }
     let change: Change
     try {
       change = decodeChange(updates, session.maxBytes)
@@ -398,7 +410,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
   const rewriteWsHeaders = (base: Record<string, string> | undefined, request: FastifyRequest): Record<string, string> => {
     const headers: Record<string, string> = { ...base }
     const state = request.session
-    const lines = appHeaders.build(request.raw, state === null || state === IGNORED ? undefined : state.record)
+    const lines = state === null || state === IGNORED ? appHeaders.build(request.raw, undefined, false) : appHeaders.build(request.raw, state.record, state.unavailable)
     for (let i = 0; i < lines.length; i += 2) {
       const name = (lines[i] as string).toLowerCase()
       const value = lines[i + 1] as string

@@ -29,7 +29,7 @@ export class AppRequestHeaders {
   }
 
   /** A flat `[name, value, name, value, ...]` list, as undici takes it. */
-  build (raw: IncomingMessage, session: AppSession | undefined): string[] {
+  build (raw: IncomingMessage, session: AppSession | undefined, unavailable: boolean): string[] {
     const lines = raw.rawHeaders
     const host = raw.headers.host
     const out: string[] = host === undefined ? [] : ['Host', host]
@@ -64,6 +64,7 @@ export class AppRequestHeaders {
     if (forwarded.host !== undefined) out.push('X-Forwarded-Host', forwarded.host)
     if (forwarded.forwarded !== undefined) out.push('Forwarded', forwarded.forwarded)
     if (session !== undefined) out.push(this.#protocol.idHeader, session.key, this.#protocol.dataHeader, session.header)
+    else if (unavailable) out.push(this.#protocol.unavailableHeader, '1')
     return out
   }
 }

@@ -16,6 +16,8 @@ export class HeaderProtocol {
   readonly idHeader: string
   /** `x-session`: base64url JSON, to the app. */
   readonly dataHeader: string
+  /** `x-session-unavailable: 1`, to the app: the client has a session memcached could not produce in time. */
+  readonly unavailableHeader: string
   readonly #prefix: string
   readonly #set: string
   readonly #merge: string
@@ -26,6 +28,7 @@ export class HeaderProtocol {
     this.#prefix = prefix.toLowerCase().replaceAll('_', '-')
     this.dataHeader = this.#prefix
     this.idHeader = `${this.#prefix}-id`
+    this.unavailableHeader = `${this.#prefix}-unavailable`
     this.#set = `${this.#prefix}-set`
     this.#merge = `${this.#prefix}-merge`
     this.#destroy = `${this.#prefix}-destroy`

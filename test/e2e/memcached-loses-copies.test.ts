@@ -38,6 +38,8 @@ async function fleet (t: Test, options: { nodes: number, sidecars: number, memor
     const capture = new LogCapture()
     const config = testConfig(app.url, nodes.map((m) => m.address), {
       cache: { revalidateMs: REVALIDATE_MS },
+      // Generous: these cases are about lost copies, not slow nodes (a loaded machine must not mark a node down).
+      memcached: { timeoutMs: 1000 },
       shutdown: { timeoutMs: 1000 },
       log: { level: 'info' }
     })

@@ -130,3 +130,37 @@ t.test('forged or disallowed cookies never make the sidecar contact the address 
   await client.get(sidecar.url, '/')
   t.equal(trap.connections, 1, 'positive control: an allowed, signed address is contacted')
 })
+
+t.test('a session memcached cannot produce in time is not replaced: the app is told, its changes are refused, the cookie stays', async (t) => {
+  const hung = await new SilentServer().start()
+  t.teardown(() => hung.close())
+  const app = await new TestApp().start()
+  t.teardown(() => app.close())
+  const overrides = { memcached: { timeoutMs: 150 }, shutdown: { timeoutMs: 300 } }
+  // The session lives on the hung node (its write failed; the cookie was issued all the same).
+  const a = await startTestSidecar(testConfig(app.url, [hung.address], overrides))
+  t.teardown(() => a.close())
+  const browser = new Browser()
+  await browser.get(a.url, '/?set={"user":"ada"}')
+  const sid = browser.sid as string
+  t.ok(sid, 'a session cookie')
+
+  // Another sidecar has no copy and cannot read one.
+  const b = await startTestSidecar(testConfig(app.url, [hung.address], overrides))
+  t.teardown(() => b.close())
+  const refusedBefore = await metric(b.adminUrl, 'sidecar_refused_updates_total')
+  const res = await browser.get(b.url, '/?merge={"cart":[1]}')
+  t.equal(res.status, 200, 'the response flows')
+  t.equal(app.last?.headers['x-session-unavailable'], '1', 'the app is told the session exists but could not be loaded')
+  t.equal(app.last?.sessionId, undefined, 'with no session headers')
+  t.same(browser.lastSetCookie, [], 'no new session replaces the user\'s')
+  t.equal(browser.sid, sid, 'the cookie is unchanged')
+  t.equal(await metric(b.adminUrl, 'sidecar_refused_updates_total'), refusedBefore + 1, 'the refused change is counted')
+  const login = await browser.get(b.url, '/login?set={"user":"bob"}&regenerate=1')
+  t.equal(login.status, 200)
+  t.not(browser.sid, sid, 'a login (Set with Regenerate) is not refused: the app asked for a new key')
+  t.same((await browser.get(b.url, '/')).body.session, { user: 'bob' }, 'and it is served')
+  const plain = await new Browser().get(b.url, '/', { 'X-Session-Unavailable': '1' })
+  t.equal(plain.status, 200)
+  t.equal(app.last?.headers['x-session-unavailable'], undefined, 'a client cannot send it (prefixed headers are stripped)')
+})
