@@ -25,6 +25,7 @@ export class Metrics implements MemcachedOps {
   readonly generatedResponses = new Counter({ name: 'sidecar_generated_responses_total', help: 'Responses the sidecar answered itself instead of the app (502, 504, 408, 503 while draining, 400/431 for malformed requests), by status', labelNames: ['status'], registers: [this.registry] })
   readonly rejectedCopies = new Counter({ name: 'sidecar_rejected_copies_total', help: 'Copies read from memcached that did not open (forged, sealed by an unknown secret, moved to another key, damaged): treated as missing', registers: [this.registry] })
   readonly restoredCopies = new Counter({ name: 'sidecar_restored_copies_total', help: 'Sessions stored again because memcached had lost their copy (restart, eviction) while this sidecar held them', registers: [this.registry] })
+  readonly droppedWrites = new Counter({ name: 'sidecar_dropped_writes_total', help: 'Writes kept during a memcached outage that were dropped because they exceeded cache.maxBytes (oldest first)', registers: [this.registry] })
   readonly writeFailures = new Counter({ name: 'sidecar_write_failures_total', help: 'Session writes that reached no memcached node (kept locally, retried)', registers: [this.registry] })
   readonly memcachedOps = new Histogram({
     name: 'sidecar_memcached_op_seconds',

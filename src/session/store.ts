@@ -97,6 +97,7 @@ export class SessionStore {
       log: options.log,
       metrics: options.metrics,
       ttlMs: options.idleTimeout * 1000,
+      maxPendingBytes: options.cacheMaxBytes,
       tombstoneTtl,
       onGone: (key) => this.#end(key),
       onWritten: (job, result) => this.#written(job, result)

@@ -54,6 +54,11 @@ export interface WriterOptions {
   readonly metrics: Metrics
   /** Session TTL in ms: how long a copy left on an unreachable node can live. */
   readonly ttlMs: number
+  /**
+   * Bound on the data held by writes waiting for a node (cache.maxBytes: no more than the
+   * cache holds); past it the oldest are dropped, counted and logged once per outage.
+   */
+  readonly maxPendingBytes: number
   /** Tombstone TTL in seconds: idleTimeout + revalidateMs, as long as any sidecar may still serve the key. */
   readonly tombstoneTtl: number
   /** Called when a write finds a tombstone: the session was destroyed elsewhere. */
@@ -63,7 +68,12 @@ export interface WriterOptions {
 }
 
 const CAS_ATTEMPTS = 5
+// While no node takes writes: how often to try again (a node's backoff decides when it is probed).
 const RETRY_INTERVAL_MS = 1000
+// Once a node is live again, pending writes drain in batches, a tick apart, so a backlog left
+// by an outage does not flood memcached (and the requests waiting on it) all at once.
+const DRAIN_BATCH = 200
+const DRAIN_TICK_MS = 10
 
 /**
  * Writes sessions to memcached with gets/cas: a change is applied to the copy the primary
@@ -76,6 +86,9 @@ export class SessionWriter {
   readonly #chains = new Map<string, Promise<unknown>>()
   /** Per key, the write that reached no node, waiting for a retry (later failures combined in). */
   readonly #failed = new Map<string, WriteJob>()
+  #failedBytes = 0
+  /** Since when writes have been failing, and how many were kept: for one log line per outage, not one per write. */
+  #outage: { since: number, peak: number, dropped: number } | undefined
   /** Per key, the write queued behind the one in flight, not started yet. */
   readonly #waiting = new Map<string, WaitingWrite>()
   /** Copies to delete where a node could not be reached: `address key` -> what and until when. */
@@ -100,11 +113,8 @@ export class SessionWriter {
    */
   write (job: WriteJob): Promise<WriteResult | undefined> {
     // A failed write of this key goes first, folded into this one, never after it.
-    const failed = this.#failed.get(job.key)
-    if (failed !== undefined) {
-      this.#failed.delete(job.key)
-      job = combine(failed, job)
-    }
+    const failed = this.#takeFailed(job.key)
+    if (failed !== undefined) job = combine(failed, job)
     // A write of this key still waiting for its turn absorbs this one: a busy session costs
     // one write per round trip, not one per request, and the queue cannot grow without bound.
     const waiting = this.#waiting.get(job.key)
@@ -127,7 +137,7 @@ export class SessionWriter {
    * take now are retried until no sidecar could serve the key any more. Never rejects.
    */
   end (key: string, addresses: readonly string[], version: number): Promise<void> {
-    this.#failed.delete(key)
+    this.#takeFailed(key)
     this.#waiting.delete(key)
     return this.#enqueue(key, async () => {
       const ends = addresses.map(async (address) => await this.#endCopy(key, address, version))
@@ -152,7 +162,8 @@ export class SessionWriter {
   async flush (ms: number): Promise<number> {
     const deadline = performance.now() + ms
     while (this.pending > 0 && performance.now() < deadline) {
-      if (this.#failed.size > 0) this.#retryFailed()
+      // Shutting down or told to wait: no pacing.
+      if (this.#failed.size > 0) this.#retryFailed(Infinity)
       const chains = [...this.#chains.values()]
       const wait = new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - performance.now()))).unref())
       await Promise.race([Promise.all(chains), wait])
@@ -218,7 +229,6 @@ export class SessionWriter {
       }
       if (placement === undefined || copy === undefined) {
         this.#options.metrics.writeFailures.inc()
-        this.#options.log.warn({ code: codes.SESSION_WRITE_FAILED }, 'session write reached no memcached node; kept locally and retried')
         this.#keepForRetry(job)
         return undefined
       }
@@ -255,6 +265,11 @@ export class SessionWriter {
     }
     const result = { copy, primary: placement.primary, backup: placement.backup }
     this.#options.onWritten(job, result)
+    if (this.#outage !== undefined && this.#failed.size === 0) {
+      const { since, peak, dropped } = this.#outage
+      this.#outage = undefined
+      this.#options.log.info({ peakPending: peak, dropped, ms: Math.round(performance.now() - since) }, 'session writes reach memcached again; the writes kept during the outage are stored')
+    }
     return result
   }
 
@@ -393,30 +408,58 @@ export class SessionWriter {
 
   /**
    * Keeps a write that reached no node, combined with any earlier one of the same key (the
-   * later state, the merge patches composed), so an outage holds one job per session.
+   * later state, the merge patches composed), so an outage holds one job per session, and
+   * the jobs' data within maxPendingBytes.
    */
   #keepForRetry (job: WriteJob): void {
-    const earlier = this.#failed.get(job.key)
+    const earlier = this.#takeFailed(job.key)
     // The old key's tombstone was sent already (or queued for its node): a retry must not take
     // that tombstone for a logout elsewhere.
     const retry: WriteJob = { ...job, replaces: undefined }
-    this.#failed.set(job.key, earlier === undefined ? retry : combine(earlier, retry))
+    this.#putFailed(earlier === undefined ? retry : combine(earlier, retry))
+    if (this.#outage === undefined) {
+      this.#outage = { since: performance.now(), peak: 0, dropped: 0 }
+      this.#options.log.warn({ code: codes.SESSION_WRITE_FAILED }, 'session writes reach no memcached node; kept locally and retried (logged again when they drain)')
+    }
+    this.#outage.peak = Math.max(this.#outage.peak, this.#failed.size)
+    while (this.#failedBytes > this.#options.maxPendingBytes && this.#failed.size > 1) {
+      const [oldest] = this.#failed.keys()
+      this.#takeFailed(oldest as string)
+      this.#options.metrics.droppedWrites.inc()
+      if (this.#outage.dropped++ === 0) this.#options.log.error({ code: codes.SESSION_WRITE_FAILED, maxPendingBytes: this.#options.maxPendingBytes }, 'writes kept during the memcached outage exceed cache.maxBytes: the oldest are dropped (their sessions live on in the local cache until evicted)')
+    }
     this.#scheduleRetry()
   }
 
-  #scheduleRetry (): void {
+  #putFailed (job: WriteJob): void {
+    this.#failed.set(job.key, job)
+    this.#failedBytes += job.header.length
+  }
+
+  #takeFailed (key: string): WriteJob | undefined {
+    const job = this.#failed.get(key)
+    if (job === undefined) return undefined
+    this.#failed.delete(key)
+    this.#failedBytes -= job.header.length
+    return job
+  }
+
+  #scheduleRetry (ms = RETRY_INTERVAL_MS): void {
     if (this.#retryTimer !== undefined) return
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined
-      this.#retryFailed()
-    }, RETRY_INTERVAL_MS)
+      this.#retryFailed(DRAIN_BATCH)
+    }, ms)
     this.#retryTimer.unref()
   }
 
-  #retryFailed (): void {
-    const failed = [...this.#failed.values()]
-    this.#failed.clear()
-    for (const job of failed) void this.write(job)
+  /** Sends up to `limit` kept writes again (oldest first), and the pending deletes and tombstones. */
+  #retryFailed (limit: number): void {
+    let sent = 0
+    for (const key of [...this.#failed.keys()]) {
+      if (sent++ >= limit) break
+      void this.write(this.#takeFailed(key) as WriteJob)
+    }
     const now = performance.now()
     for (const [id, d] of [...this.#deletes]) {
       this.#deletes.delete(id)
@@ -427,6 +470,9 @@ export class SessionWriter {
       this.#tombstones.delete(id)
       if (d.until > now) void this.#enqueue(d.key, async () => await this.#endCopy(d.key, d.address, d.upTo))
     }
+    // More left and a node takes writes again: the next batch soon, not after the outage interval.
+    const { pool } = this.#options
+    if (this.#failed.size > 0 && pool.placement.some((a) => pool.isLive(a))) this.#scheduleRetry(DRAIN_TICK_MS)
   }
 }
 
