@@ -48,7 +48,7 @@ connection.onData = function onData (this: typeof connection, data: Buffer): voi
 
 const BACKOFF_MIN_MS = 500
 // Short and capped: a node back from a restart is noticed within seconds by the next command.
-const BACKOFF_MAX_MS = 5_000
+const BACKOFF_MAX_MS = 2_000
 // memcached's replies to a store that did not happen: protocol outcomes, not node failures.
 const PROTOCOL_REPLIES = new Set(['NOT_STORED', 'EXISTS', 'NOT_FOUND'])
 

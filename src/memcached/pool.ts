@@ -83,6 +83,11 @@ export class NodePool {
     return this.#nodes.has(text) || this.node(text) !== undefined
   }
 
+  /** How many copies a session should have (memcached.replicas). */
+  get replicas (): 1 | 2 {
+    return this.#replicas
+  }
+
   /** The nodes new sessions are placed on. */
   get placement (): readonly string[] {
     return this.#placement

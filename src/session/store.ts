@@ -1,12 +1,12 @@
 import { LRUCache } from 'lru-cache'
 import type { Logger } from 'pino'
 import type { Metrics } from '../metrics.js'
-import type { MemcachedNode } from '../memcached/node.js'
 import type { NodePool } from '../memcached/pool.js'
 import type { CookieFields } from './cookie.js'
 import { encodeObject, mergePatch, parseStored, type SessionObject } from './data.js'
 import { keyHash, mintKey } from './key.js'
-import { withState, type SessionRecord, type StoredCopy } from './record.js'
+import { CopyReader, newest } from './reader.js'
+import { withState, type SessionRecord } from './record.js'
 import type { CopySeal } from './sealed-copy.js'
 import { SessionWriter, type WriteJob, type WriteKind, type WriteResult } from './writer.js'
 
@@ -23,6 +23,8 @@ export interface StoreOptions {
   readonly maxBytes: number
   readonly log: Logger
   readonly metrics: Metrics
+  /** Monotonic milliseconds (performance.now by default): freshness and budgets. Tests pass a fake clock. */
+  readonly now?: () => number
 }
 
 /** How a session was found for a request. */
@@ -58,25 +60,24 @@ export interface Applied {
   readonly written: Promise<WriteResult | undefined> | undefined
 }
 
-// Retrying a read that found only older copies covers the usual case of "the other node's
-// async write is still on its way" before calling the read stale.
-const STALE_RETRY_FIRST_MS = 2
-const MISS_GRACE_MS = 20
-
 /**
- * Sessions: the local LRU cache in front of memcached. Decides when a local copy may be served
- * (version and revalidation rules), reads and revalidates copies, and turns app changes into
- * new versions that the writer stores.
+ * Sessions: the local LRU cache in front of memcached, and the one owner of every change to a
+ * cached record. Decides when a local copy may be served (version and revalidation rules),
+ * what a read or revalidation found means (reader.ts asks the nodes), and turns app changes
+ * into new versions that the writer (writer.ts) stores; the writer's outcomes come back here.
  */
 export class SessionStore {
   readonly #cache: LRUCache<string, SessionRecord>
   readonly #options: StoreOptions
+  readonly #now: () => number
+  readonly #reader: CopyReader
   readonly #writer: SessionWriter
   /** Keys destroyed or regenerated on this node, for as long as a copy of them could live. */
   readonly #ended: LRUCache<string, true>
 
   constructor (options: StoreOptions) {
     this.#options = options
+    this.#now = options.now ?? performance.now.bind(performance)
     this.#cache = new LRUCache<string, SessionRecord>({
       maxSize: options.cacheMaxBytes,
       // Strings of ASCII are one byte per character in V8; 480 covers the record object, its
@@ -99,8 +100,14 @@ export class SessionStore {
       ttlMs: options.idleTimeout * 1000,
       maxPendingBytes: options.cacheMaxBytes,
       tombstoneTtl,
-      onGone: (key) => this.#end(key),
-      onWritten: (job, result) => this.#written(job, result)
+      onSettled: (job, outcome) => { outcome === 'ended' ? this.#end(job.key) : this.#written(job, outcome) }
+    })
+    this.#reader = new CopyReader({
+      pool: options.pool,
+      keyPrefix: options.keyPrefix,
+      seal: options.seal,
+      reseal: (key, address) => { void this.#writer.reseal(key, [address]) },
+      now: this.#now
     })
   }
 
@@ -150,7 +157,7 @@ export class SessionStore {
     if (header === undefined) return undefined // regenerate with no session: nothing to do
     const changed = header !== current?.header
     if (!changed && !change.regenerate) return undefined
-    const now = performance.now()
+    const now = this.#now()
     let record: SessionRecord
     const base = current === undefined || change.regenerate ? 0 : current.version
     if (current === undefined || change.regenerate) {
@@ -225,10 +232,10 @@ export class SessionStore {
     if (current === undefined || current.version > job.version) return
     const { copy, primary, backup } = result
     if (copy.version === current.version && copy.header === current.header && primary === current.primary && backup === current.backup) {
-      current.checkedAt = performance.now()
+      current.checkedAt = this.#now()
       return
     }
-    this.#cache.set(job.key, withState(current, { version: copy.version, header: copy.header, primary, backup, checkedAt: performance.now(), acceptedVersion: copy.version }))
+    this.#cache.set(job.key, withState(current, { version: copy.version, header: copy.header, primary, backup, checkedAt: this.#now(), acceptedVersion: copy.version }))
   }
 
   /**
@@ -237,13 +244,7 @@ export class SessionStore {
    * older copy gets the local copy again, no answer at all serves the local copy as it is.
    */
   async #revalidate (local: SessionRecord): Promise<Loaded> {
-    const mkey = this.#options.keyPrefix + local.key
-    const results = await Promise.all(addressesOf(local).map(async (address): Promise<ReadResult> => {
-      const node = this.#options.pool.node(address)
-      // The local copy is there to serve: no need to wait on a node known to be failing.
-      if (node === undefined || node.down) return 'error'
-      return await node.gats(mkey).then((hit) => hit === undefined ? null : this.#opened(local.key, address, hit.value), () => 'error' as const)
-    }))
+    const results = await this.#reader.check(local.key, addressesOf(local))
     if (this.#ended.has(local.key)) return { record: undefined, outcome: 'gone' }
     const found = newest(results)
     if (found?.ended === true) {
@@ -259,37 +260,16 @@ export class SessionStore {
       record = withState(latest, { version: found.version, header: found.header, acceptedVersion: Math.max(found.version, latest.acceptedVersion) })
       this.#cache.set(record.key, record)
     }
-    record.checkedAt = performance.now()
+    record.checkedAt = this.#now()
     const version = record.version
     if (results.some((r) => r === null || (r !== 'error' && r.version < version))) this.#restore(record, results.includes(null))
     return { record, outcome: 'miss-loaded' }
   }
 
   async #read (cookie: CookieFields, local: SessionRecord | undefined): Promise<Loaded> {
-    const { pool, timeoutMs } = this.#options
-    const deadline = performance.now() + timeoutMs
-    // Down-marked nodes last: a node back from a crash may hold the only copy.
-    const nodes = [cookie.primary, cookie.backup]
-      .map((a) => a === undefined ? undefined : pool.node(a))
-      .filter((n): n is MemcachedNode => n !== undefined)
-      .sort((x, y) => Number(x.down) - Number(y.down))
-    let results: ReadResult[] = []
-    let best: StoredCopy | undefined
-    // A copy older than the cookie is most often another node's async write still on its way
-    // (round-robin balancing): read again until the budget ends before believing it. A miss
-    // gets a much shorter grace (a new session's `add` is sent before its response), so an
-    // expired cookie costs little.
-    const missDeadline = Math.min(deadline, performance.now() + MISS_GRACE_MS)
-    for (let wait = STALE_RETRY_FIRST_MS; ; wait *= 2) {
-      results = await this.#readCopies(nodes, cookie.key, cookie.version, deadline)
-      // A copy found by an earlier round counts even when the last round ran out of budget
-      // before any node answered: it is served as a stale read, never taken for no session.
-      const found = newest(results)
-      if (found !== undefined && (best === undefined || found.ended || (!best.ended && found.version > best.version))) best = found
-      if ((best !== undefined && (best.ended || best.version >= cookie.version)) || results.includes('error')) break
-      if (performance.now() + wait >= (best === undefined ? missDeadline : deadline)) break
-      await new Promise((resolve) => setTimeout(resolve, wait))
-    }
+    const found = await this.#reader.read(cookie.key, addressesOf(cookie), cookie.version, this.#now() + this.#options.timeoutMs)
+    const { results } = found
+    let best = found.best
     const failed = results.includes('error')
     if (failed) this.#options.metrics.failovers.inc()
     // Destroyed on this node while the read was under way: do not cache it again.
@@ -303,9 +283,11 @@ export class SessionStore {
     if (best === undefined) {
       // Every node answered and none has it: lost (restart, eviction) if this node holds it,
       // absent (expired, never stored) if not. No answer: the local copy, or nothing for now.
-      const answered = !failed && results.length === nodes.length
+      const answered = !failed && results.length === found.asked
       if (latest === undefined) return { record: undefined, outcome: answered ? 'gone' : 'unavailable' }
-      if (!answered) return { record: latest, outcome: 'degraded' }
+      // The local copy serves only if it is at least as new as the cookie: an older one would
+      // hand the app stale data, and its next change would be made on it (a lost update).
+      if (!answered) return latest.acceptedVersion >= cookie.version ? { record: latest, outcome: 'degraded' } : { record: undefined, outcome: 'unavailable' }
       best = { version: latest.version, header: latest.header, ended: false }
     } else if (latest !== undefined && latest.version > best.version) {
       // This node's own write has not landed yet (or memcached lost it); its copy is the newest there is.
@@ -322,77 +304,16 @@ export class SessionStore {
       header: best.header,
       primary: cookie.primary,
       backup: cookie.backup,
-      checkedAt: performance.now(),
+      checkedAt: this.#now(),
       acceptedVersion: Math.max(best.version, cookie.version),
       cookie: undefined
     }
     this.#cache.set(record.key, record)
     // A node that failed, missed (restarted empty) or holds an older copy gets it again.
     const version = best.version
-    if (results.length < nodes.length || results.some((r) => r === 'error' || r === null || r.version < version)) this.#restore(record, results.includes(null))
+    if (results.length < found.asked || results.some((r) => r === 'error' || r === null || r.version < version)) this.#restore(record, results.includes(null))
     return { record, outcome: stale ? 'stale' : 'miss-loaded' }
   }
-
-  /** Opens a copy read from `address`; one sealed by a retiring secret is resealed there. */
-  #opened (key: string, address: string, value: string): StoredCopy | null {
-    const copy = this.#options.seal.open(this.#options.keyPrefix + key, value)
-    if (copy === undefined) return null
-    if (!copy.current) void this.#writer.reseal(key, [address])
-    return copy
-  }
-
-  /**
-   * Hedged read: the first node at once, the next when the first could not satisfy the
-   * cookie's version or has not answered within half the budget. Nothing waits past
-   * `deadline`; nodes that had not answered by then are left out of the results.
-   */
-  async #readCopies (nodes: MemcachedNode[], key: string, wanted: number, deadline: number): Promise<ReadResult[]> {
-    const mkey = this.#options.keyPrefix + key
-    const results: ReadResult[] = []
-    if (nodes.length === 0) return results
-    return await new Promise((resolve) => {
-      let launched = 0
-      let settled = 0
-      let done = false
-      const finish = (): void => {
-        if (done) return
-        done = true
-        clearTimeout(hedge)
-        clearTimeout(timeout)
-        resolve(results)
-      }
-      const launch = (): void => {
-        const node = nodes[launched++]
-        if (node === undefined || done) return
-        node.gets(mkey).then((hit) => hit === undefined ? null : this.#opened(key, node.address, hit.value), () => 'error' as const).then((result) => {
-          if (done) return
-          results.push(result)
-          settled++
-          if (result !== null && result !== 'error' && result.version >= wanted) finish()
-          else if (launched < nodes.length) launch()
-          else if (settled === launched) finish()
-        }, () => undefined)
-      }
-      const remaining = Math.max(0, deadline - performance.now())
-      const hedge = setTimeout(launch, remaining / 2)
-      const timeout = setTimeout(finish, remaining)
-      launch()
-    })
-  }
-}
-
-/** One node's answer to a read: its copy, null for a miss, 'error' when it failed. */
-type ReadResult = StoredCopy | null | 'error'
-
-/** The newest copy among the answers; a tombstone, whatever its version, above all. */
-function newest (results: readonly ReadResult[]): StoredCopy | undefined {
-  let best: StoredCopy | undefined
-  for (const r of results) {
-    if (r === null || r === 'error') continue
-    if (r.ended) return r
-    if (best === undefined || r.version > best.version) best = r
-  }
-  return best
 }
 
 /** The nodes a cookie or record names: primary, then backup if any. */

@@ -61,10 +61,12 @@ export interface WriterOptions {
   readonly maxPendingBytes: number
   /** Tombstone TTL in seconds: idleTimeout + revalidateMs, as long as any sidecar may still serve the key. */
   readonly tombstoneTtl: number
-  /** Called when a write finds a tombstone: the session was destroyed elsewhere. */
-  readonly onGone: (key: string) => void
-  /** Called with the outcome of every write, to bring the local copy and placement up to date. */
-  readonly onWritten: (job: WriteJob, result: WriteResult) => void
+  /**
+   * Hears the outcome of every write that reached memcached, retried ones included, so the
+   * owner of the local copies (the store) brings them up to date: what the primary now holds
+   * and where, or 'ended' when a tombstone was found (the session was destroyed elsewhere).
+   */
+  readonly onSettled: (job: WriteJob, outcome: WriteResult | 'ended') => void
 }
 
 const CAS_ATTEMPTS = 5
@@ -205,7 +207,7 @@ export class SessionWriter {
     ])
     if (oldEnded !== 'ended-before' || result === undefined) return result
     this.#options.log.info({ session: keyHash(old.key) }, 'session was destroyed elsewhere before its regeneration was stored; the new key ends too')
-    this.#options.onGone(job.key)
+    this.#options.onSettled(job, 'ended')
     await Promise.all([result.primary, result.backup].filter((a) => a !== undefined).map(async (a) => await this.#endCopy(job.key, a, result.copy.version + 1)))
     return undefined
   }
@@ -251,7 +253,7 @@ export class SessionWriter {
       if (!(err instanceof SessionEnded)) throw err
       // A tombstone on either node: destroyed elsewhere. It wins; the other node gets one too.
       this.#options.log.info({ session: keyHash(job.key) }, 'session was destroyed elsewhere; the change is not stored')
-      this.#options.onGone(job.key)
+      this.#options.onSettled(job, 'ended')
       for (const a of [job.primary, job.backup]) if (a !== undefined) void this.#endCopy(job.key, a, err.version)
       return undefined
     }
@@ -264,7 +266,7 @@ export class SessionWriter {
       }
     }
     const result = { copy, primary: placement.primary, backup: placement.backup }
-    this.#options.onWritten(job, result)
+    this.#options.onSettled(job, result)
     if (this.#outage !== undefined && this.#failed.size === 0) {
       const { since, peak, dropped } = this.#outage
       this.#outage = undefined
@@ -280,7 +282,9 @@ export class SessionWriter {
    */
   #placement (key: string, primary: string, backup: string | undefined): { primary: string, backup: string | undefined } | undefined {
     const { pool } = this.#options
-    const want = backup === undefined ? 1 : 2
+    // As many copies as configured (a session that lost its backup while a node was down gets
+    // one again), never fewer than it has.
+    const want = Math.max(pool.replicas, backup === undefined ? 1 : 2)
     const chosen: string[] = []
     if (pool.isLive(primary)) chosen.push(primary)
     if (backup !== undefined && pool.isLive(backup)) chosen.push(backup)

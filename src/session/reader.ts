@@ -1,0 +1,148 @@
+import type { MemcachedNode } from '../memcached/node.js'
+import type { NodePool } from '../memcached/pool.js'
+import type { StoredCopy } from './record.js'
+import type { CopySeal } from './sealed-copy.js'
+
+/** One node's answer to a read: its copy (live or tombstone), null for a miss, 'error' when it failed. */
+export type ReadResult = StoredCopy | null | 'error'
+
+export interface ReaderOptions {
+  readonly pool: NodePool
+  readonly keyPrefix: string
+  readonly seal: CopySeal
+  /** A copy sealed by a retiring secret (or an older format) was read at `address`: reseal it there. */
+  readonly reseal: (key: string, address: string) => void
+  /** Monotonic milliseconds; tests pass a fake clock. */
+  readonly now: () => number
+}
+
+/** What a read found: the newest copy any round saw, and the last round's answers. */
+export interface Found {
+  readonly best: StoredCopy | undefined
+  readonly results: readonly ReadResult[]
+  /** How many nodes the read could ask (allowed, well-formed addresses). */
+  readonly asked: number
+}
+
+// Retrying a read that found only older copies covers the usual case of "the other node's
+// async write is still on its way" before calling the read stale.
+const STALE_RETRY_FIRST_MS = 2
+const MISS_GRACE_MS = 20
+
+/**
+ * The read path: copies as memcached holds them, opened. Decides nothing about the local
+ * cache (the store does); it only asks nodes, within a deadline.
+ */
+export class CopyReader {
+  readonly #options: ReaderOptions
+
+  constructor (options: ReaderOptions) {
+    this.#options = options
+  }
+
+  /**
+   * The revalidation read: one `gats` per node (the copy, and its TTL refreshed), all at once.
+   * Down-marked nodes are not waited on: the caller holds a local copy to serve.
+   */
+  async check (key: string, addresses: readonly string[]): Promise<ReadResult[]> {
+    const mkey = this.#options.keyPrefix + key
+    return await Promise.all(addresses.map(async (address): Promise<ReadResult> => {
+      const node = this.#options.pool.node(address)
+      if (node === undefined || node.down) return 'error'
+      return await node.gats(mkey).then((hit) => hit === undefined ? null : this.#opened(key, address, hit.value), () => 'error' as const)
+    }))
+  }
+
+  /**
+   * Reads the copies of `key` at `addresses` (all of them: a node back from a crash may hold
+   * the only copy, another may hold a tombstone) until one is at least version `wanted`, a tombstone is found, a
+   * node fails, or the time runs out: `deadline` for older copies (most often another node's
+   * async write still on its way, under round-robin balancing), a short grace for a miss (a new
+   * session's `add` is sent before its response, so an expired cookie costs little).
+   */
+  async read (key: string, addresses: readonly string[], wanted: number, deadline: number): Promise<Found> {
+    const { pool, now } = this.#options
+    const nodes = addresses
+      .map((a) => pool.node(a))
+      .filter((n): n is MemcachedNode => n !== undefined)
+    let results: ReadResult[] = []
+    let best: StoredCopy | undefined
+    const missDeadline = Math.min(deadline, now() + MISS_GRACE_MS)
+    for (let wait = STALE_RETRY_FIRST_MS; ; wait *= 2) {
+      results = await this.#readCopies(nodes, key, wanted, deadline)
+      // A copy found by an earlier round counts even when the last round ran out of budget
+      // before any node answered: it is served as a stale read, never taken for no session.
+      const found = newest(results)
+      if (found !== undefined && (best === undefined || found.ended || (!best.ended && found.version > best.version))) best = found
+      if ((best !== undefined && (best.ended || best.version >= wanted)) || results.includes('error')) break
+      if (now() + wait >= (best === undefined ? missDeadline : deadline)) break
+      await new Promise((resolve) => setTimeout(resolve, wait))
+    }
+    return { best, results, asked: nodes.length }
+  }
+
+  /** Opens a copy read from `address`; one sealed by a retiring secret is resealed there. */
+  #opened (key: string, address: string, value: string): StoredCopy | null {
+    const copy = this.#options.seal.open(this.#options.keyPrefix + key, value)
+    if (copy === undefined) return null
+    if (!copy.current) this.#options.reseal(key, address)
+    return copy
+  }
+
+  /**
+   * Every node at once. A copy that satisfies the wanted version ends the read only once the
+   * other nodes answered, are marked down, or half the budget has passed: one of them may hold
+   * a tombstone, which wins (a stale live copy on one node must not serve a logged-out
+   * session). A tombstone ends the read at once. Nothing waits past `deadline`; nodes that had
+   * not answered by then are left out of the results.
+   */
+  async #readCopies (nodes: MemcachedNode[], key: string, wanted: number, deadline: number): Promise<ReadResult[]> {
+    const mkey = this.#options.keyPrefix + key
+    const results: ReadResult[] = []
+    if (nodes.length === 0) return results
+    return await new Promise((resolve) => {
+      let done = false
+      let satisfied = false
+      let graceOver = false
+      const pending = new Set(nodes)
+      const finish = (): void => {
+        if (done) return
+        done = true
+        clearTimeout(grace)
+        clearTimeout(timeout)
+        resolve(results)
+      }
+      // Satisfied, and nothing left worth waiting for: the rest are down-marked (a node back
+      // from a crash is asked, but not waited on once another answered).
+      const settle = (): void => {
+        if (pending.size === 0 || (satisfied && (graceOver || [...pending].every((n) => n.down)))) finish()
+      }
+      for (const node of nodes) {
+        node.gets(mkey).then((hit) => hit === undefined ? null : this.#opened(key, node.address, hit.value), () => 'error' as const).then((result) => {
+          if (done) return
+          pending.delete(node)
+          results.push(result)
+          if (result !== null && result !== 'error') {
+            if (result.ended) return finish()
+            if (result.version >= wanted) satisfied = true
+          }
+          settle()
+        }, () => undefined)
+      }
+      const remaining = Math.max(0, deadline - this.#options.now())
+      const grace = setTimeout(() => { graceOver = true; settle() }, remaining / 2)
+      const timeout = setTimeout(finish, remaining)
+    })
+  }
+}
+
+/** The newest copy among the answers; a tombstone, whatever its version, above all. */
+export function newest (results: readonly ReadResult[]): StoredCopy | undefined {
+  let best: StoredCopy | undefined
+  for (const r of results) {
+    if (r === null || r === 'error') continue
+    if (r.ended) return r
+    if (best === undefined || r.version > best.version) best = r
+  }
+  return best
+}

@@ -1,0 +1,116 @@
+import t, { type Test } from 'tap'
+import type { Sidecar } from '../../src/sidecar.js'
+import { Browser, keyOf, q, versionOf } from '../helpers/client.js'
+import { MemcachedProcess } from '../helpers/memcached.js'
+import { until } from '../helpers/ports.js'
+import { startTestSidecar, testConfig } from '../helpers/sidecar.js'
+import { TestApp, b64 } from '../helpers/upstream.js'
+
+// Found by an adversarial review (slow, paused and replayed memcached nodes); each case failed
+// before its fix. SIGSTOP pauses a node: it loses nothing, it just does not answer.
+
+interface Fleet { readonly nodes: MemcachedProcess[], readonly app: TestApp, sidecar: () => Promise<Sidecar> }
+
+async function fleet (t: Test, nodeCount = 2, settings: Record<string, Record<string, unknown>> = {}): Promise<Fleet> {
+  const nodes: MemcachedProcess[] = []
+  for (let i = 0; i < nodeCount; i++) {
+    const m = await MemcachedProcess.start()
+    // A paused node must be resumed before it can be killed cleanly.
+    t.teardown(async () => { if (m.pid !== undefined) process.kill(m.pid, 'SIGCONT'); await m.stop() })
+    nodes.push(m)
+  }
+  const app = await new TestApp().start()
+  t.teardown(() => app.close())
+  return {
+    nodes,
+    app,
+    sidecar: async () => {
+      const s = await startTestSidecar(testConfig(app.url, nodes.map((m) => m.address), { cache: { revalidateMs: 300 }, shutdown: { timeoutMs: 500 }, ...settings }))
+      t.teardown(() => s.close())
+      return s
+    }
+  }
+}
+
+const pause = (m: MemcachedProcess): void => { process.kill(m.pid as number, 'SIGSTOP') }
+const resume = (m: MemcachedProcess): void => { process.kill(m.pid as number, 'SIGCONT') }
+const addressesIn = (sid: string | undefined): string[] => (sid ?? '').split('~').slice(2, -2)
+
+t.test('a session that lost its backup while a node was paused gets one again, and survives its primary restarting empty', async (t) => {
+  const { nodes, sidecar } = await fleet(t)
+  const a = await sidecar()
+  const user = new Browser()
+  await user.get(a.url, `/login?set=${q({ user: 'ada' })}`)
+  await a.store.flush(2000)
+  const [primary, backup] = addressesIn(user.sid)
+  t.equal(addressesIn(user.sid).length, 2, 'two copies (replicas 2)')
+  const backupNode = nodes.find((m) => m.address === backup) as MemcachedProcess
+  const primaryNode = nodes.find((m) => m.address === primary) as MemcachedProcess
+
+  pause(backupNode)
+  // A change finds the backup not answering and marks it down; the next ones are placed
+  // without it (there is no third node to take its place), and a later cookie says so.
+  await until(async () => {
+    await user.get(a.url, `/?merge=${q({ n: versionOf(user.sid) })}`)
+    await a.store.flush(3000)
+    return addressesIn(user.sid).length === 1
+  }, 5000, 'the cookie to lose its backup')
+  t.same(addressesIn(user.sid), [primary], 'while the backup is down the cookie names the primary only')
+  resume(backupNode)
+  // Past the node's backoff (at most 2 s), the next change places a backup again.
+  await until(async () => {
+    await user.get(a.url, `/?merge=${q({ n: versionOf(user.sid) })}`)
+    await a.store.flush(2000)
+    return addressesIn(user.sid).length === 2
+  }, 6000, 'a backup again')
+  t.equal(addressesIn(user.sid).length, 2, 'a later change gives the session a backup again')
+
+  await primaryNode.stop()
+  await primaryNode.start()
+  const b = await sidecar()
+  t.same((await user.get(b.url, '/')).body.session?.user, 'ada', 'another sidecar finds the session after its primary restarted empty')
+})
+
+t.test('a local copy older than the cookie is not served when memcached cannot answer: the app is told the session is unavailable, its change refused', async (t) => {
+  const { nodes, app, sidecar } = await fleet(t)
+  const a = await sidecar()
+  const b = await sidecar()
+  const user = new Browser()
+  await user.get(a.url, `/login?set=${q({ n: 1 })}`)
+  await user.get(b.url, '/') // B caches version 1
+  await user.get(a.url, `/?merge=${q({ n: 2 })}`)
+  await a.store.flush(2000)
+  t.equal(versionOf(user.sid), 2, 'the cookie is at version 2, B holds version 1')
+  for (const m of nodes) pause(m)
+  const res = await user.get(b.url, `/?merge=${q({ n: 3 })}`)
+  for (const m of nodes) resume(m)
+  t.equal(res.status, 200)
+  t.equal(app.last?.headers['x-session-unavailable'], '1', 'the app is told the session could not be loaded')
+  t.equal(res.body.session, undefined, 'and does not get version 1\'s stale data')
+  t.equal(versionOf(user.sid), 2, 'the cookie is unchanged (the change computed from nothing was refused)')
+  await until(async () => (await user.get(b.url, '/')).body.session?.n === 2, 5000, 'B to serve version 2 once memcached answers')
+  t.pass('once memcached answers, B serves version 2')
+})
+
+t.test('a stale live copy on the primary does not serve a session whose backup holds a tombstone', async (t) => {
+  const { nodes, sidecar } = await fleet(t)
+  const a = await sidecar()
+  const user = new Browser()
+  await user.get(a.url, `/login?set=${q({ user: 'ada' })}`)
+  await a.store.flush(2000)
+  const old = user.sid as string
+  const key = keyOf(old)
+  const [primary] = addressesIn(old)
+  await user.get(a.url, '/logout?destroy=1')
+  await a.store.flush(2000)
+  for (const m of nodes) t.match(await m.copy(key), /^\d+ ended$/, `${m.address} holds the tombstone`)
+  // The primary gets a live copy back (a replay by someone who can write to memcached, or a
+  // node that missed the tombstone while paused and came back holding its old copy).
+  await (nodes.find((m) => m.address === primary) as MemcachedProcess).putCopy(key, 5, b64({ user: 'ada' }))
+  for (let i = 0; i < 3; i++) {
+    const cold = await sidecar()
+    const replay = new Browser()
+    replay.cookies.set('sid', old)
+    t.equal((await replay.get(cold.url, '/')).body.session, undefined, `cold sidecar ${i + 1}: the backup's tombstone wins over the primary's live copy`)
+  }
+})

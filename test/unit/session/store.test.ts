@@ -1,0 +1,153 @@
+import t, { type Test } from 'tap'
+import { pino } from 'pino'
+import { EmbeddedMemcached } from '../../../demo/embedded-memcached.js'
+import { NodePool } from '../../../src/memcached/pool.js'
+import { Metrics } from '../../../src/metrics.js'
+import type { CookieFields } from '../../../src/session/cookie.js'
+import type { SessionObject } from '../../../src/session/data.js'
+import type { StoredCopy } from '../../../src/session/record.js'
+import { CopySeal } from '../../../src/session/sealed-copy.js'
+import { SessionStore } from '../../../src/session/store.js'
+
+// The store's rules (SPEC "Storage and consistency") against an in-process memcached, with a
+// fake monotonic clock for the store and a fake wall clock for memcached's TTLs: nothing here
+// waits for time to pass.
+
+const REVALIDATE_MS = 1000
+const b64 = (o: object): string => Buffer.from(JSON.stringify(o)).toString('base64url')
+const data = (header: string | undefined): unknown => header === undefined ? undefined : JSON.parse(Buffer.from(header, 'base64url').toString())
+
+interface Rig {
+  readonly store: SessionStore
+  readonly metrics: Metrics
+  readonly clock: { now: number }
+  readonly memcached: EmbeddedMemcached
+  /** What memcached holds for a key, opened; undefined for a miss. */
+  stored: (key: string) => Promise<StoredCopy | undefined>
+  /** Stores a copy as another sidecar of the fleet would. */
+  put: (key: string, copy: StoredCopy) => Promise<void>
+  /** Drops a key, as an eviction or a restart would. */
+  evict: (key: string) => Promise<void>
+}
+
+async function rig (t: Test): Promise<Rig> {
+  const wall = { now: Date.now() }
+  const memcached = new EmbeddedMemcached({ now: () => wall.now })
+  const port = await memcached.listen()
+  t.teardown(() => memcached.close())
+  const address = `127.0.0.1:${port}`
+  const log = pino({ level: 'silent' })
+  const metrics = new Metrics(false)
+  const pool = new NodePool({ nodes: [address], replicas: 1, allow: [], timeoutMs: 500, ttl: 1800, log, ops: metrics })
+  t.teardown(() => pool.close())
+  const seal = new CopySeal(['store-unit-test-secret-0123'], true)
+  const clock = { now: 0 }
+  const store = new SessionStore({ pool, keyPrefix: 'sess:', seal, idleTimeout: 1800, revalidateMs: REVALIDATE_MS, timeoutMs: 500, cacheMaxBytes: 1 << 20, maxBytes: 8192, log, metrics, now: () => clock.now })
+  t.teardown(() => store.close())
+  const node = pool.node(address)
+  if (node === undefined) throw new Error('node expected')
+  return {
+    store,
+    metrics,
+    clock,
+    memcached,
+    stored: async (key) => {
+      const hit = await node.gets(`sess:${key}`)
+      return hit === undefined ? undefined : seal.open(`sess:${key}`, hit.value)
+    },
+    evict: async (key) => { await node.delete(`sess:${key}`) },
+    put: async (key, copy) => {
+      const hit = await node.gets(`sess:${key}`)
+      const value = seal.seal(`sess:${key}`, copy)
+      if (!(hit === undefined ? await node.add(`sess:${key}`, value) : await node.cas(`sess:${key}`, value, hit.cas))) throw new Error('put failed')
+    }
+  }
+}
+
+/** A session created through the store, stored, and the cookie its client holds. */
+async function login (r: Rig, session: SessionObject): Promise<CookieFields> {
+  const applied = r.store.apply(undefined, 0, { set: session, merge: undefined, regenerate: false })
+  if (applied === undefined) throw new Error('a change expected')
+  await applied.written
+  const { key, primary, backup, version } = applied.record
+  return { key, primary, backup, version }
+}
+
+const counter = async (m: Metrics, name: string): Promise<number> => (await m.registry.getSingleMetricAsString(name)).split('\n').filter((l) => l.startsWith(name)).reduce((n, l) => n + Number(l.split(' ').at(-1)), 0)
+
+t.test('a local copy is served without memcached until cache.revalidateMs passes on the monotonic clock', async (t) => {
+  const r = await rig(t)
+  const cookie = await login(r, { user: 'ada' })
+  const local = r.store.local(cookie.key)
+  if (local === undefined) throw new Error('cached')
+  t.ok(r.store.fresh(local, cookie.version, r.clock.now + REVALIDATE_MS - 1), 'fresh just before revalidateMs')
+  t.notOk(r.store.fresh(local, cookie.version, r.clock.now + REVALIDATE_MS), 'due at revalidateMs')
+  t.notOk(r.store.fresh(local, cookie.version + 1, r.clock.now), 'never for a cookie newer than the copy')
+})
+
+t.test('revalidation adopts a newer or different stored copy (another sidecar changed it)', async (t) => {
+  const r = await rig(t)
+  const cookie = await login(r, { user: 'ada' })
+  await r.put(cookie.key, { version: 2, header: b64({ user: 'ada', cart: [1] }), ended: false })
+  r.clock.now += REVALIDATE_MS
+  const loaded = await r.store.load(cookie, r.store.local(cookie.key))
+  t.equal(loaded.outcome, 'miss-loaded')
+  t.same(data(loaded.record?.header), { user: 'ada', cart: [1] }, 'the newer copy is served')
+  t.equal(loaded.record?.version, 2)
+
+  await r.put(cookie.key, { version: 2, header: b64({ user: 'ada', cart: [2] }), ended: false })
+  r.clock.now += REVALIDATE_MS
+  const same = await r.store.load(cookie, r.store.local(cookie.key))
+  t.same(data(same.record?.header), { user: 'ada', cart: [2] }, 'the same version with other data is adopted too (the primary orders versions)')
+})
+
+t.test('revalidation that finds a tombstone ends the session here, whatever the versions', async (t) => {
+  const r = await rig(t)
+  const cookie = await login(r, { user: 'ada' })
+  const changed = r.store.apply(r.store.local(cookie.key), cookie.version, { set: undefined, merge: { page: 1 }, regenerate: false })
+  await changed?.written
+  await r.put(cookie.key, { version: 1, header: 'e30', ended: true })
+  r.clock.now += REVALIDATE_MS
+  const loaded = await r.store.load({ ...cookie, version: 2 }, r.store.local(cookie.key))
+  t.equal(loaded.outcome, 'gone', 'a tombstone at version 1 ends a local copy at version 2')
+  t.equal(r.store.local(cookie.key), undefined, 'and the local copy is dropped')
+  const late = r.store.apply(changed?.record, 2, { set: undefined, merge: { page: 2 }, regenerate: false })
+  t.equal(late, undefined, 'a late change of the ended key is not applied')
+  t.same(await r.stored(cookie.key), { version: 1, header: 'e30', ended: true, current: true }, 'the tombstone stands')
+})
+
+t.test('revalidation that finds a miss (eviction, restart) keeps serving the local copy and stores it again', async (t) => {
+  const r = await rig(t)
+  const cookie = await login(r, { user: 'ada' })
+  await r.evict(cookie.key)
+  r.clock.now += REVALIDATE_MS
+  const loaded = await r.store.load(cookie, r.store.local(cookie.key))
+  t.equal(loaded.outcome, 'miss-loaded', 'served: a miss is not a destroy')
+  t.same(data(loaded.record?.header), { user: 'ada' })
+  t.equal(await r.store.flush(2000), 0)
+  t.same(await r.stored(cookie.key), { version: 1, header: b64({ user: 'ada' }), ended: false, current: true }, 'the copy is back in memcached')
+  t.equal(await counter(r.metrics, 'sidecar_restored_copies_total'), 1, 'counted as restored')
+})
+
+t.test('no answer from memcached: the local copy is served as it is (degraded); with no local copy, unavailable', async (t) => {
+  const r = await rig(t)
+  const cookie = await login(r, { user: 'ada' })
+  await r.memcached.close()
+  r.clock.now += REVALIDATE_MS
+  const loaded = await r.store.load(cookie, r.store.local(cookie.key))
+  t.equal(loaded.outcome, 'degraded')
+  t.same(data(loaded.record?.header), { user: 'ada' })
+  const other = await r.store.load({ ...cookie, key: 'B'.repeat(22) }, undefined)
+  t.equal(other.outcome, 'unavailable', 'a session held nowhere here is unavailable, not gone: the cookie is kept')
+})
+
+t.test('a merge is applied to the stored copy, not over it', async (t) => {
+  const r = await rig(t)
+  const cookie = await login(r, { user: 'ada' })
+  // Another sidecar stored version 3 meanwhile; this one still holds version 1.
+  await r.put(cookie.key, { version: 3, header: b64({ user: 'ada', fromOther: true }), ended: false })
+  const applied = r.store.apply(r.store.local(cookie.key), cookie.version, { set: undefined, merge: { mine: true }, regenerate: false })
+  const result = await applied?.written
+  t.same(result?.copy, { version: 4, header: b64({ user: 'ada', fromOther: true, mine: true }), ended: false }, 'version 3 + 1, both changes')
+  t.same(data(r.store.local(cookie.key)?.header), { user: 'ada', fromOther: true, mine: true }, 'the local copy follows the primary')
+})
