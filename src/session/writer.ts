@@ -194,22 +194,22 @@ export class SessionWriter {
 
   async #write (job: WriteJob): Promise<WriteResult | undefined> {
     if (job.replaces === undefined) return await this.#store(job)
-    // Regeneration: the new key and the old key's tombstone at once. The old key already
-    // ended (a logout elsewhere won the race) ends the new one too; a miss does not (a login
-    // during an outage is kept).
+    // Regeneration: the old key's tombstone first. The old key already ended (a logout
+    // elsewhere won the race) ends the new one too; a miss does not (a login during an outage
+    // is kept). A change another sidecar stored on the old key meanwhile is carried over.
     const old = job.replaces
-    const [result, oldEnded] = await Promise.all([
-      this.#store(job),
-      this.#endCopy(old.key, old.addresses[0] as string, old.version).then(async (before) => {
-        await Promise.all(old.addresses.slice(1).map(async (a) => await this.#endCopy(old.key, a, old.version)))
-        return before
-      })
-    ])
-    if (oldEnded !== 'ended-before' || result === undefined) return result
-    this.#options.log.info({ session: keyHash(old.key) }, 'session was destroyed elsewhere before its regeneration was stored; the new key ends too')
-    this.#options.onSettled(job, 'ended')
-    await Promise.all([result.primary, result.backup].filter((a) => a !== undefined).map(async (a) => await this.#endCopy(job.key, a, result.copy.version + 1)))
-    return undefined
+    const first = await this.#endCopy(old.key, old.addresses[0] as string, old.version)
+    const rest = Promise.all(old.addresses.slice(1).map(async (a) => await this.#endCopy(old.key, a, old.version)))
+    if (first.state === 'ended-before') {
+      this.#options.log.info({ session: keyHash(old.key) }, 'session was destroyed elsewhere before its regeneration was stored; the new key ends too')
+      this.#options.onSettled(job, 'ended')
+      await rest
+      return undefined
+    }
+    const newer = first.live !== undefined && first.live.version >= old.version ? first.live : undefined
+    const result = await this.#store(newer === undefined ? job : carryOver(job, newer, this.#options.maxBytes))
+    await rest
+    return result
   }
 
   /** The primary decides the version, the backup gets its result; a tombstone found ends the session here. */
@@ -345,24 +345,28 @@ export class SessionWriter {
   }
 
   /** A tombstone on one node; one the node cannot take now is retried. Says whether the key had already ended there. */
-  async #endCopy (key: string, address: string, version: number): Promise<'ended' | 'ended-before' | 'unreachable'> {
+  /**
+   * A tombstone on one node; one the node cannot take now is retried. Says whether the key had
+   * already ended there, and the live copy it replaced.
+   */
+  async #endCopy (key: string, address: string, version: number): Promise<{ state: 'ended' | 'ended-before' | 'unreachable', live?: StoredCopy }> {
     const node = this.#options.pool.node(address)
-    if (node === undefined) return 'unreachable'
+    if (node === undefined) return { state: 'unreachable' }
     const mkey = this.#options.keyPrefix + key
     const job: WriteJob = { key, version, header: TOMBSTONE_DATA, kind: { type: 'end' }, primary: address, backup: undefined, base: 0, fresh: false }
     try {
       if (node.down) throw new NodeUnavailable(address, 'cas', 'node is marked down')
       const stored = await node.gets(mkey)
       const before = stored === undefined ? undefined : this.#options.seal.open(mkey, stored.value)
-      if (before?.ended === true) return 'ended-before'
+      if (before?.ended === true) return { state: 'ended-before' }
       await this.#writeCopy(node, mkey, job)
-      return 'ended'
+      return before === undefined ? { state: 'ended' } : { state: 'ended', live: before }
     } catch (err) {
       if (!(err instanceof NodeUnavailable)) throw err
       const id = `${address} ${key}`
       this.#tombstones.set(id, { key, address, upTo: Math.max(version, this.#tombstones.get(id)?.upTo ?? 0), until: performance.now() + this.#options.tombstoneTtl * 1000 })
       this.#scheduleRetry()
-      return 'unreachable'
+      return { state: 'unreachable' }
     }
   }
 
@@ -527,6 +531,26 @@ export function composePatches (a: SessionObject, b: SessionObject): SessionObje
     setMember(out, name, inner)
   }
   return out
+}
+
+/**
+ * A regeneration's new-key write, given a newer copy another sidecar stored on the old key
+ * meanwhile: a merge re-applied to it, no change (a plain regenerate) taking its data, a set
+ * as it is.
+ */
+function carryOver (job: WriteJob, newer: StoredCopy, maxBytes: number): WriteJob {
+  switch (job.kind.type) {
+    case 'merge':
+      try {
+        return { ...job, header: encodeObject(mergePatch(parseStored(newer.header), job.kind.patch) as SessionObject, 'X-Session-Merge', maxBytes).header }
+      } catch {
+        return job // over session.maxBytes with the other change: this node's state stands
+      }
+    case 'copy':
+      return { ...job, header: newer.header }
+    default:
+      return job
+  }
 }
 
 /** The data of a tombstone: `{}` (the state says it ended). */

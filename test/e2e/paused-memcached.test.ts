@@ -114,3 +114,26 @@ t.test('a stale live copy on the primary does not serve a session whose backup h
     t.equal((await replay.get(cold.url, '/')).body.session, undefined, `cold sidecar ${i + 1}: the backup's tombstone wins over the primary's live copy`)
   }
 })
+
+t.test('a login (Merge + Regenerate) carries over a change another sidecar stored on the old key meanwhile', async (t) => {
+  for (const write of ['sync', 'async'] as const) {
+    const { sidecar } = await fleet(t, 2, { memcached: { write } })
+    const a = await sidecar()
+    const b = await sidecar()
+    const user = new Browser()
+    await user.get(a.url, `/?set=${q({ cart: ['book'] })}`)
+    await a.store.flush(2000)
+    const anonymous = user.sid as string
+    // B stores a change; A, which never saw it, gets the login with the cookie from before
+    // it (two requests of one browser in flight at once).
+    await user.get(b.url, `/?merge=${q({ item: 1 })}`)
+    await b.store.flush(2000)
+    const racing = new Browser()
+    racing.cookies.set('sid', anonymous)
+    await racing.get(a.url, `/login?merge=${q({ user: 'ada' })}&regenerate=1`)
+    await a.store.flush(2000)
+    t.not(keyOf(racing.sid), keyOf(anonymous), `${write}: a new key`)
+    const fresh = await sidecar()
+    t.same((await racing.get(fresh.url, '/')).body.session, { cart: ['book'], item: 1, user: 'ada' }, `${write}: the new key holds the login and B's change`)
+  }
+})
