@@ -65,11 +65,14 @@ export class MemcachedNode {
   #failures = 0
   /** When the last command was sent (or the node created), on the options' clock: the pool forgets idle nodes. */
   #lastUsedAt: number
+  /** Backoff windows and idle time; command latencies are always measured on performance.now. */
+  readonly #now: () => number
 
   constructor (address: Address, options: NodeOptions) {
     this.address = address.text
     this.#options = options
-    this.#lastUsedAt = (options.now ?? performance.now.bind(performance))()
+    this.#now = options.now ?? performance.now.bind(performance)
+    this.#lastUsedAt = this.#now()
     this.#client = new MemcacheClient({
       server: { server: `${address.host}:${address.port}`, maxConnections: 1 },
       // Without connectTimeout a black-holed connect never settles.
@@ -90,7 +93,7 @@ export class MemcachedNode {
 
   /** True while the node is inside its backoff window after a failure. */
   get down (): boolean {
-    return this.#downUntil > performance.now()
+    return this.#downUntil > this.#now()
   }
 
   async gets (key: string): Promise<StoredValue | undefined> {
@@ -138,7 +141,7 @@ export class MemcachedNode {
 
   async #run<T> (command: Command, send: () => Promise<T>): Promise<T> {
     const started = performance.now()
-    this.#lastUsedAt = this.#options.now === undefined ? started : this.#options.now()
+    this.#lastUsedAt = this.#now()
     let timer: NodeJS.Timeout | undefined
     const deadline = new Promise<never>((_resolve, reject) => {
       // memcache-client checks its own timeout on a coarse interval: this bound is exact.
@@ -184,7 +187,7 @@ export class MemcachedNode {
    * when the node goes down; the later steps only at debug.
    */
   #failed (err: NodeUnavailable): void {
-    const now = performance.now()
+    const now = this.#now()
     if (this.#downUntil > now) return
     const backoff = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(this.#failures, 16))
     this.#failures++

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { MemcachedOps } from '../metrics.js'
-import { AddressAllowList, parseAddress } from './address.js'
-import { MemcachedNode } from './node.js'
+import { AddressAllowList, parseAddress, type Address } from './address.js'
+import { MemcachedNode, type NodeOptions } from './node.js'
 
 export interface PoolOptions {
   /** Where new sessions go, canonical `host:port` text. */
@@ -17,6 +17,8 @@ export interface PoolOptions {
   readonly idleCloseMs?: number
   /** Monotonic milliseconds (performance.now by default); tests pass a fake clock. */
   readonly now?: () => number
+  /** Makes the client of one address (a real MemcachedNode by default); tests pass their own. */
+  readonly createNode?: (address: Address, options: NodeOptions) => MemcachedNode
 }
 
 const IDLE_CLOSE_MS = 5 * 60_000
@@ -73,7 +75,7 @@ export class NodePool {
     const address = parseAddress(text)
     // Only the canonical spelling is accepted, so one node never gets two clients.
     if (address === undefined || address.text !== text || address.family === 6 || !this.#allow.allows(address)) return undefined
-    const node = new MemcachedNode(address, this.#options)
+    const node = (this.#options.createNode ?? ((a, o) => new MemcachedNode(a, o)))(address, this.#options)
     this.#nodes.set(text, node)
     return node
   }

@@ -29,3 +29,24 @@ t.test('a burst of failing commands is one outage: one warn line, the shortest b
   const steps = logs.entries.filter((e) => typeof e.backoffMs === 'number')
   t.same(steps.map((e) => [e.level, e.backoffMs]), [[40, 500]], 'one step, logged once at warn, 500 ms')
 })
+
+t.test('on a fake clock: the window ends on time, each failed probe after it doubles the backoff up to 2 s', async (t) => {
+  const logs = new LogCapture()
+  const address = parseAddress(`127.0.0.1:${await refusedPort()}`)
+  if (address === undefined) throw new Error('address')
+  const clock = { now: 1000 }
+  const node = new MemcachedNode(address, { timeoutMs: 500, ttl: 60, log: pino({ level: 'debug' }, logs), ops: { observe () {}, forget () {} }, now: () => clock.now })
+  t.teardown(() => node.close())
+  const backoffs: number[] = []
+  for (let probe = 0; probe < 5; probe++) {
+    await node.gets('sess:k').catch(() => undefined)
+    const step = logs.entries.filter((e) => typeof e.backoffMs === 'number').at(-1)?.backoffMs as number
+    backoffs.push(step)
+    t.ok(node.down, `probe ${probe + 1}: down`)
+    clock.now += step - 1
+    t.ok(node.down, 'still down 1 ms before the window ends')
+    clock.now += 1
+    t.notOk(node.down, 'not down once it ends: the next command is the probe')
+  }
+  t.same(backoffs, [500, 1000, 2000, 2000, 2000], 'doubling, capped at 2 s')
+})

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { pino } from 'pino'
+import { MemcachedNode } from '../../../src/memcached/node.js'
 import { NodePool, type PoolOptions } from '../../../src/memcached/pool.js'
 import { Metrics } from '../../../src/metrics.js'
 
@@ -176,4 +177,16 @@ t.test('nodes only cookies named are closed and forgotten once idle, metric seri
   t.notMatch(text, /node="10\.9\.9\.9:11211"/, 'its metric series are gone')
   t.match(text, /node="10\.0\.0\.1:11211"/, 'the placed node\'s stay')
   t.not(p.node('10.9.9.9:11211'), learnt, 'named again, it gets a new client')
+})
+
+t.test('createNode: the pool makes its clients through the injected factory, once per allowed address', async (t) => {
+  const made: string[] = []
+  const p = pool(t, {
+    allow: ['10.0.0.0/8'],
+    createNode: (address, options) => { made.push(address.text); return new MemcachedNode(address, options) }
+  })
+  p.node('10.0.0.1:11211')
+  p.node('10.0.0.1:11211')
+  p.node('192.168.1.1:11211')
+  t.same(made, ['10.0.0.1:11211'], 'one client per address; a disallowed address gets none')
 })
