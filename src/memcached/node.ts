@@ -29,6 +29,8 @@ export interface NodeOptions {
   readonly ops: MemcachedOps
   /** Monotonic milliseconds (performance.now by default); tests pass a fake clock. */
   readonly now?: () => number
+  /** Hears that a node marked down answers again (it may be back from a restart, empty). */
+  readonly onRecovered?: (address: string) => void
 }
 
 /**
@@ -177,6 +179,7 @@ export class MemcachedNode {
       this.#options.log.info({ node: this.address, code: codes.MEMCACHED_UNAVAILABLE }, 'memcached node is answering again')
       this.#failures = 0
       this.#downUntil = 0
+      this.#options.onRecovered?.(this.address)
     }
   }
 

@@ -35,6 +35,7 @@ export class NodePool {
   readonly #allow: AddressAllowList
   readonly #options: PoolOptions
   readonly #sweeper: NodeJS.Timeout
+  readonly #recovered = new Set<(address: string) => void>()
 
   constructor (options: PoolOptions) {
     this.#options = options
@@ -75,9 +76,15 @@ export class NodePool {
     const address = parseAddress(text)
     // Only the canonical spelling is accepted, so one node never gets two clients.
     if (address === undefined || address.text !== text || address.family === 6 || !this.#allow.allows(address)) return undefined
-    const node = (this.#options.createNode ?? ((a, o) => new MemcachedNode(a, o)))(address, this.#options)
+    const options: NodeOptions = { ...this.#options, onRecovered: (a) => { for (const listener of this.#recovered) listener(a) } }
+    const node = (this.#options.createNode ?? ((a, o) => new MemcachedNode(a, o)))(address, options)
     this.#nodes.set(text, node)
     return node
+  }
+
+  /** Calls `listener` whenever a node that was marked down answers again. */
+  onRecovered (listener: (address: string) => void): void {
+    this.#recovered.add(listener)
   }
 
   /** True when a cookie naming this address may be acted on. */

@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache'
 import type { Logger } from 'pino'
 import { codes } from '../errors.js'
 import type { Metrics } from '../metrics.js'
@@ -97,11 +98,27 @@ export class SessionWriter {
   readonly #deletes = new Map<string, PendingDelete>()
   /** Tombstones a node could not take yet: `address key` -> what and until when. */
   readonly #tombstones = new Map<string, PendingDelete>()
+  /**
+   * Tombstones this sidecar wrote, per `address key`, for as long as they live: written again
+   * to a node that answers after an outage, which may be back from a restart, empty (a
+   * sidecar still holding the session would otherwise store it again).
+   */
+  readonly #ends: LRUCache<string, PendingDelete>
   #pending = 0
   #retryTimer: NodeJS.Timeout | undefined
 
   constructor (options: WriterOptions) {
     this.#options = options
+    this.#ends = new LRUCache<string, PendingDelete>({ max: 100_000, ttl: options.tombstoneTtl * 1000 })
+    options.pool.onRecovered((address) => this.#reassert(address))
+  }
+
+  /** Writes again the tombstones this sidecar wrote to `address` (a tombstone already there stands). */
+  #reassert (address: string): void {
+    for (const [id, d] of this.#ends.entries()) {
+      if (d.address === address && !this.#tombstones.has(id)) this.#tombstones.set(id, d)
+    }
+    if (this.#tombstones.size > 0) this.#scheduleRetry(DRAIN_TICK_MS)
   }
 
   /** Writes queued or in flight, plus failed writes waiting for a retry. */
@@ -360,6 +377,7 @@ export class SessionWriter {
       const before = stored === undefined ? undefined : this.#options.seal.open(mkey, stored.value)
       if (before?.ended === true) return { state: 'ended-before' }
       await this.#writeCopy(node, mkey, job)
+      this.#ends.set(`${address} ${key}`, { key, address, upTo: version, until: performance.now() + this.#options.tombstoneTtl * 1000 })
       return before === undefined ? { state: 'ended' } : { state: 'ended', live: before }
     } catch (err) {
       if (!(err instanceof NodeUnavailable)) throw err

@@ -137,3 +137,29 @@ t.test('a login (Merge + Regenerate) carries over a change another sidecar store
     t.same((await racing.get(fresh.url, '/')).body.session, { cart: ['book'], item: 1, user: 'ada' }, `${write}: the new key holds the login and B's change`)
   }
 })
+
+t.test('a node back from a restart, empty, gets the tombstones written to it again: a logout survives it with replicas 1', async (t) => {
+  const { nodes, sidecar } = await fleet(t, 1, { cache: { revalidateMs: 3000 } })
+  const m = nodes[0] as MemcachedProcess
+  const a = await sidecar()
+  const b = await sidecar()
+  const user = new Browser()
+  await user.get(a.url, `/login?set=${q({ user: 'ada' })}`)
+  await a.store.flush(2000)
+  const old = user.sid as string
+  t.same((await user.get(b.url, '/')).body.session, { user: 'ada' }, 'B holds the session')
+  await user.get(a.url, '/logout?destroy=1')
+  t.match(await m.copy(keyOf(old)), /^\d+ ended$/, 'the tombstone is stored')
+
+  await m.stop()
+  // A notices the outage (a write fails), so it knows to check the node when it answers.
+  await new Browser().get(a.url, `/login?set=${q({ user: 'bob' })}`)
+  await m.start()
+  await until(async () => /^\d+ ended$/.test(await m.copy(keyOf(old)) ?? ''), 8000, 'the tombstone to be written again')
+  t.pass('A wrote the tombstone again once the node answered')
+  const replay = new Browser()
+  replay.cookies.set('sid', old)
+  await until(async () => (await replay.get(b.url, '/')).body.session === undefined, 5000, 'B to stop serving the session')
+  t.pass('B, which still held the session, does not restore it: it finds the tombstone')
+  t.match(await m.copy(keyOf(old)), /^\d+ ended$/, 'the key stays ended')
+})
