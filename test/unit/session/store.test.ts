@@ -30,7 +30,7 @@ interface Rig {
   evict: (key: string) => Promise<void>
 }
 
-async function rig (t: Test): Promise<Rig> {
+async function rig (t: Test, options: { realClock?: boolean, revalidateMs?: number } = {}): Promise<Rig> {
   const wall = { now: Date.now() }
   const memcached = new EmbeddedMemcached({ now: () => wall.now })
   const port = await memcached.listen()
@@ -42,7 +42,7 @@ async function rig (t: Test): Promise<Rig> {
   t.teardown(() => pool.close())
   const seal = new CopySeal(['store-unit-test-secret-0123'], true)
   const clock = { now: 0 }
-  const store = new SessionStore({ pool, keyPrefix: 'sess:', seal, idleTimeout: 1800, revalidateMs: REVALIDATE_MS, timeoutMs: 500, cacheMaxBytes: 1 << 20, maxBytes: 8192, log, metrics, now: () => clock.now })
+  const store = new SessionStore({ pool, keyPrefix: 'sess:', seal, idleTimeout: 1800, revalidateMs: options.revalidateMs ?? REVALIDATE_MS, timeoutMs: 500, cacheMaxBytes: 1 << 20, maxBytes: 8192, log, metrics, ...(options.realClock === true ? {} : { now: () => clock.now }) })
   t.teardown(() => store.close())
   const node = pool.node(address)
   if (node === undefined) throw new Error('node expected')
@@ -150,4 +150,19 @@ t.test('a merge is applied to the stored copy, not over it', async (t) => {
   const result = await applied?.written
   t.same(result?.copy, { version: 4, header: b64({ user: 'ada', fromOther: true, mine: true }), ended: false }, 'version 3 + 1, both changes')
   t.same(data(r.store.local(cookie.key)?.header), { user: 'ada', fromOther: true, mine: true }, 'the local copy follows the primary')
+})
+
+t.test('a wall-clock step does not move freshness: a session ended elsewhere is found at the next check although Date.now jumped back 60 s', async (t) => {
+  const r = await rig(t, { realClock: true, revalidateMs: 100 })
+  const cookie = await login(r, { user: 'ada' })
+  await r.put(cookie.key, { version: 2, header: 'e30', ended: true })
+  const realNow = Date.now
+  Date.now = () => realNow() - 60_000
+  t.teardown(() => { Date.now = realNow })
+  const local = r.store.local(cookie.key)
+  if (local === undefined) throw new Error('cached')
+  // Real time passes (the store's clock is monotonic): the revalidation is due after 100 ms.
+  await new Promise((resolve) => setTimeout(resolve, 150))
+  t.notOk(r.store.fresh(local, cookie.version, performance.now()), 'due after revalidateMs of monotonic time')
+  t.equal((await r.store.load(cookie, local)).outcome, 'gone', 'and the check finds the tombstone')
 })
