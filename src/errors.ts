@@ -1,44 +1,28 @@
 /**
- * Every error the sidecar raises or logs, with a stable code. Codes are never reused:
- * operators grep logs and alert on them.
+ * Every error class the sidecar raises and every code it logs, in one place. Codes are stable
+ * and never reused: operators grep logs and alert on them. Each means one thing; the README's
+ * "Error codes" section gives its meaning and the action to take (a test keeps the two in step).
  */
-export class SidecarError extends Error {
-  readonly code: string
-  readonly statusCode: number | undefined
-
-  constructor (code: string, message: string, statusCode?: number, options?: { cause?: unknown }) {
-    super(message, options)
-    this.name = 'SidecarError'
-    this.code = code
-    this.statusCode = statusCode
-  }
-}
-
-/** The config file is missing, unreadable or invalid. `problems` holds one line per problem. */
-export class ConfigError extends SidecarError {
-  readonly problems: readonly string[]
-
-  constructor (problems: readonly string[], options?: { cause?: unknown }) {
-    super('SIDECAR_ERR_CONFIG', problems.join('\n'), undefined, options)
-    this.name = 'ConfigError'
-    this.problems = problems
-  }
-}
-
 export const codes = {
-  /** Config could not be loaded or validated. */
+  /** Config could not be loaded or validated: the process exits 2. */
   CONFIG: 'SIDECAR_ERR_CONFIG',
   /** The upstream app refused the connection or reset it: the client gets 502. */
   UPSTREAM_UNAVAILABLE: 'SIDECAR_ERR_UPSTREAM_UNAVAILABLE',
   /** The upstream app did not answer within upstream.timeoutMs: the client gets 504. */
   UPSTREAM_TIMEOUT: 'SIDECAR_ERR_UPSTREAM_TIMEOUT',
-  /** The app's response could not be relayed (headers too large, bad status): 502. */
+  /** The app's response could not be relayed (headers too large, bad status, failed before the first byte): 502. */
   UPSTREAM_BAD_RESPONSE: 'SIDECAR_ERR_UPSTREAM_BAD_RESPONSE',
-  /** A session update header from the app was refused; the previous session is kept. */
+  /** A session header from the app was invalid (encoding, JSON, size, depth): refused, the previous session kept. */
   SESSION_UPDATE_REFUSED: 'SIDECAR_ERR_SESSION_UPDATE_REFUSED',
-  /** A memcached operation failed or timed out; the node is marked down. */
+  /** Applying the app's session headers failed unexpectedly (a bug): the previous session kept. */
+  SESSION_UPDATE_FAILED: 'SIDECAR_ERR_SESSION_UPDATE_FAILED',
+  /** Loading a session failed unexpectedly (a bug, not memcached being down): served as unavailable. */
+  SESSION_LOAD_FAILED: 'SIDECAR_ERR_SESSION_LOAD_FAILED',
+  /** A memcached node failed or timed out: it is marked down for a backoff window. */
   MEMCACHED_UNAVAILABLE: 'SIDECAR_ERR_MEMCACHED_UNAVAILABLE',
-  /** A session could not be written to any memcached node; it is kept locally and retried. */
+  /** The memcached client library reported a reply it did not expect (a wrong port, a broken node). */
+  MEMCACHED_CLIENT_WARNING: 'SIDECAR_ERR_MEMCACHED_CLIENT_WARNING',
+  /** Session writes reach no memcached node: kept locally (one per session, within cache.maxBytes) and retried. */
   SESSION_WRITE_FAILED: 'SIDECAR_ERR_SESSION_WRITE_FAILED',
   /** A copy read from memcached did not open (forged, another secret, moved, damaged): treated as missing. */
   STORED_COPY_REJECTED: 'SIDECAR_ERR_STORED_COPY_REJECTED',
@@ -46,7 +30,40 @@ export const codes = {
   SHUTDOWN_PENDING_WRITES: 'SIDECAR_ERR_SHUTDOWN_PENDING_WRITES'
 } as const
 
-export type ErrorCode = typeof codes[keyof typeof codes]
+/** The config file is missing, unreadable or invalid. `problems` holds one line per problem. */
+export class ConfigError extends Error {
+  readonly code = codes.CONFIG
+  readonly problems: readonly string[]
+
+  constructor (problems: readonly string[], options?: { cause?: unknown }) {
+    super(problems.join('\n'), options)
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+export type MemcachedCommand = 'gets' | 'gats' | 'add' | 'cas' | 'delete'
+
+/** A memcached node failed to answer in time or at all (not for NOT_FOUND / EXISTS replies). */
+export class NodeUnavailable extends Error {
+  readonly code = codes.MEMCACHED_UNAVAILABLE
+  constructor (readonly address: string, readonly command: MemcachedCommand, reason: string) {
+    super(`memcached ${address} ${command}: ${reason}`)
+    this.name = 'NodeUnavailable'
+  }
+}
+
+/** Why an update was refused; logged and counted by reason. */
+export type RefusalReason = 'invalid-base64' | 'invalid-json' | 'not-an-object' | 'too-large' | 'too-deep'
+
+/** A session header from the app that cannot be applied; the previous session stays. */
+export class RefusedUpdate extends Error {
+  readonly code = codes.SESSION_UPDATE_REFUSED
+  constructor (readonly reason: RefusalReason, readonly header: string) {
+    super(`${header}: ${reason}`)
+    this.name = 'RefusedUpdate'
+  }
+}
 
 /** The short bodies sent to clients; they never name internal addresses. */
 export const upstreamErrorBodies = {

@@ -1,6 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 
-export type RequestOutcome = 'hit' | 'miss-loaded' | 'new' | 'none' | 'ignored' | 'stale' | 'degraded'
 export type OpResult = 'ok' | 'miss' | 'error'
 
 /** What a memcached node reports about each command. */

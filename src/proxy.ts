@@ -3,7 +3,7 @@ import proxy from '@fastify/http-proxy'
 import { METHODS, STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import type { Logger } from 'pino'
 import type { SidecarConfig } from './config.js'
-import { codes, upstreamErrorBodies } from './errors.js'
+import { codes, RefusedUpdate, upstreamErrorBodies } from './errors.js'
 import { AppRequestHeaders } from './http/app-request.js'
 import { AppCookieDomain, SessionCookieHeaders } from './http/cookies.js'
 import { Forwarding } from './http/forwarding.js'
@@ -14,7 +14,7 @@ import { CLIENT_REQUEST, clientTarget, trailersOf, UpstreamHop } from './http/up
 import type { Metrics } from './metrics.js'
 import type { NodePool } from './memcached/pool.js'
 import { CookieCodec, type CookieFields, type VerifiedCookie } from './session/cookie.js'
-import { decodeJson, decodeObject, isObject, mergePatch, RefusedUpdate, type SessionObject } from './session/data.js'
+import { decodeJson, decodeObject, isObject, mergePatch, type SessionObject } from './session/data.js'
 import type { SessionRecord } from './session/record.js'
 import { keyHash } from './session/key.js'
 import type { Change, SessionStore } from './session/store.js'
@@ -229,8 +229,10 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
       }
       done()
     }, (err: unknown) => {
-      request.log.error({ err, code: codes.MEMCACHED_UNAVAILABLE }, 'session load failed; serving without a session')
+      request.log.error({ err, code: codes.SESSION_LOAD_FAILED }, 'session load failed; serving without a session')
       state.unavailable = true
+      // Counted like memcached not answering: the request still has an outcome.
+      state.outcome = 'degraded'
       done()
     })
   }
@@ -303,7 +305,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
         state.pending = applyUpdates(request, state, updates)
       } catch (err) {
         // Nothing the app sends may take the process down; the previous session stays.
-        request.log.error({ err: { type: (err as Error).name, message: (err as Error).message }, code: codes.SESSION_UPDATE_REFUSED }, 'session update failed; previous session kept')
+        request.log.error({ err: { type: (err as Error).name, message: (err as Error).message }, code: codes.SESSION_UPDATE_FAILED }, 'session update failed; previous session kept')
       }
     }
     if (appCookieDomain !== undefined && headers['set-cookie'] !== undefined) {

@@ -1,6 +1,6 @@
 import { MemcacheClient, MemcacheConnection } from 'memcache-client'
 import type { Logger } from 'pino'
-import { codes } from '../errors.js'
+import { codes, NodeUnavailable, type MemcachedCommand } from '../errors.js'
 import type { Address } from './address.js'
 import type { MemcachedOps } from '../metrics.js'
 
@@ -10,15 +10,7 @@ export interface StoredValue {
   readonly cas: string
 }
 
-export type Command = 'gets' | 'gats' | 'add' | 'cas' | 'delete'
-
-/** Thrown when a node failed to answer in time or at all (not for NOT_FOUND / EXISTS replies). */
-export class NodeUnavailable extends Error {
-  readonly code = codes.MEMCACHED_UNAVAILABLE
-  constructor (readonly address: string, readonly command: Command, reason: string) {
-    super(`memcached ${address} ${command}: ${reason}`)
-  }
-}
+type Command = MemcachedCommand
 
 export interface NodeOptions {
   /** Longest one command may take, connect included. */
@@ -176,7 +168,7 @@ export class MemcachedNode {
 
   #succeeded (): void {
     if (this.#failures > 0) {
-      this.#options.log.info({ node: this.address, code: codes.MEMCACHED_UNAVAILABLE }, 'memcached node is answering again')
+      this.#options.log.info({ node: this.address }, 'memcached node is answering again')
       this.#failures = 0
       this.#downUntil = 0
       this.#options.onRecovered?.(this.address)
@@ -212,7 +204,7 @@ function storedValue (hit: RetrievedValue | undefined): StoredValue | undefined 
  * messages can quote reply lines, which may hold session data: log that it happened, not what.
  */
 function quietLogger (log: Logger): Record<'error' | 'warn' | 'info' | 'debug', () => void> {
-  const report = (): void => log.warn({ code: codes.MEMCACHED_UNAVAILABLE }, 'memcache-client reported an unexpected reply')
+  const report = (): void => log.warn({ code: codes.MEMCACHED_CLIENT_WARNING }, 'memcache-client reported an unexpected reply')
   const ignore = (): void => {}
   return { error: report, warn: report, info: ignore, debug: ignore }
 }

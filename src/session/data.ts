@@ -1,3 +1,5 @@
+import { RefusedUpdate } from '../errors.js'
+
 /**
  * Session data as it crosses the header protocol: base64url of a UTF-8 JSON object.
  * JSON is parsed only when the app changes the session; reads pass the stored text along.
@@ -11,17 +13,8 @@ export interface EncodedData {
   readonly bytes: number
 }
 
-/** Why an update was refused; logged and counted by reason. */
-export type RefusalReason = 'invalid-base64' | 'invalid-json' | 'not-an-object' | 'too-large' | 'too-deep'
-
 /** Deeper data is refused: merging recurses, and no real session nests this far. */
 export const MAX_DEPTH = 64
-
-export class RefusedUpdate extends Error {
-  constructor (readonly reason: RefusalReason, readonly header: string) {
-    super(`${header}: ${reason}`)
-  }
-}
 
 // Apps may pad, and some encoders emit the standard alphabet: accept both, emit base64url.
 const BASE64 = /^[A-Za-z0-9_+/-]*={0,2}$/

@@ -1,7 +1,8 @@
 import t from 'tap'
 import {
-  decodeJson, decodeObject, encodeObject, mergePatch, parseStored, isObject, RefusedUpdate, EMPTY_HEADER, type RefusalReason
+  decodeJson, decodeObject, encodeObject, mergePatch, parseStored, isObject, EMPTY_HEADER
 } from '../../../src/session/data.js'
+import { RefusedUpdate, type RefusalReason } from '../../../src/errors.js'
 
 const b64url = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url')
 const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64')
