@@ -5,7 +5,7 @@ import type { NodePool } from '../memcached/pool.js'
 import type { CookieFields } from './cookie.js'
 import { encodeObject, mergePatch, parseStored, type SessionObject } from './data.js'
 import { keyHash, mintKey } from './key.js'
-import { CopyReader, newest } from './reader.js'
+import { CopyReader, newest, type ReadResult } from './reader.js'
 import { withState, type SessionRecord } from './record.js'
 import type { CopySeal } from './sealed-copy.js'
 import { SessionWriter, type WriteJob, type WriteKind, type WriteResult } from './writer.js'
@@ -204,6 +204,16 @@ export class SessionStore {
     this.#cache.clear()
   }
 
+  /**
+   * A tombstone was found: the key ends here, and a node of the key that missed (back from a
+   * restart, empty) gets the tombstone again, as a lost live copy is stored again; otherwise a
+   * second restart would leave no trace of the end for a sidecar still caching the session.
+   */
+  #endFound (key: string, addresses: readonly string[], version: number, results: readonly ReadResult[]): void {
+    this.#end(key)
+    if (results.includes(null) || results.length < addresses.length) void this.#writer.end(key, addresses, version)
+  }
+
   /** Forgets a key here and keeps it from coming back: destroyed, regenerated, or gone. */
   #end (key: string): void {
     this.#cache.delete(key)
@@ -248,7 +258,7 @@ export class SessionStore {
     if (this.#ended.has(local.key)) return { record: undefined, outcome: 'gone' }
     const found = newest(results)
     if (found?.ended === true) {
-      this.#end(local.key)
+      this.#endFound(local.key, addressesOf(local), found.version, results)
       return { record: undefined, outcome: 'gone' }
     }
     if (results.every((r) => r === 'error')) return { record: local, outcome: 'degraded' }
@@ -275,7 +285,7 @@ export class SessionStore {
     // Destroyed on this node while the read was under way: do not cache it again.
     if (this.#ended.has(cookie.key)) return { record: undefined, outcome: 'gone' }
     if (best?.ended === true) {
-      this.#end(cookie.key)
+      this.#endFound(cookie.key, addressesOf(cookie), best.version, results)
       return { record: undefined, outcome: 'gone' }
     }
     // A concurrent request on this node may have stored a newer record while we read.

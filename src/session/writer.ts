@@ -211,22 +211,31 @@ export class SessionWriter {
 
   async #write (job: WriteJob): Promise<WriteResult | undefined> {
     if (job.replaces === undefined) return await this.#store(job)
-    // Regeneration: the old key's tombstone first. The old key already ended (a logout
-    // elsewhere won the race) ends the new one too; a miss does not (a login during an outage
-    // is kept). A change another sidecar stored on the old key meanwhile is carried over.
+    // Regeneration: the new key (its `add` goes out before the response, so another sidecar
+    // finds it at once) and the old key's tombstone together. The old key already ended (a
+    // logout elsewhere won the race) ends the new one too; a miss does not (a login during an
+    // outage is kept). A change another sidecar stored on the old key meanwhile (the copy the
+    // tombstone replaced is newer than this node's) is carried over to the new key.
     const old = job.replaces
-    const first = await this.#endCopy(old.key, old.addresses[0] as string, old.version)
-    const rest = Promise.all(old.addresses.slice(1).map(async (a) => await this.#endCopy(old.key, a, old.version)))
+    const [result, first] = await Promise.all([
+      this.#store(job),
+      this.#endCopy(old.key, old.addresses[0] as string, old.version).then(async (first) => {
+        await Promise.all(old.addresses.slice(1).map(async (a) => await this.#endCopy(old.key, a, old.version)))
+        return first
+      })
+    ])
+    if (result === undefined) return result
     if (first.state === 'ended-before') {
       this.#options.log.info({ session: keyHash(old.key) }, 'session was destroyed elsewhere before its regeneration was stored; the new key ends too')
       this.#options.onSettled(job, 'ended')
-      await rest
+      await Promise.all([result.primary, result.backup].filter((a) => a !== undefined).map(async (a) => await this.#endCopy(job.key, a, result.copy.version + 1)))
       return undefined
     }
     const newer = first.live !== undefined && first.live.version >= old.version ? first.live : undefined
-    const result = await this.#store(newer === undefined ? job : carryOver(job, newer, this.#options.maxBytes))
-    await rest
-    return result
+    const carried = newer === undefined ? undefined : carryOver(job, newer, this.#options.maxBytes)
+    if (carried === undefined || carried.header === result.copy.header) return result
+    // Written as the next version of the new key: the cookie already issued stays valid.
+    return await this.#store({ ...carried, kind: { type: 'set' }, version: result.copy.version + 1, base: result.copy.version, fresh: false, primary: result.primary, backup: result.backup, replaces: undefined })
   }
 
   /** The primary decides the version, the backup gets its result; a tombstone found ends the session here. */

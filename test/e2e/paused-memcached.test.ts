@@ -163,3 +163,33 @@ t.test('a node back from a restart, empty, gets the tombstones written to it aga
   t.pass('B, which still held the session, does not restore it: it finds the tombstone')
   t.match(await m.copy(keyOf(old)), /^\d+ ended$/, 'the key stays ended')
 })
+
+t.test('a read that finds a tombstone writes it again to a node of the key that lost it: a second restart leaves the end known', async (t) => {
+  const { nodes, sidecar } = await fleet(t, 2)
+  const a = await sidecar()
+  const holder = await sidecar()
+  const user = new Browser()
+  await user.get(a.url, `/login?set=${q({ user: 'ada' })}`)
+  await a.store.flush(2000)
+  const old = user.sid as string
+  t.same((await user.get(holder.url, '/')).body.session, { user: 'ada' }, 'a sidecar caches the session')
+  await user.get(a.url, '/logout?destroy=1')
+  await a.store.flush(2000)
+  const [primary, backup] = addressesIn(old).map((address) => nodes.find((m) => m.address === address) as MemcachedProcess)
+  await a.close() // the destroying sidecar is gone: it cannot write its tombstones again
+  await primary?.stop()
+  await primary?.start()
+  t.equal(await primary?.copy(keyOf(old)), undefined, 'the primary is back empty')
+
+  const replay = new Browser()
+  replay.cookies.set('sid', old)
+  const cold = await sidecar()
+  t.equal((await replay.get(cold.url, '/')).body.session, undefined, 'a cold sidecar finds the backup\'s tombstone')
+  await until(async () => /^\d+ ended$/.test(await primary?.copy(keyOf(old)) ?? ''), 5000, 'the tombstone to be written to the primary again')
+  t.pass('and writes it to the primary again')
+  await backup?.stop()
+  await backup?.start()
+  await until(async () => (await replay.get(holder.url, '/')).body.session === undefined, 3000, 'the caching sidecar to find the end')
+  t.pass('after the backup restarts empty too, the sidecar that cached the session still finds its end')
+  t.match(await primary?.copy(keyOf(old)), /^\d+ ended$/, 'no live copy was stored again')
+})
