@@ -189,9 +189,8 @@ export function check (input: CheckInput, options: CheckOptions): { findings: Fi
     for (const e of live) {
       while (next < evidence.length && (evidence[next]?.at ?? Infinity) < e.sentAt) {
         const ev = evidence[next++] as { item: number, at: number, acked: boolean }
-        const had = known.get(ev.item)
-        if (had === undefined) known.set(ev.item, { at: ev.at, acked: ev.acked })
-        else if (ev.acked) had.acked = true
+        // An answer always comes before any read that shows its item: the first evidence says which.
+        if (!known.has(ev.item)) known.set(ev.item, { at: ev.at, acked: ev.acked })
       }
       if (!ok(e) || e.sentVersion === undefined) continue
       const view = e.view as NonNullable<Exchange['view']>
@@ -244,7 +243,8 @@ export function check (input: CheckInput, options: CheckOptions): { findings: Fi
           : `${name} ${how}, missing from ${views.length} read(s), first ${said(first)}; back by the last read`
       }, sentItems.get(item))
     }
-    for (const ev of evidence) if (ev.acked && lastView !== undefined && ev.at > lastView.doneAt) unverified++
+    // Its own answer is the last read of an append: the item it added was never read back.
+    for (const ev of evidence) if (ev.acked && lastView !== undefined && ev.at >= lastView.doneAt) unverified++
 
     // Ended sessions: never served again once revalidateMs has passed since the end.
     if (s.endedAt !== undefined) {

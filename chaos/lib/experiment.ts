@@ -93,7 +93,7 @@ export async function runChaos (options: ChaosOptions): Promise<ChaosResult> {
     timers.push(setInterval(() => cluster.harvest(), 1000))
     let scraping: Promise<void> = Promise.resolve()
     timers.push(setInterval(() => { scraping = scraping.then(async () => await cluster.scrape()) }, 2000))
-    const { faults, skipped } = await runSchedule(schedule, cluster, recorder, options, progress)
+    const { faults, skipped } = await runSchedule(schedule, async (f, now) => await cluster.inject(f, now), () => recorder.now(), options, progress)
     const faultPhaseMs = recorder.now()
     progress(`${(faultPhaseMs / 1000).toFixed(1)} s: faults done (${faults.length} run, ${skipped} skipped); healing`)
     const problems = await cluster.healAll()
@@ -144,12 +144,17 @@ export async function runChaos (options: ChaosOptions): Promise<ChaosResult> {
  * revalidateMs after the previous one really healed. Overlapping: each at its planned time,
  * after any earlier fault of the same target. Nothing starts past 1.5 x duration + 10 s.
  */
-async function runSchedule (schedule: Schedule, cluster: ChaosCluster, recorder: Recorder, options: ChaosOptions, progress: (line: string) => void): Promise<{ faults: FaultRecord[], skipped: number }> {
+export async function runSchedule (
+  schedule: Schedule,
+  inject: (f: PlannedFault, now: () => number) => Promise<FaultRecord>,
+  now: () => number,
+  options: Pick<ChaosOptions, 'durationMs' | 'revalidateMs' | 'overlap'>,
+  progress: (line: string) => void
+): Promise<{ faults: FaultRecord[], skipped: number }> {
   const faults: FaultRecord[] = []
   const cap = options.durationMs * 1.5 + 10_000
-  const now = (): number => recorder.now()
   const run = async (f: PlannedFault): Promise<FaultRecord> => {
-    const record = await cluster.inject(f, now)
+    const record = await inject(f, now)
     progress(`${(record.at / 1000).toFixed(1)} s: #${f.index} ${FAULT_LABELS[f.kind]} ${record.target}${f.holdMs > 0 ? ` (${f.holdMs} ms)` : ''}${record.error === undefined ? '' : ` FAILED: ${record.error}`}`)
     faults.push(record)
     return record

@@ -11,7 +11,7 @@ import { join } from 'node:path'
  * one while its owner is down, and recorded under the temp folder with our pid, so concurrent
  * chaos runs on one machine never share one. Released by `release`.
  */
-const DIR = join(tmpdir(), 'session-sidecar-chaos-ports')
+export const LOCK_DIR = join(tmpdir(), 'session-sidecar-chaos-ports')
 
 function ephemeralStart (): number {
   try {
@@ -36,8 +36,9 @@ function alive (pid: number): boolean {
 }
 
 /** Claims the lock file of `port` for this process; false when a live process holds it. */
-function claim (port: number): boolean {
-  const file = join(DIR, String(port))
+export function claim (port: number): boolean {
+  mkdirSync(LOCK_DIR, { recursive: true })
+  const file = join(LOCK_DIR, String(port))
   try {
     const fd = openSync(file, 'wx')
     writeSync(fd, String(process.pid))
@@ -62,7 +63,6 @@ export class PortReservation {
   readonly #ports: number[] = []
 
   async take (): Promise<number> {
-    mkdirSync(DIR, { recursive: true })
     const high = ephemeralStart()
     const low = Math.max(1024, high - 12000)
     for (let attempt = 0; attempt < 200; attempt++) {
@@ -72,12 +72,12 @@ export class PortReservation {
         this.#ports.push(port)
         return port
       }
-      rmSync(join(DIR, String(port)), { force: true })
+      rmSync(join(LOCK_DIR, String(port)), { force: true })
     }
     throw new Error(`no free port below ${high} after 200 tries`)
   }
 
   release (): void {
-    for (const port of this.#ports.splice(0)) rmSync(join(DIR, String(port)), { force: true })
+    for (const port of this.#ports.splice(0)) rmSync(join(LOCK_DIR, String(port)), { force: true })
   }
 }

@@ -1,10 +1,13 @@
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import t from 'tap'
-import { beyondPeriods, check, type CheckOptions } from '../../chaos/lib/checks.js'
-import type { ChaosResult } from '../../chaos/lib/experiment.js'
+import { beyondPeriods, check, said, type CheckOptions, type Finding } from '../../chaos/lib/checks.js'
+import { runSchedule, type ChaosResult } from '../../chaos/lib/experiment.js'
+import { claim, LOCK_DIR, PortReservation } from '../../chaos/lib/ports.js'
 import { itemCode, itemName, itemsOf, parseCookie, type Exchange, type ExchangeKind, type FaultRecord, type SessionLife } from '../../chaos/lib/history.js'
 import { Rng } from '../../chaos/lib/prng.js'
 import { details, summary, table, tally, timeline } from '../../chaos/lib/report.js'
-import { ACTION_MS, planSchedule, type ScheduleOptions } from '../../chaos/lib/schedule.js'
+import { ACTION_MS, planSchedule, type PlannedFault, type Schedule, type ScheduleOptions } from '../../chaos/lib/schedule.js'
 
 // The fault-injection checker's own logic (chaos/lib), on synthetic histories: a checker that
 // cannot see a lost update is worse than none. The real run is test/e2e/chaos.test.ts.
@@ -299,7 +302,104 @@ t.test('report: tables, details, timeline', async (t) => {
   t.match(text, /problem: sidecar-1/)
   t.match(details(result), /\[beyond\] acknowledged update lost: user u0, session u0.s0 \(key K\), item i1/)
   t.match(details(result, 0), /\(\+1 more\)/)
+  const both = details({ ...result, findings: [...findings, { ...(findings[0] as Finding), verdict: 'within', rid: 'u0.9' }] })
+  t.ok(both.indexOf('[within]') < both.indexOf('[beyond]'), 'within the guarantee first')
   t.equal(details({ ...result, findings: [] }), 'no anomalies')
   t.match(timeline(result), /#0 memcached SIGSTOP memcached-0 0.150 s-0.900 s/)
   t.same(tally([]).resurrected, { within: 0, beyond: 0, 'async-window': 0 })
+})
+
+t.test('edge cases: nearby faults, unacknowledged items, degraded answers, unverified acks', async (t) => {
+  // A fault on a node the session never used: within, and said so.
+  const exchanges = run(3, [0, 2])
+  const elsewhere = fault({ kind: 'memcached-kill', slot: 7, at: 350, healedAt: 380 })
+  t.match(check({ exchanges, sessions: [session()], faults: [elsewhere] }, SYNC).findings, [{ verdict: 'within', reason: /none of its copies lost; faults nearby: #0 memcached kill -9 memcached-7/ }])
+
+  // An item only shown in a response (its append unanswered), gone later: reported too.
+  const seen = run(2, [0, 1])
+  seen.splice(3, 0, ex('append', 250, { item: 'i2', sent: 3, status: 502 }), ex('append', 260, { items: [0, 1, 2], item: 'i3', sent: 3, back: cookie(4) }))
+  seen.push(ex('final', 900, { items: [0, 1, 3], sent: 4 }))
+  const shown = check({ exchanges: seen, sessions: [session()], faults: [] }, SYNC).findings
+  t.match(shown.filter((f) => f.item === 'i2'), [{ kind: 'lost-update', detail: /i2 shown in a response/ }])
+  t.match(shown.filter((f) => f.item === 'i3'), [{ kind: 'stale-read', detail: /i3 acknowledged by/ }], 'i3 missed by one read, back at the end')
+
+  // Answered with the session but no new version; acknowledged after the last read.
+  const quiet = run(1, [0])
+  quiet.splice(2, 0, ex('append', 150, { items: [0], item: 'i1', sent: 2 }))
+  quiet.push(ex('append', 900, { items: [0, 1], item: 'i2', sent: 2, back: cookie(3) }))
+  const notes = check({ exchanges: quiet, sessions: [session()], faults: [] }, SYNC).notes
+  t.equal(notes.ackedWithoutNewVersion, 1)
+  t.equal(notes.unverified, 1)
+
+  // X-Session-Unavailable while two copies were lost: counted beyond.
+  const degraded = run(2, [0, 1])
+  degraded.splice(2, 0, ex('append', 150, { items: null, item: 'i7', sent: 2, unavailable: true }))
+  const losses = [fault({ kind: 'memcached-stop', slot: 0, at: 100, healedAt: 400 }), fault({ index: 1, kind: 'memcached-stop', slot: 1, at: 120, healedAt: 400 })]
+  t.same(check({ exchanges: degraded, sessions: [session()], faults: losses }, SYNC).notes.unavailable, { within: 0, beyond: 1 })
+
+  // async: an update no app saw, or an outage elsewhere, excuses nothing.
+  const lost = run(3, [0, 2], { servedBy: () => 1 })
+  const ack = lost.find((e) => e.item === 'i1') as Exchange
+  const unseen = lost.map((e) => e === ack ? { ...e, servedBy: undefined } : e)
+  t.match(check({ exchanges: unseen, sessions: [session()], faults: [fault({ kind: 'sidecar-kill', slot: 1, at: ack.doneAt + 1 })] }, ASYNC).findings, [{ verdict: 'within' }])
+  const far = [fault({ kind: 'memcached-stop', slot: 5, at: ack.doneAt - 10, healedAt: ack.doneAt + 900 }), fault({ index: 1, kind: 'sidecar-kill', slot: 1, at: ack.doneAt + 500 })]
+  t.match(check({ exchanges: lost, sessions: [session()], faults: far }, ASYNC).findings, [{ verdict: 'within' }])
+
+  t.match(said({ ...ack, setCookie: null, servedBy: undefined, sentVersion: undefined }), /with v-, no app, 200 after 5 ms, cookie cleared/)
+  t.match(said({ ...ack, setCookie: undefined }), /no cookie\)$/)
+})
+
+t.test('resurrected: which sidecar served it, which tombstone nodes were wiped', async (t) => {
+  const base = run(1, [0])
+  const s = session({ endAttemptAt: 500, endedAt: 505, endedBy: 'logout', endRid: 'x' })
+  const replay = (servedBy: number | undefined): Exchange => ({ ...ex('replay', 3000, { items: [0], item: 'z0', sent: 2 }), servedBy })
+  const wipe = fault({ kind: 'memcached-restart-empty', slot: 0, at: 1000, healedAt: 1050 })
+  t.match(check({ exchanges: [...base, replay(0)], sessions: [s], faults: [wipe] }, SYNC).findings, [{ kind: 'resurrected', detail: /sidecar-0 last served it .*restarted empty since the end: #0 memcached restart empty memcached-0/ }])
+  t.match(check({ exchanges: [...base, replay(2)], sessions: [s], faults: [] }, SYNC).findings, [{ detail: /sidecar-2 had never served it; no node of its last cookie lost its copies/ }])
+  t.match(check({ exchanges: [...base, replay(undefined)], sessions: [s], faults: [] }, SYNC).findings, [{ detail: /no app\)$|no app, / }])
+})
+
+t.test('port reservations: below the ephemeral range, locked by pid, stale locks taken over', async (t) => {
+  const ports = new PortReservation()
+  t.teardown(() => ports.release())
+  const port = await ports.take()
+  const file = join(LOCK_DIR, String(port))
+  t.equal(readFileSync(file, 'utf8'), String(process.pid), 'locked with our pid')
+  t.notOk(claim(port), 'a live owner keeps it')
+  ports.release()
+  t.notOk(existsSync(file), 'released')
+  writeFileSync(file, '')
+  t.notOk(claim(port), 'an empty lock is being written by someone: skipped')
+  writeFileSync(file, '2147483646')
+  t.ok(claim(port), 'the lock of a dead process is taken over')
+  t.equal(readFileSync(file, 'utf8'), String(process.pid))
+  rmSync(file, { force: true })
+})
+
+t.test('the executor: one at a time revalidateMs after each heal, or overlapping per target; capped', async (t) => {
+  const start = performance.now()
+  const now = (): number => performance.now() - start
+  const plan = (overlap: boolean, faults: Array<Pick<PlannedFault, 'at' | 'kind' | 'target'>>): Schedule => ({
+    options: { seed: 1, durationMs: 200, revalidateMs: 30, overlap, sidecars: 3, memcached: 3, maxEvents: 10 },
+    faults: faults.map((f, index) => ({ ...f, index, holdMs: 20 }))
+  })
+  const inject = async (f: PlannedFault, clock: () => number): Promise<FaultRecord> => {
+    const at = clock()
+    await new Promise((resolve) => setTimeout(resolve, f.holdMs))
+    return fault({ index: f.index, kind: f.kind, slot: f.target, at, healedAt: clock() })
+  }
+  const lines: string[] = []
+  const one = await runSchedule(plan(false, [{ at: 0, kind: 'sidecar-kill', target: 0 }, { at: 0, kind: 'memcached-stop', target: 1 }]), inject, now, { durationMs: 200, revalidateMs: 30, overlap: false }, (l) => lines.push(l))
+  const [a, b] = one.faults as [FaultRecord, FaultRecord]
+  t.ok(b.at >= a.healedAt + 30, 'the second starts revalidateMs after the first healed')
+  t.match(lines, [/#0 sidecar kill -9 sidecar-0 \(20 ms\)/, /#1 memcached SIGSTOP memcached-1/])
+
+  const t0 = now()
+  const many = await runSchedule(plan(true, [{ at: t0, kind: 'sidecar-kill', target: 0 }, { at: t0, kind: 'sidecar-kill', target: 0 }, { at: t0, kind: 'memcached-kill', target: 0 }, { at: t0, kind: 'scale-out', target: 0 }, { at: 1e9, kind: 'memcached-kill', target: 1 }]), inject, now, { durationMs: 200, revalidateMs: 30, overlap: true }, () => undefined)
+  t.equal(many.skipped, 1, 'past the cap: not run')
+  const [k0, k1, m0] = many.faults as [FaultRecord, FaultRecord, FaultRecord]
+  t.ok(k1.at >= k0.healedAt, 'the same target: one after the other')
+  t.ok(m0.at < k0.healedAt, 'other targets: at once')
+  const capped = await runSchedule(plan(false, [{ at: 1e9, kind: 'sidecar-kill', target: 0 }]), inject, now, { durationMs: 200, revalidateMs: 30, overlap: false }, () => undefined)
+  t.same([capped.faults.length, capped.skipped], [0, 1])
 })
