@@ -74,7 +74,11 @@ export class CopyReader {
       // before any node answered: it is served as a stale read, never taken for no session.
       const found = newest(results)
       if (found !== undefined && (best === undefined || found.ended || (!best.ended && found.version > best.version))) best = found
-      if ((best !== undefined && (best.ended || best.version >= wanted)) || results.includes('error')) break
+      if (best !== undefined && (best.ended || best.version >= wanted)) break
+      // A failing node and no copy at all: nothing to wait for (the caller serves its local
+      // copy or none). A failing node and an older copy: the newest may be on its way to the
+      // node that answered (a write that gave up on the failing one), so ask again.
+      if (best === undefined && results.includes('error')) break
       if (now() + wait >= (best === undefined ? missDeadline : deadline)) break
       await new Promise((resolve) => setTimeout(resolve, wait))
     }
@@ -93,42 +97,50 @@ export class CopyReader {
    * Every node at once. A copy that satisfies the wanted version ends the read only once the
    * other nodes answered, are marked down, or half the budget has passed: one of them may hold
    * a tombstone, which wins (a stale live copy on one node must not serve a logged-out
-   * session). A tombstone ends the read at once. Nothing waits past `deadline`; nodes that had
-   * not answered by then are left out of the results.
+   * session). A tombstone ends the read at once. A node whose copy is older than wanted (or
+   * missing) is asked again, a little later each time, while another node has not answered:
+   * a write that gave up on a hung primary lands on the next node moments later. Nothing
+   * waits past `deadline`; nodes that had not answered by then are left out of the results.
    */
   async #readCopies (nodes: MemcachedNode[], key: string, wanted: number, deadline: number): Promise<ReadResult[]> {
     const mkey = this.#options.keyPrefix + key
-    const results: ReadResult[] = []
-    if (nodes.length === 0) return results
+    if (nodes.length === 0) return []
     return await new Promise((resolve) => {
+      const latest = new Map<MemcachedNode, ReadResult>()
+      const timers = new Set<NodeJS.Timeout>()
       let done = false
       let satisfied = false
       let graceOver = false
-      const pending = new Set(nodes)
       const finish = (): void => {
         if (done) return
         done = true
         clearTimeout(grace)
         clearTimeout(timeout)
-        resolve(results)
+        for (const timer of timers) clearTimeout(timer)
+        resolve([...latest.values()])
       }
+      const unanswered = (): MemcachedNode[] => nodes.filter((n) => !latest.has(n))
       // Satisfied, and nothing left worth waiting for: the rest are down-marked (a node back
       // from a crash is asked, but not waited on once another answered).
       const settle = (): void => {
-        if (pending.size === 0 || (satisfied && (graceOver || [...pending].every((n) => n.down)))) finish()
+        const rest = unanswered()
+        if (rest.length === 0 || (satisfied && (graceOver || rest.every((n) => n.down)))) finish()
       }
-      for (const node of nodes) {
+      const ask = (node: MemcachedNode, wait: number): void => {
         node.gets(mkey).then((hit) => hit === undefined ? null : this.#opened(key, node.address, hit.value), () => 'error' as const).then((result) => {
           if (done) return
-          pending.delete(node)
-          results.push(result)
+          latest.set(node, result)
           if (result !== null && result !== 'error') {
             if (result.ended) return finish()
             if (result.version >= wanted) satisfied = true
           }
           settle()
+          if (done || satisfied || result === 'error' || unanswered().length === 0) return
+          const timer = setTimeout(() => { timers.delete(timer); ask(node, wait * 2) }, wait)
+          timers.add(timer)
         }, () => undefined)
       }
+      for (const node of nodes) ask(node, STALE_RETRY_FIRST_MS)
       const remaining = Math.max(0, deadline - this.#options.now())
       const grace = setTimeout(() => { graceOver = true; settle() }, remaining / 2)
       const timeout = setTimeout(finish, remaining)

@@ -131,7 +131,7 @@ export class SidecarProcess extends Managed {
 }
 
 /**
- * The example load balancer configs an operator copies (config/haproxy.cfg, config/nginx.conf)
+ * The example load balancer configs an operator copies (deploy/haproxy/haproxy.cfg, deploy/nginx/nginx.conf)
  * are what the e2e tests run, so they cannot rot. Their only test-specific parts are blocks
  * between `# test-harness: begin <name>` and `# test-harness: end <name>` comment lines, each
  * replaced by `blocks[name]`: a string (its lines indented like the begin marker) or a function
@@ -168,14 +168,14 @@ abstract class LoadBalancer extends Managed {
 }
 
 /**
- * HAProxy from config/haproxy.cfg: round-robin and not sticky, with health checks on each
+ * HAProxy from deploy/haproxy/haproxy.cfg: round-robin and not sticky, with health checks on each
  * sidecar's /readyz (checked every 100 ms here so the tests need not wait).
  */
 export class HAProxyProcess extends LoadBalancer {
   async start (): Promise<this> {
     this.port = await freePort()
     const file = join(this.dir, 'haproxy.cfg')
-    writeFileSync(file, renderConfig('config/haproxy.cfg', {
+    writeFileSync(file, renderConfig('deploy/haproxy/haproxy.cfg', {
       host: '',
       listen: `bind 127.0.0.1:${this.port}`,
       servers: this.sidecars.map((s, i) => `server s${i} 127.0.0.1:${s.port} check port ${s.adminPort} inter 100 fall 1 rise 1`).join('\n')
@@ -186,7 +186,7 @@ export class HAProxyProcess extends LoadBalancer {
 }
 
 /**
- * nginx from config/nginx.conf (an http-context file, included here as conf.d would): sticky by
+ * nginx from deploy/nginx/nginx.conf (an http-context file, included here as conf.d would): sticky by
  * the session key in the cookie (`hash $session_key consistent`), failing over on errors. The
  * sidecars get the parameters of the file's first example server line.
  */
@@ -196,11 +196,11 @@ export class NginxProcess extends LoadBalancer {
     const prefix = join(this.dir, 'nginx')
     mkdirSync(join(prefix, 'logs'), { recursive: true })
     const site = join(prefix, 'session-sidecar.conf')
-    writeFileSync(site, renderConfig('config/nginx.conf', {
+    writeFileSync(site, renderConfig('deploy/nginx/nginx.conf', {
       listen: `listen 127.0.0.1:${this.port};`,
       servers: (original) => {
         const example = /^\s*server\s+\S+(.*);\s*$/.exec(original[0] ?? '')
-        if (example === null) throw new Error('config/nginx.conf: the servers block must start with a server line')
+        if (example === null) throw new Error('deploy/nginx/nginx.conf: the servers block must start with a server line')
         return this.sidecars.map((s) => `server 127.0.0.1:${s.port}${example[1] ?? ''};`).join('\n')
       }
     }))

@@ -45,7 +45,7 @@ t.test('config/docker.yaml, the Dockerfile and docker-compose.yml agree', async 
   }
   t.match(dockerfile, /tsc -p tsconfig\.demo\.json/, 'the image builds the demo app')
   t.ok(existsSync('demo/app.ts') && existsSync('tsconfig.demo.json'), 'what the image builds exists')
-  const nginx = readFileSync('config/nginx-compose.conf', 'utf8')
+  const nginx = readFileSync('deploy/nginx/nginx-compose.conf', 'utf8')
   t.match(nginx, new RegExp(`server app-1:${config.listen.port};`), 'nginx reaches sidecar-1 through app-1\'s network namespace')
   t.match(nginx, new RegExp(`server app-2:${config.listen.port};`))
 })

@@ -8,7 +8,7 @@ import { CookieCodec } from '../../src/session/cookie.js'
 import { mintKey } from '../../src/session/key.js'
 import { renderConfig } from '../helpers/processes.js'
 
-// The example deployment files (deploy/k8s, config/nginx.conf, config/haproxy.cfg) are what
+// The example deployment files (deploy/k8s, deploy/nginx/nginx.conf, deploy/haproxy/haproxy.cfg) are what
 // operators copy: they must agree with the sidecar's config schema, its ports and endpoints,
 // and the image. (The e2e tests run the two load balancer configs themselves.)
 
@@ -152,8 +152,8 @@ t.test('deploy/k8s: the image built by the Dockerfile exposes the container port
 
 const dockerConfig = loadConfig('config/docker.yaml', { SESSION_SECRET: SECRET_VALUE })
 
-t.test('config/haproxy.cfg: round-robin, health checks on the admin /readyz, retries', async (t) => {
-  const cfg = renderConfig('config/haproxy.cfg', { host: '', listen: 'bind :80', servers: (lines) => lines.join('\n') })
+t.test('deploy/haproxy/haproxy.cfg: round-robin, health checks on the admin /readyz, retries', async (t) => {
+  const cfg = renderConfig('deploy/haproxy/haproxy.cfg', { host: '', listen: 'bind :80', servers: (lines) => lines.join('\n') })
   t.match(cfg, /^\s*balance roundrobin$/m)
   t.match(cfg, /^\s*option httpchk GET \/readyz$/m, 'checks /readyz')
   t.match(cfg, /^\s*http-check expect status 200$/m)
@@ -167,8 +167,8 @@ t.test('config/haproxy.cfg: round-robin, health checks on the admin /readyz, ret
   t.ok(Number(timeoutServer?.[1]) * 1000 > dockerConfig.upstream.timeoutMs, 'timeout server > upstream.timeoutMs (the sidecar\'s 504 gets through)')
 })
 
-t.test('config/nginx.conf: sticky by the session key, fails over, keeps connections', async (t) => {
-  const cfg = renderConfig('config/nginx.conf', { listen: 'listen 80;', servers: (lines) => lines.join('\n') })
+t.test('deploy/nginx/nginx.conf: sticky by the session key, fails over, keeps connections', async (t) => {
+  const cfg = renderConfig('deploy/nginx/nginx.conf', { listen: 'listen 80;', servers: (lines) => lines.join('\n') })
   const map = /map \$cookie_(\S+) \$session_key \{\s*"~(.+)" \$key;\s*default "";\s*\}/.exec(cfg)
   t.ok(map, 'a map from the cookie to $session_key')
   t.equal(map?.[1], dockerConfig.session.cookie.name, 'on the sidecar\'s cookie name')
@@ -197,6 +197,6 @@ t.test('config/nginx.conf: sticky by the session key, fails over, keeps connecti
 })
 
 t.test('renderConfig refuses a file whose harness blocks do not match', async (t) => {
-  t.throws(() => renderConfig('config/nginx.conf', { listen: '' }), /no replacement for test-harness block "servers"/)
-  t.throws(() => renderConfig('config/nginx.conf', { listen: '', servers: '', other: '' }), /no test-harness block named other/)
+  t.throws(() => renderConfig('deploy/nginx/nginx.conf', { listen: '' }), /no replacement for test-harness block "servers"/)
+  t.throws(() => renderConfig('deploy/nginx/nginx.conf', { listen: '', servers: '', other: '' }), /no test-harness block named other/)
 })
