@@ -244,6 +244,10 @@ export class SessionWriter {
     const mkey = this.#options.keyPrefix + job.key
     let placement = this.#placement(job.key, job.primary, job.backup)
     let copy: StoredCopy | undefined
+    // A new key has no earlier version to order: its backup gets the same `add` at once, so a
+    // primary that hangs does not hide a new session (a login) from the next request.
+    const earlyBackup = job.fresh ? placement?.backup : undefined
+    const early = earlyBackup === undefined ? undefined : this.#addEarly(earlyBackup, mkey, nextCopy(undefined, job, this.#options.maxBytes) as StoredCopy)
     try {
       // A failing primary is now marked down, so placing again hands its role to the next live node.
       for (let attempt = 0; attempt < 3 && placement !== undefined && copy === undefined; attempt++) {
@@ -260,7 +264,8 @@ export class SessionWriter {
         this.#keepForRetry(job)
         return undefined
       }
-      if (placement.backup !== undefined) {
+      const addedEarly = early !== undefined && placement.backup === earlyBackup && copy.version === job.version && copy.header === job.header && await early
+      if (placement.backup !== undefined && !addedEarly) {
         const result: StoredCopy = copy
         const asCopy: WriteJob = { ...job, kind: copy.ended ? { type: 'end' } : { type: 'copy' }, version: copy.version, header: copy.header, base: copy.version }
         try {
@@ -320,6 +325,16 @@ export class SessionWriter {
     }
     if (chosen.length === 0) return undefined
     return { primary: chosen[0] as string, backup: chosen[1] }
+  }
+
+  /** Adds a new key's copy to its backup; false when the node fails or already holds the key. */
+  async #addEarly (address: string, mkey: string, copy: StoredCopy): Promise<boolean> {
+    const node = this.#options.pool.node(address)
+    if (node === undefined || node.down) return false
+    return await node.add(mkey, this.#options.seal.seal(mkey, copy)).catch((err: unknown) => {
+      if (err instanceof NodeUnavailable) return false
+      throw err
+    })
   }
 
   /** The copy another node holds, when the primary has none; undefined when that node has none or fails. */

@@ -25,7 +25,8 @@ async function fleet (t: Test, nodeCount = 2, settings: Record<string, Record<st
     nodes,
     app,
     sidecar: async () => {
-      const s = await startTestSidecar(testConfig(app.url, nodes.map((m) => m.address), { cache: { revalidateMs: 300 }, shutdown: { timeoutMs: 500 }, ...settings }))
+      // memcached.timeoutMs 1000: a loaded machine (the full suite) must not mark a live node down here.
+      const s = await startTestSidecar(testConfig(app.url, nodes.map((m) => m.address), { cache: { revalidateMs: 300 }, shutdown: { timeoutMs: 500 }, ...settings, memcached: { timeoutMs: 1000, ...settings.memcached } }))
       t.teardown(() => s.close())
       return s
     }
