@@ -377,11 +377,12 @@ export class SessionWriter {
       const write = next === 'stands' ? basis as StoredCopy : next
       if (stored === undefined ? await node.add(mkey, seal.seal(mkey, write), ttl(write)) : await node.cas(mkey, seal.seal(mkey, write), stored.cas, ttl(write))) return write
     }
-    // Persistent contention: someone else keeps winning; their copy is newer than ours.
+    // Persistent contention: someone else keeps winning. A copy or a tombstone yields to what is
+    // there; a change (set, merge) must not be dropped: it is tried again, and kept for a retry.
     const stored = await node.gets(mkey)
     const current = stored === undefined ? undefined : seal.open(mkey, stored.value)
     if (current?.ended === true && job.kind.type !== 'end') throw new SessionEnded(current.version + 1)
-    if (current !== undefined) return current
+    if (current !== undefined && (job.kind.type === 'copy' || job.kind.type === 'end')) return current
     throw new NodeUnavailable(node.address, 'cas', 'gave up after repeated conflicts')
   }
 
