@@ -353,9 +353,10 @@ export class SessionWriter {
   /**
    * One node, gets then cas (add on a miss) until stored or the stored copy stands. `onMiss`
    * finds what else may hold the session when this node has no copy (the backup, for the
-   * primary). Throws NodeUnavailable, or SessionEnded when the node holds a tombstone.
+   * primary); `replaced` hears what the node held when the write landed (or stood). Throws
+   * NodeUnavailable, or SessionEnded when the node holds a tombstone.
    */
-  async #writeCopy (node: MemcachedNode, mkey: string, job: WriteJob, onMiss?: () => Promise<StoredCopy | undefined>): Promise<StoredCopy> {
+  async #writeCopy (node: MemcachedNode, mkey: string, job: WriteJob, onMiss?: () => Promise<StoredCopy | undefined>, replaced?: (copy: StoredCopy | undefined) => void): Promise<StoredCopy> {
     const { seal, maxBytes, tombstoneTtl } = this.#options
     const ttl = (copy: StoredCopy): number | undefined => copy.ended ? tombstoneTtl : undefined
     // The first command of a new session goes out before the response: another node that
@@ -373,16 +374,25 @@ export class SessionWriter {
       const basis = current ?? (stored === undefined && onMiss !== undefined ? await onMiss() : undefined)
       const next = nextCopy(basis, job, maxBytes)
       if (next === 'ended') throw new SessionEnded((basis as StoredCopy).version + 1)
-      if (next === 'stands' && current !== undefined) return current
+      if (next === 'stands' && current !== undefined) {
+        replaced?.(current)
+        return current
+      }
       const write = next === 'stands' ? basis as StoredCopy : next
-      if (stored === undefined ? await node.add(mkey, seal.seal(mkey, write), ttl(write)) : await node.cas(mkey, seal.seal(mkey, write), stored.cas, ttl(write))) return write
+      if (stored === undefined ? await node.add(mkey, seal.seal(mkey, write), ttl(write)) : await node.cas(mkey, seal.seal(mkey, write), stored.cas, ttl(write))) {
+        replaced?.(current)
+        return write
+      }
     }
     // Persistent contention: someone else keeps winning. A copy or a tombstone yields to what is
     // there; a change (set, merge) must not be dropped: it is tried again, and kept for a retry.
     const stored = await node.gets(mkey)
     const current = stored === undefined ? undefined : seal.open(mkey, stored.value)
     if (current?.ended === true && job.kind.type !== 'end') throw new SessionEnded(current.version + 1)
-    if (current !== undefined && (job.kind.type === 'copy' || job.kind.type === 'end')) return current
+    if (current !== undefined && (job.kind.type === 'copy' || job.kind.type === 'end')) {
+      replaced?.(current)
+      return current
+    }
     throw new NodeUnavailable(node.address, 'cas', 'gave up after repeated conflicts')
   }
 
@@ -398,17 +408,15 @@ export class SessionWriter {
     const job: WriteJob = { key, version, header: TOMBSTONE_DATA, kind: { type: 'end' }, primary: address, backup: undefined, base: 0, fresh: false }
     try {
       if (node.down) throw new NodeUnavailable(address, 'cas', 'node is marked down')
-      const stored = await node.gets(mkey)
-      const before = stored === undefined ? undefined : this.#options.seal.open(mkey, stored.value)
+      // One gets: the write reports what it replaced (a tombstone already there stands).
+      let before: StoredCopy | undefined
+      await this.#writeCopy(node, mkey, job, undefined, (copy) => { before = copy })
       if (before?.ended === true) return { state: 'ended-before' }
-      await this.#writeCopy(node, mkey, job)
       this.#ends.set(`${address} ${key}`, { key, address, upTo: version, until: performance.now() + this.#options.tombstoneTtl * 1000 })
       return before === undefined ? { state: 'ended' } : { state: 'ended', live: before }
     } catch (err) {
       if (!(err instanceof NodeUnavailable)) throw err
-      const id = `${address} ${key}`
-      this.#tombstones.set(id, { key, address, upTo: Math.max(version, this.#tombstones.get(id)?.upTo ?? 0), until: performance.now() + this.#options.tombstoneTtl * 1000 })
-      this.#scheduleRetry()
+      this.#pend(this.#tombstones, key, address, version, this.#options.tombstoneTtl * 1000)
       return { state: 'unreachable' }
     }
   }
@@ -451,9 +459,13 @@ export class SessionWriter {
   }
 
   #queueDelete (key: string, address: string, upTo: number): void {
+    this.#pend(this.#deletes, key, address, upTo, this.#options.ttlMs)
+  }
+
+  /** Keeps a delete or tombstone a node could not take, for a retry, until `liveMs` from now. */
+  #pend (pending: Map<string, PendingDelete>, key: string, address: string, upTo: number, liveMs: number): void {
     const id = `${address} ${key}`
-    const existing = this.#deletes.get(id)
-    this.#deletes.set(id, { key, address, upTo: Math.max(upTo, existing?.upTo ?? 0), until: performance.now() + this.#options.ttlMs })
+    pending.set(id, { key, address, upTo: Math.max(upTo, pending.get(id)?.upTo ?? 0), until: performance.now() + liveMs })
     this.#scheduleRetry()
   }
 
