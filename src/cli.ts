@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { lookup } from 'node:dns/promises'
-import { loadConfig, type SidecarConfig } from './config.js'
+import { loadConfig, type SidecarConfig } from './config/index.js'
 import { DnsDiscovery } from './memcached/discovery.js'
 import { parseAddress } from './memcached/address.js'
 import { ConfigError } from './errors.js'

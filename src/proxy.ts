@@ -2,7 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import proxy from '@fastify/http-proxy'
 import { METHODS, STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import type { Logger } from 'pino'
-import type { SidecarConfig } from './config.js'
+import type { SidecarConfig } from './config/index.js'
 import { codes, RefusedUpdate, upstreamErrorBodies } from './errors.js'
 import { AppRequestHeaders } from './http/app-request.js'
 import { AppCookieDomain, SessionCookieHeaders } from './http/cookies.js'

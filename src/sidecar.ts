@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { buildAdmin } from './admin.js'
-import type { SidecarConfig } from './config.js'
+import type { SidecarConfig } from './config/index.js'
 import { codes } from './errors.js'
 import { DnsDiscovery, type Resolver } from './memcached/discovery.js'
 import { NodePool } from './memcached/pool.js'

@@ -1,5 +1,5 @@
 import { parseCookie, parseSetCookie, stringifySetCookie, type SetCookie } from 'cookie'
-import type { CookieConfig } from '../config.js'
+import type { CookieConfig } from '../config/index.js'
 
 // Values pass through untouched: the sidecar's own never need escaping, the app's are its own.
 const verbatim = { decode: (s: string): string => s, encode: (s: string): string => s }

@@ -1,5 +1,5 @@
 import { pino } from 'pino'
-import { buildConfig, type SidecarConfig } from '../../src/config.js'
+import { buildConfig, type SidecarConfig } from '../../src/config/index.js'
 import { createLogger } from '../../src/logger.js'
 import { startSidecar, type Sidecar } from '../../src/sidecar.js'
 

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { existsSync, readFileSync } from 'node:fs'
 import { parse } from 'yaml'
-import { loadConfig } from '../../src/config.js'
+import { loadConfig } from '../../src/config/index.js'
 import type { ConfigError } from '../../src/errors.js'
 
 // The shipped configs are used by `npm start` and the container: they must stay valid.

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { buildConfig, loadConfig, DEFAULT_IGNORE, type SidecarConfig } from '../../src/config.js'
+import { buildConfig, loadConfig, DEFAULT_IGNORE, type SidecarConfig } from '../../src/config/index.js'
 import { ConfigError } from '../../src/errors.js'
 
 const SECRET = 's'.repeat(16)

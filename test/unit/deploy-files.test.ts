@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { parseAllDocuments } from 'yaml'
-import { loadConfig, type SidecarConfig } from '../../src/config.js'
+import { loadConfig, type SidecarConfig } from '../../src/config/index.js'
 import { CookieCodec } from '../../src/session/cookie.js'
 import { mintKey } from '../../src/session/key.js'
 import { renderConfig } from '../helpers/processes.js'

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { buildConfig, type CookieConfig } from '../../../src/config.js'
+import { buildConfig, type CookieConfig } from '../../../src/config/index.js'
 import { AppCookieDomain, SessionCookieHeaders } from '../../../src/http/cookies.js'
 
 const VALUE = '1~Zm9vYmFyYmF6cXV4MTIzNA~10.0.0.5:11211~1~k5AB7x64qSnJYiDtDE_6TQ'

@@ -1,0 +1,90 @@
+import { checkTrustRule } from '../http/forwarding.js'
+import { AddressAllowList, parseAddress } from '../memcached/address.js'
+import type { Seconds } from './schema.js'
+
+// Rules a value's type cannot express: entries checked one by one, and keys checked against
+// each other. Each returns its problem lines (key path, then the rule); none throws.
+
+/** `session.secrets`: at least one, each at least 16 characters, each once. */
+export function secretProblems (secrets: readonly string[] | undefined): string[] {
+  if (secrets === undefined || secrets.length === 0) {
+    return ['session.secrets: required, a list of at least one secret (refusing to start without one)']
+  }
+  const problems: string[] = []
+  secrets.forEach((s, i) => {
+    if (s.length < 16) problems.push(`session.secrets[${i}]: must be at least 16 characters`)
+    else if (secrets.indexOf(s) < i) problems.push(`session.secrets[${i}]: is listed twice`)
+  })
+  return problems
+}
+
+/** A local copy must be checked at least twice per idle timeout. */
+export function revalidateProblems (revalidateMs: number, idleTimeout: Seconds): string[] {
+  const limit = idleTimeout * 500
+  return revalidateMs > limit ? [`cache.revalidateMs: must be at most half of session.idleTimeout (${limit} ms)`] : []
+}
+
+/** Browsers drop a SameSite=None cookie without Secure. */
+export function sameSiteProblems (sameSite: string, secure: boolean): string[] {
+  return sameSite === 'none' && !secure ? ['session.cookie.sameSite: "none" requires session.cookie.secure: true'] : []
+}
+
+/**
+ * Browsers silently drop a cookie whose name prefix its attributes contradict (RFC 6265bis
+ * section 4.1.3; prefixes are matched without regard to case): refuse such settings at start.
+ */
+export function cookiePrefixProblems (name: string, secure: boolean, path: string, domain: string | undefined): string[] {
+  const problems: string[] = []
+  const lower = name.toLowerCase()
+  if (lower.startsWith('__host-')) {
+    if (!secure) problems.push(`session.cookie.secure: a cookie named "${name}" (__Host- prefix) needs secure: true, or browsers drop it`)
+    if (path !== '/') problems.push(`session.cookie.path: a cookie named "${name}" (__Host- prefix) needs path "/", or browsers drop it`)
+    if (domain !== undefined) problems.push(`session.cookie.domain: a cookie named "${name}" (__Host- prefix) must have no domain, or browsers drop it`)
+  } else if (lower.startsWith('__secure-') && !secure) {
+    problems.push(`session.cookie.secure: a cookie named "${name}" (__Secure- prefix) needs secure: true, or browsers drop it`)
+  }
+  return problems
+}
+
+/** `listen.trustProxies`: each an IP or CIDR. */
+export function trustProxyProblems (rules: readonly string[]): string[] {
+  return rules.flatMap((rule, i) => {
+    const problem = checkTrustRule(rule)
+    return problem === undefined ? [] : [`listen.trustProxies[${i}]: ${problem}`]
+  })
+}
+
+/** `memcached.allow`: each a CIDR, an IP or a host glob. */
+export function allowProblems (rules: readonly string[]): string[] {
+  return rules.flatMap((rule, i) => {
+    const problem = AddressAllowList.check(rule)
+    return problem === undefined ? [] : [`memcached.allow[${i}]: ${problem}`]
+  })
+}
+
+/**
+ * `memcached.nodes` in canonical form, each an IPv4 or hostname address that `allowList`
+ * (undefined when the allow rules themselves are wrong) permits, listed once; at least one
+ * unless `memcached.discovery.dns` is set.
+ */
+export function readNodes (texts: readonly string[], allowList: AddressAllowList | undefined, discoveryDns: string | undefined): { nodes: string[], problems: string[] } {
+  const nodes: string[] = []
+  const problems: string[] = []
+  texts.forEach((text, i) => {
+    const address = parseAddress(text)
+    if (address === undefined) {
+      problems.push(`memcached.nodes[${i}]: "${text}" is not host:port or [ipv6]:port`)
+    } else if (address.family === 6) {
+      // memcache-client 1.0.5 splits the server string on ':' and cannot reach IPv6 literals.
+      problems.push(`memcached.nodes[${i}]: "${text}": IPv6 literals are not supported by the memcached client; use a hostname`)
+    } else if (allowList !== undefined && !allowList.allows(address)) {
+      problems.push(`memcached.nodes[${i}]: "${text}" is not permitted by memcached.allow`)
+    } else if (nodes.includes(address.text)) {
+      problems.push(`memcached.nodes[${i}]: "${text}" is listed twice`)
+    } else {
+      nodes.push(address.text)
+    }
+  })
+  if (texts.length === 0 && discoveryDns === undefined) problems.push('memcached.nodes: required, at least one host:port (sessions are placed there), unless memcached.discovery.dns is set')
+  return { nodes, problems }
+}
