@@ -74,7 +74,7 @@ export const DEFAULTS = deepFreeze({
   cache: {
     maxBytes: 64 * 1024 * 1024,
     revalidateMs: new Derived(
-      '`min(30000, session.idleTimeout × 500)`: `30000` unless the idle timeout is under 60 s (at most half of it)',
+      '`min(30000, session.idleTimeout × 500)`, half the idle timeout but at most 30 s',
       ({ idleTimeout }: Pick<DerivationInputs, 'idleTimeout'>): Milliseconds => Math.min(30_000, idleTimeout * 500))
   },
   memcached: {
