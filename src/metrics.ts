@@ -2,6 +2,20 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 export type OpResult = 'ok' | 'miss' | 'error'
 
+/**
+ * Why the sidecar answered a request itself (the `reason` of sidecar_generated_responses_total):
+ * 502 upstream-unavailable (refused, reset) or upstream-bad-response (headers too large, a bad
+ * status, failed before its first byte); 504 upstream-timeout; 408 client-timeout; 503 draining;
+ * 400 bad-request; 431 headers-too-large.
+ */
+export type GeneratedReason = 'upstream-unavailable' | 'upstream-bad-response' | 'upstream-timeout' | 'client-timeout' | 'draining' | 'bad-request' | 'headers-too-large'
+
+/** Counts a response the sidecar answered itself. */
+export type Generated = (status: number, reason: GeneratedReason) => void
+
+/** How a request to the app ended, for sidecar_upstream_duration_seconds. */
+export type UpstreamResult = 'response' | 'timeout' | 'error'
+
 /** What a memcached node reports about each command. */
 export interface MemcachedOps {
   observe: (node: string, command: string, result: OpResult, ms: number) => void
@@ -21,7 +35,15 @@ export class Metrics implements MemcachedOps {
   readonly staleReads = new Counter({ name: 'sidecar_stale_reads_total', help: 'Sessions served from a copy older than the cookie version', registers: [this.registry] })
   readonly failovers = new Counter({ name: 'sidecar_failovers_total', help: 'Sessions served while a node named in the cookie failed', registers: [this.registry] })
   readonly relocations = new Counter({ name: 'sidecar_relocations_total', help: 'Sessions moved to other memcached nodes because a node was down', registers: [this.registry] })
-  readonly generatedResponses = new Counter({ name: 'sidecar_generated_responses_total', help: 'Responses the sidecar answered itself instead of the app (502, 504, 408, 503 while draining, 400/431 for malformed requests), by status', labelNames: ['status'], registers: [this.registry] })
+  readonly generatedResponses = new Counter({ name: 'sidecar_generated_responses_total', help: 'Responses the sidecar answered itself instead of the app (502, 504, 408, 503 while draining, 400/431 for malformed requests), by status and reason', labelNames: ['status', 'reason'], registers: [this.registry] })
+  readonly upstreamDuration = new Histogram({
+    name: 'sidecar_upstream_duration_seconds',
+    help: 'From sending a request to the app until its response headers (an upload included), by result: response, timeout (504) or error (502, or the client gone)',
+    labelNames: ['result'],
+    // From a loopback app's millisecond answers to upstream.timeoutMs (default 30 s).
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry]
+  })
   readonly rejectedCopies = new Counter({ name: 'sidecar_rejected_copies_total', help: 'Copies read from memcached that did not open (forged, sealed by an unknown secret, moved to another key, damaged): treated as missing', registers: [this.registry] })
   readonly restoredCopies = new Counter({ name: 'sidecar_restored_copies_total', help: 'Sessions stored again because memcached had lost their copy (restart, eviction) while this sidecar held them', registers: [this.registry] })
   readonly droppedWrites = new Counter({ name: 'sidecar_dropped_writes_total', help: 'Writes kept during a memcached outage that were dropped because they exceeded cache.maxBytes (oldest first)', registers: [this.registry] })
@@ -40,6 +62,18 @@ export class Metrics implements MemcachedOps {
 
   constructor (defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry })
+  }
+
+  /** Counts a response the sidecar answered itself, so operators can tell it from the app's. */
+  readonly generated: Generated = (status, reason) => { this.generatedResponses.labels(String(status), reason).inc() }
+
+  /** Times a request to the app (performance.now() milliseconds). */
+  readonly upstream = (result: UpstreamResult, ms: number): void => { this.#upstreamSeries[result].observe(ms / 1000) }
+
+  readonly #upstreamSeries = {
+    response: this.upstreamDuration.labels('response'),
+    timeout: this.upstreamDuration.labels('timeout'),
+    error: this.upstreamDuration.labels('error')
   }
 
   observe (node: string, command: string, result: OpResult, ms: number): void {

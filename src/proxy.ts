@@ -11,6 +11,7 @@ import { stripResponseHopByHop } from './http/hop-by-hop.js'
 import { HeaderProtocol, type AppUpdates } from './http/protocol.js'
 import { clientErrorHandler, serverOptions, watchBodyIdle } from './http/timeouts.js'
 import { CLIENT_REQUEST, clientTarget, trailersOf, UpstreamHop } from './http/upstream.js'
+import { upstreamErrorsOnce, upstreamFailure } from './http/upstream-errors.js'
 import type { Metrics } from './metrics.js'
 import type { NodePool } from './memcached/pool.js'
 import { CookieCodec, type CookieFields, type VerifiedCookie } from './session/cookie.js'
@@ -75,8 +76,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     degraded: metrics.requests.labels('degraded')
   }
 
-  /** Counts a response the sidecar answered itself, so operators can tell it from the app's. */
-  const generated = (status: number): void => { metrics.generatedResponses.labels(String(status)).inc() }
+  const generated = metrics.generated
   const appHeaders = new AppRequestHeaders(protocol, cookies, new Forwarding(listen.trustProxies, listen.forwarded))
   const hop = new UpstreamHop({
     url: upstream.url,
@@ -84,12 +84,14 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     headersFor: (request) => {
       const state = request.session
       return state === null || state === IGNORED ? appHeaders.build(request.raw, undefined, false) : appHeaders.build(request.raw, state.record, state.unavailable)
-    }
+    },
+    timed: metrics.upstream
   })
 
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     logController: new Fastify.LogController({ disableRequestLogging: true }),
+    childLoggerFactory: upstreamErrorsOnce,
     http: serverOptions(listen),
     keepAliveTimeout: listen.keepAliveTimeoutMs,
     clientErrorHandler: clientErrorHandler(generated),
@@ -112,13 +114,13 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
   })
   app.addHook('onRequest', (request, reply, done) => {
     if (draining) {
-      generated(503)
+      generated(503, 'draining')
       reply.code(503).header('connection', 'close').type('text/plain; charset=utf-8').send('Service Unavailable\n')
       return
     }
     // RFC 9112 section 3.2: two Host lines are refused (which one would the app believe?).
     if (hostLines(request.raw.rawHeaders) > 1 || !acceptTarget(request.raw)) {
-      generated(400)
+      generated(400, 'bad-request')
       reply.code(400).header('connection', 'close').type('text/plain; charset=utf-8').send('Bad Request\n')
       return
     }
@@ -132,7 +134,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
   app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
     const status = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 502
     request.log.warn({ code: codes.UPSTREAM_BAD_RESPONSE, cause: err.message, status }, 'request failed before the response began')
-    generated(status)
+    generated(status, status === 502 ? 'upstream-bad-response' : 'bad-request')
     reply.code(status).type('text/plain; charset=utf-8').send(`${STATUS_CODES[status] ?? 'Error'}\n`)
   })
 
@@ -441,13 +443,10 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
       onError: (reply, { error }) => {
         if (reply.request.session !== IGNORED) count(reply.request.session)
         if (reply.sent || reply.raw.headersSent) return
-        const status = (error as { statusCode?: number }).statusCode === 504 ? 504 : 502
-        const cause = error.cause as (Error & { code?: string }) | undefined
-        const code = status === 504
-          ? codes.UPSTREAM_TIMEOUT
-          : cause?.code === 'UND_ERR_HEADERS_OVERFLOW' ? codes.UPSTREAM_BAD_RESPONSE : codes.UPSTREAM_UNAVAILABLE
-        reply.log.warn({ code, cause: cause?.message ?? error.message }, 'upstream failed')
-        generated(status)
+        // One line per failure (reply-from's own, with the stack, is at debug: upstreamErrorsOnce).
+        const { status, code, reason, errorCode, cause } = upstreamFailure(error)
+        reply.log.warn({ code, status, errorCode, cause }, 'upstream failed')
+        generated(status, reason)
         reply.code(status).type('text/plain; charset=utf-8').send(upstreamErrorBodies[status])
       }
     },

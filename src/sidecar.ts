@@ -25,7 +25,8 @@ export interface Sidecar {
   setNodes: (nodes: readonly string[]) => void
   /**
    * Graceful stop: readiness goes 503, in-flight requests finish, queued memcached writes are
-   * flushed. Resolves with the number of writes still pending when shutdown.timeoutMs ran out.
+   * flushed; the last log line, `stopped`, says how many were flushed and left and how long it
+   * took. Resolves with the number of writes still pending when shutdown.timeoutMs ran out.
    */
   close: () => Promise<number>
 }
@@ -92,7 +93,8 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
   const close = async (): Promise<number> => {
     ready = false
     discovery?.stop()
-    const deadline = performance.now() + config.shutdown.timeoutMs
+    const started = performance.now()
+    const deadline = started + config.shutdown.timeoutMs
     // fastify.close waits for in-flight requests (their async writes are queued by then), but
     // closes idle keep-alive connections only once: a connection busy at that moment would
     // then hold the drain until the client hangs up. Keep closing the ones that turn idle,
@@ -110,11 +112,14 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
     ])
     clearInterval(idle)
     clearTimeout(cut)
+    // Every request has finished: the writes pending now are the drain's to flush.
+    const pending = store.pendingWrites
     const left = await store.flush(Math.max(0, deadline - performance.now()))
     if (left > 0) log.error({ code: codes.SHUTDOWN_PENDING_WRITES, pending: left }, 'shutdown timed out with session writes still pending')
     await admin.close()
     store.close()
     pool.close()
+    log.info({ writesFlushed: Math.max(0, pending - left), writesLeft: left, durationMs: Math.round(performance.now() - started) }, 'stopped')
     return left
   }
   return {

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { STATUS_CODES, type ServerOptions } from 'node:http'
 import type { Socket } from 'node:net'
+import type { Generated } from '../metrics.js'
 import { abortUpstream, hasBody } from './upstream.js'
 
 export interface ListenTimeouts {
@@ -24,9 +25,6 @@ export function serverOptions (timeouts: ListenTimeouts): ServerOptions {
     requestTimeout: 0
   }
 }
-
-/** What the sidecar says to a client it cuts off, and counts. */
-export type Generated = (status: number) => void
 
 /**
  * `listen.bodyIdleTimeoutMs`: a request body that stops arriving is answered 408 and its
@@ -60,7 +58,7 @@ export function watchBodyIdle (request: FastifyRequest, reply: FastifyReply, ms:
       socket.destroy()
       return
     }
-    generated(408)
+    generated(408, 'client-timeout')
     reply.raw.once('finish', () => socket.destroy())
     reply.code(408).header('connection', 'close').type('text/plain; charset=utf-8').send('Request Timeout\n')
   }, Math.max(10, Math.floor(ms / 4)))
@@ -78,7 +76,7 @@ export function clientErrorHandler (generated: Generated): (err: NodeJS.ErrnoExc
     const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
     const response = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage
     if (socket.writable && response?.headersSent !== true) {
-      generated(status)
+      generated(status, status === 408 ? 'client-timeout' : status === 431 ? 'headers-too-large' : 'bad-request')
       const text = STATUS_CODES[status] as string
       const body = `${text}\n`
       socket.write(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n\r\n${body}`)

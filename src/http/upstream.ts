@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify'
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 import { Pool, errors, type Dispatcher } from 'undici'
+import type { UpstreamResult } from '../metrics.js'
 
 /**
  * reply-from hands the request to a "requestable" `undici` option (its lib/request.js,
@@ -27,6 +28,8 @@ export interface UpstreamHopOptions {
   readonly timeoutMs: number
   /** The header lines the app receives for this request. */
   readonly headersFor: (request: FastifyRequest) => string[]
+  /** Hears how each request to the app ended and how long it took to its response headers (ms). */
+  readonly timed: (result: UpstreamResult, ms: number) => void
 }
 
 const trailersByBody = new WeakMap<Readable, Record<string, string | string[] | undefined>>()
@@ -76,10 +79,12 @@ export class UpstreamHop {
   readonly #pool: Pool
   readonly #timeoutMs: number
   readonly #headersFor: (request: FastifyRequest) => string[]
+  readonly #timed: (result: UpstreamResult, ms: number) => void
 
   constructor (options: UpstreamHopOptions) {
     this.#timeoutMs = options.timeoutMs
     this.#headersFor = options.headersFor
+    this.#timed = options.timed
     this.#pool = new Pool(new URL(options.url).origin, {
       connections: 128,
       pipelining: 1,
@@ -115,12 +120,15 @@ export class UpstreamHop {
       dispatch.signal = watch.signal
     }
     dispatch.onInfo = this.#onInfo(request)
+    const sent = performance.now()
     this.#pool.request(dispatch, (err, data) => {
       watch?.stop()
       if (err !== null) {
+        this.#timed((err as { code?: string }).code === 'UND_ERR_HEADERS_TIMEOUT' ? 'timeout' : 'error', performance.now() - sent)
         callback(err)
         return
       }
+      this.#timed('response', performance.now() - sent)
       if (NO_BODY.has(data.statusCode)) {
         data.body.on('error', noop).resume()
         callback(null, { statusCode: data.statusCode, headers: data.headers, body: Readable.from([]) })

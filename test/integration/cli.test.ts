@@ -210,7 +210,7 @@ t.test('a valid config starts, serves sessions through to the app, and exits 0 o
 })
 
 t.test('SIGTERM drains: readyz 503, the in-flight update on a load balancer\'s keep-alive connection finishes and is flushed, exit 0 within shutdown.timeoutMs', async (t) => {
-  const { child, url, admin, app, m } = await startCli(t, 'shutdown: { timeoutMs: 3000 }\n')
+  const { child, output, url, admin, app, m } = await startCli(t, 'shutdown: { timeoutMs: 3000 }\n')
   // A load balancer keeps its connections to the sidecar open between requests.
   const lb = new Agent({ keepAlive: true })
   t.teardown(() => lb.destroy())
@@ -235,4 +235,9 @@ t.test('SIGTERM drains: readyz 503, the in-flight update on a load balancer\'s k
   t.equal(code, 0, 'exit 0 after SIGTERM')
   t.ok(Date.now() - signalled < 3000 + 1000, `the drain ends within shutdown.timeoutMs (took ${Date.now() - signalled} ms)`)
   t.equal(await m.copy(key), `2 ${b64({ user: 'ada', cart: [1] })}`, 'the update was flushed to memcached before exit')
+  const logged = lines(output.stdout).map((l) => JSON.parse(l) as Record<string, unknown>)
+  const draining = logged.findIndex((e) => e.msg === 'draining')
+  t.match(logged[draining], { signal: 'SIGTERM' }, 'a draining line names the signal')
+  t.match(logged.at(-1), { msg: 'stopped', writesFlushed: Number, writesLeft: 0, durationMs: Number }, 'the last line: stopped, with writes flushed, none left, the duration')
+  t.ok(draining >= 0 && draining < logged.length - 1, 'after the draining line')
 })

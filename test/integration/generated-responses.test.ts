@@ -9,8 +9,8 @@ import { bodyOf, complete, headerOf, RawConnection, serveApp, statusOf, within }
 import type { Sidecar } from '../../src/sidecar.js'
 
 // SPEC "Operations" (upstream down 502, upstream timeout 504, both with a short body) and
-// "Transparency" (timeouts): `sidecar_generated_responses_total{status}` counts the answers
-// the sidecar made itself, so that operators can tell them from the app's. Each answer is short
+// "Transparency" (timeouts): `sidecar_generated_responses_total{status,reason}` counts the
+// answers the sidecar made itself, so that operators can tell them from the app's. Each answer is short
 // plain text naming no upstream address; the app's own error statuses are never counted.
 
 const METRIC = 'sidecar_generated_responses_total'
@@ -19,6 +19,8 @@ const { sidecar: start } = await startStack(t)
 /**
  * The app (node:http):
  *   /status/<n>    answers status n with a body of its own
+ *   /huge-headers  answers 200 with 200 KiB of headers (over the sidecar's 128 KiB)
+ *   /continue      writes an unsolicited 100 Continue, then 200 (undici refuses it)
  *   /hang          never reads the body, never answers
  *   /upload        reads the body, then answers 200
  *   ?delay=<ms>    answers 200 that late
@@ -39,6 +41,18 @@ class App {
         res.end(JSON.stringify({ from: 'the app', status: Number(status[1]) }))
         return
       }
+      if (target.pathname === '/huge-headers') {
+        req.resume()
+        res.writeHead(200, { 'x-padding': 'a'.repeat(200 * 1024) })
+        res.end('ok\n')
+        return
+      }
+      if (target.pathname === '/continue') {
+        req.resume()
+        res.writeContinue()
+        res.end('ok\n')
+        return
+      }
       if (target.pathname === '/hang') {
         req.pause()
         return
@@ -56,13 +70,14 @@ class App {
   }
 }
 
-/** Counts before and after: `status` went up by one and no other status moved. */
-async function countedOnce (t: Test, sidecar: Sidecar, status: number, act: () => Promise<void>): Promise<void> {
+/** Counts before and after: `status` with `reason` went up by one and no other series moved. */
+async function countedOnce (t: Test, sidecar: Sidecar, status: number, reason: string, act: () => Promise<void>): Promise<void> {
+  const labels = { status: String(status), reason }
   const total = await metricValue(sidecar.adminUrl, METRIC)
-  const before = await metricValue(sidecar.adminUrl, METRIC, { status: String(status) })
+  const before = await metricValue(sidecar.adminUrl, METRIC, labels)
   await act()
-  t.equal(await metricValue(sidecar.adminUrl, METRIC, { status: String(status) }), before + 1, `counted once as ${METRIC}{status="${status}"}`)
-  t.equal(await metricValue(sidecar.adminUrl, METRIC), total + 1, 'and under no other status')
+  t.equal(await metricValue(sidecar.adminUrl, METRIC, labels), before + 1, `counted once as ${METRIC}{status="${status}",reason="${reason}"}`)
+  t.equal(await metricValue(sidecar.adminUrl, METRIC), total + 1, 'and under no other status or reason')
 }
 
 /** A short plain-text body that names neither the upstream host nor its port. */
@@ -79,16 +94,27 @@ t.test('502 when the upstream refuses connections', async (t) => {
   const port = await freePort()
   const sidecar = await start(t, {}, { upstreamUrl: `http://127.0.0.1:${port}` })
   let res: RawResponse | undefined
-  await countedOnce(t, sidecar, 502, async () => { res = await rawRequest(`${sidecar.url}/page`) })
+  await countedOnce(t, sidecar, 502, 'upstream-unavailable', async () => { res = await rawRequest(`${sidecar.url}/page`) })
   t.equal(res?.status, 502, 'the client gets 502')
   shortPlainText(t, headerIn(res as RawResponse, 'content-type'), res?.body ?? '', port)
+})
+
+t.test('502 (upstream-bad-response) when the app\'s response cannot be relayed', async (t) => {
+  const app = await new App().start(t)
+  const sidecar = await start(t, {}, { upstreamUrl: app.url })
+  for (const path of ['/huge-headers', '/continue']) {
+    let res: RawResponse | undefined
+    await countedOnce(t, sidecar, 502, 'upstream-bad-response', async () => { res = await rawRequest(`${sidecar.url}${path}`) })
+    t.equal(res?.status, 502, `${path}: the client gets 502`)
+    shortPlainText(t, headerIn(res as RawResponse, 'content-type'), res?.body ?? '', app.port)
+  }
 })
 
 t.test('504 when the app answers later than upstream.timeoutMs', async (t) => {
   const app = await new App().start(t)
   const sidecar = await start(t, { upstream: { url: app.url, timeoutMs: 300 } }, { upstreamUrl: app.url })
   let res: RawResponse | undefined
-  await countedOnce(t, sidecar, 504, async () => { res = await rawRequest(`${sidecar.url}/slow?delay=3000`) })
+  await countedOnce(t, sidecar, 504, 'upstream-timeout', async () => { res = await rawRequest(`${sidecar.url}/slow?delay=3000`) })
   t.equal(res?.status, 504, 'the client gets 504')
   shortPlainText(t, headerIn(res as RawResponse, 'content-type'), res?.body ?? '', app.port)
 })
@@ -100,7 +126,7 @@ t.test('504 for a POST whose app neither reads the body nor answers (the hop\'s 
   const conn = await RawConnection.open(sidecar.url)
   t.teardown(() => conn.destroy())
   let elapsed = 0
-  await countedOnce(t, sidecar, 504, async () => {
+  await countedOnce(t, sidecar, 504, 'upstream-timeout', async () => {
     const started = performance.now()
     await conn.write(`POST /hang HTTP/1.1\r\nHost: shop.example\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`)
     await conn.until(complete, 5000, 'the sidecar\'s answer')
@@ -120,7 +146,7 @@ t.test('504 for a large POST the app stops taking, while the client is still sen
   const body = new PatternStream(size)
   let res: IncomingMessage | undefined
   let text = ''
-  await countedOnce(t, sidecar, 504, async () => {
+  await countedOnce(t, sidecar, 504, 'upstream-timeout', async () => {
     const req = request(`${sidecar.url}/hang`, { method: 'POST', agent: false, headers: { 'content-type': 'application/octet-stream', 'content-length': size } })
     t.teardown(() => req.destroy())
     req.on('error', () => {})
@@ -154,7 +180,7 @@ for (const refused of REFUSED) {
     const sidecar = await start(t, {}, { upstreamUrl: app.url })
     const conn = await RawConnection.open(sidecar.url)
     t.teardown(() => conn.destroy())
-    await countedOnce(t, sidecar, 400, async () => {
+    await countedOnce(t, sidecar, 400, 'bad-request', async () => {
       await conn.write(refused.request)
       await conn.until(complete, 5000, 'the sidecar\'s answer')
     })
@@ -165,6 +191,20 @@ for (const refused of REFUSED) {
     t.same(app.requests, [], refused.unseen)
   })
 }
+
+t.test('431 for request headers over Node\'s 16 KiB limit; nothing reaches the app', async (t) => {
+  const app = await new App().start(t)
+  const sidecar = await start(t, {}, { upstreamUrl: app.url })
+  const conn = await RawConnection.open(sidecar.url)
+  t.teardown(() => conn.destroy())
+  await countedOnce(t, sidecar, 431, 'headers-too-large', async () => {
+    await conn.write(`GET /page HTTP/1.1\r\nHost: shop.example\r\nX-Big: ${'b'.repeat(20 * 1024)}\r\n\r\n`)
+    await conn.until(complete, 5000, 'the sidecar\'s answer')
+  })
+  t.equal(statusOf(conn.received), 431, 'the client gets 431')
+  shortPlainText(t, headerOf(conn.received, 'content-type'), bodyOf(conn.received), app.port)
+  t.same(app.requests, [], 'the app saw nothing')
+})
 
 t.test('503 for one more request on a keep-alive connection while draining', async (t) => {
   const app = await new App().start(t)
@@ -183,7 +223,7 @@ t.test('503 for one more request on a keep-alive connection while draining', asy
   let first: Awaited<ReturnType<typeof get>> | undefined
   let second: Awaited<ReturnType<typeof get>> | undefined
   let closed: Promise<void> | undefined
-  await countedOnce(t, sidecar, 503, async () => {
+  await countedOnce(t, sidecar, 503, 'draining', async () => {
     // A request in flight keeps its connection open through the close; the next one on that
     // connection arrives while the sidecar drains.
     const inFlight = get('/slow?delay=300')
@@ -208,7 +248,7 @@ t.test('408 for a request body that stops arriving (listen.bodyIdleTimeoutMs)', 
   const sidecar = await start(t, { listen: { bodyIdleTimeoutMs: 300 } }, { upstreamUrl: app.url })
   const conn = await RawConnection.open(sidecar.url)
   t.teardown(() => conn.destroy())
-  await countedOnce(t, sidecar, 408, async () => {
+  await countedOnce(t, sidecar, 408, 'client-timeout', async () => {
     await conn.write('POST /upload HTTP/1.1\r\nHost: shop.example\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n0123456789')
     await conn.until(complete, 5000, 'the sidecar\'s answer')
   })

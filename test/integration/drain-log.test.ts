@@ -1,0 +1,55 @@
+import t from 'tap'
+import { Browser, keyOf, q } from '../helpers/client.js'
+import { until } from '../helpers/ports.js'
+import { LogCapture, startStack } from '../helpers/sidecar.js'
+import { b64 } from '../helpers/upstream.js'
+
+// Issue 11, part 3 (README "Operations"): a drain ends with one `stopped` line: how many
+// session writes it flushed, how many were left, how long it took.
+
+const USERS = 5
+
+/** Sessions created while memcached is down: their writes wait, one per session. */
+async function pendingLogins (sidecarUrl: string): Promise<Browser[]> {
+  const users = Array.from({ length: USERS }, () => new Browser())
+  for (const [i, user] of users.entries()) await user.get(sidecarUrl, `/login?set=${q({ user: i })}`)
+  return users
+}
+
+const stoppedLines = (logs: LogCapture): Array<Record<string, unknown>> => logs.entries.filter((e) => e.msg === 'stopped')
+
+t.test('a drain that flushes every write ends with `stopped`: writes flushed, none left, its duration', async (t) => {
+  const { m, sidecar: start } = await startStack(t)
+  const logs = new LogCapture()
+  const sidecar = await start(t, { log: { level: 'info' } }, { logs })
+  await m.stop('SIGKILL')
+  const users = await pendingLogins(sidecar.url)
+  await until(() => sidecar.store.pendingWrites === USERS, 5000, `${USERS} writes pending`)
+  await m.start()
+
+  const started = performance.now()
+  t.equal(await sidecar.close(), 0, 'close: nothing left')
+  const took = performance.now() - started
+  const stopped = stoppedLines(logs)
+  t.equal(stopped.length, 1, 'one stopped line')
+  t.match(stopped[0], { level: 30, writesFlushed: USERS, writesLeft: 0 }, `${USERS} writes flushed, 0 left`)
+  const durationMs = Number(stopped[0]?.durationMs)
+  t.ok(durationMs >= 0 && durationMs <= took + 1, `the drain's duration in ms (${durationMs}, close took ${Math.round(took)})`)
+  t.equal(logs.entries.at(-1)?.msg, 'stopped', 'the last line logged')
+  for (const [i, user] of users.entries()) t.equal(await m.copy(keyOf(user.sid)), `1 ${b64({ user: i })}`, `session ${i} is in memcached`)
+})
+
+t.test('a drain that runs out of shutdown.timeoutMs ends with `stopped`: none flushed, the writes left', async (t) => {
+  const { m, sidecar: start } = await startStack(t)
+  const logs = new LogCapture()
+  const sidecar = await start(t, { log: { level: 'info' }, shutdown: { timeoutMs: 300 } }, { logs })
+  await m.stop('SIGKILL')
+  await pendingLogins(sidecar.url)
+  await until(() => sidecar.store.pendingWrites === USERS, 5000, `${USERS} writes pending`)
+
+  t.equal(await sidecar.close(), USERS, `close: ${USERS} left`)
+  t.ok(logs.entries.some((e) => e.code === 'SIDECAR_ERR_SHUTDOWN_PENDING_WRITES'), 'the shutdown timeout is logged with its code')
+  t.match(logs.entries.at(-1), { msg: 'stopped', writesFlushed: 0, writesLeft: USERS }, 'and the last line says none flushed, all left')
+  t.equal(stoppedLines(logs).length, 1, 'once')
+  t.ok(Number(logs.entries.at(-1)?.durationMs) >= 300, 'after shutdown.timeoutMs')
+})
