@@ -1,4 +1,3 @@
-import { DEFAULT_TRUST_PROXIES } from '../http/forwarding.js'
 import { deepFreeze, type Milliseconds, type Seconds, type SidecarConfig } from './schema.js'
 
 /**
@@ -34,6 +33,7 @@ type DefaultsOf<T> = {
       : DefaultsOf<T[K]>
 }
 
+/** `session.ignore`'s default: static assets, which never need a session. */
 export const DEFAULT_IGNORE = '\\.(ico|png|gif|jpe?g|css|js|svg|woff2?)$'
 
 /**
@@ -47,7 +47,12 @@ export const DEFAULTS = deepFreeze({
   listen: {
     host: '0.0.0.0',
     port: 8080,
-    trustProxies: DEFAULT_TRUST_PROXIES,
+    // Loopback and the private ranges (RFC 1918, RFC 4193). A sidecar sits behind a load
+    // balancer on a private network, and only that balancer should reach its port; trusting it
+    // keeps the client's address and scheme that the balancer recorded. A peer outside these
+    // ranges (a client reaching the sidecar directly) gets its forwarding headers replaced, so
+    // it cannot claim another address or https.
+    trustProxies: ['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'],
     forwarded: false,
     headersTimeoutMs: 60_000,
     bodyIdleTimeoutMs: 60_000,

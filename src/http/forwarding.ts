@@ -1,17 +1,6 @@
 import { BlockList, isIP, type Socket } from 'node:net'
 import { addIpRule } from '../memcached/address.js'
 
-/**
- * The default `listen.trustProxies`: loopback and the private ranges (RFC 1918, RFC 4193). A
- * sidecar sits behind a load balancer on a private network, and only that balancer should
- * reach its port; trusting it keeps the client's address and scheme that the balancer
- * recorded. A peer outside these ranges (a client reaching the sidecar directly) gets its
- * forwarding headers replaced, so it cannot claim another address or https.
- */
-export const DEFAULT_TRUST_PROXIES: readonly string[] = Object.freeze([
-  '127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'
-])
-
 /** Returns what is wrong with a `listen.trustProxies` entry, or undefined. */
 export function checkTrustRule (rule: string): string | undefined {
   const problem = addIpRule(rule, new BlockList())
