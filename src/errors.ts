@@ -42,7 +42,7 @@ export class ConfigError extends Error {
   }
 }
 
-export type MemcachedCommand = 'gets' | 'gats' | 'add' | 'cas' | 'delete'
+export type MemcachedCommand = 'gets' | 'gats' | 'add' | 'cas' | 'delete' | 'version'
 
 /** A memcached node failed to answer in time or at all (not for NOT_FOUND / EXISTS replies). */
 export class NodeUnavailable extends Error {

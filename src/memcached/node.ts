@@ -21,7 +21,10 @@ export interface NodeOptions {
   readonly ops: MemcachedOps
   /** Monotonic milliseconds (performance.now by default); tests pass a fake clock. */
   readonly now?: () => number
-  /** Hears that a node marked down answers again (it may be back from a restart, empty). */
+  /**
+   * Hears that a node may be back from a restart, empty: it answers again after being marked
+   * down, or after its connection ended unasked (a probe notices that even on an idle node).
+   */
   readonly onRecovered?: (address: string) => void
 }
 
@@ -30,7 +33,12 @@ export interface NodeOptions {
  * (a broken node, a wrong port, a middlebox) throws and would crash the process. Contain it:
  * the connection is shut down, its pending commands fail, and the node is marked down.
  */
-const connection = MemcacheConnection.prototype as unknown as { onData: (data: Buffer) => void, _shutdown: (msg: string) => void }
+const connection = MemcacheConnection.prototype as unknown as {
+  onData: (data: Buffer) => void
+  _shutdown: (msg: string, keepSocket?: boolean) => void
+  isShutdown: () => boolean
+  client?: { emit: (event: string, ...args: unknown[]) => boolean }
+}
 const parseReply = connection.onData
 connection.onData = function onData (this: typeof connection, data: Buffer): void {
   try {
@@ -39,7 +47,20 @@ connection.onData = function onData (this: typeof connection, data: Buffer): voi
     this._shutdown(`unparseable reply (${(err as Error).name})`)
   }
 }
+/**
+ * memcache-client reconnects silently on the next command. A connection that ends without our
+ * asking (the server restarted, or died) is announced on the client, so the node can tell that
+ * memcached may have come back empty even when no command was in flight to fail.
+ */
+const shutdownConnection = connection._shutdown
+connection._shutdown = function shutdown (this: typeof connection, msg: string, keepSocket?: boolean): void {
+  if (!this.isShutdown() && msg !== SHUTDOWN_REQUESTED) this.client?.emit(CONNECTION_LOST, msg)
+  shutdownConnection.call(this, msg, keepSocket)
+}
 
+// memcache-client's reason when we close a connection ourselves.
+const SHUTDOWN_REQUESTED = 'Shutdown requested'
+const CONNECTION_LOST = 'session-sidecar:connection-lost'
 const BACKOFF_MIN_MS = 500
 // Short and capped: a node back from a restart is noticed within seconds by the next command.
 const BACKOFF_MAX_MS = 2_000
@@ -59,6 +80,9 @@ export class MemcachedNode {
   #failures = 0
   /** When the last command was sent (or the node created), on the options' clock: the pool forgets idle nodes. */
   #lastUsedAt: number
+  /** The connection ended unasked: the next answer may come from a restarted (empty) memcached. */
+  #connectionLost = false
+  #probe: NodeJS.Timeout | undefined
   /** Backoff windows and idle time; command latencies are always measured on performance.now. */
   readonly #now: () => number
 
@@ -79,6 +103,7 @@ export class MemcachedNode {
       lifetime: options.ttl,
       logger: quietLogger(options.log)
     })
+    ;(this.#client as unknown as NodeJS.EventEmitter).on(CONNECTION_LOST, () => { this.#lost() })
   }
 
   get lastUsedAt (): number {
@@ -120,7 +145,26 @@ export class MemcachedNode {
   }
 
   close (): void {
+    clearTimeout(this.#probe)
     this.#client.shutdown()
+  }
+
+  /**
+   * The connection ended: memcached may be restarting. A probe (`version`) a moment later
+   * reconnects, so `onRecovered` fires as soon as it answers, whether or not anything else is
+   * sent to this node meanwhile; a failed probe marks the node down, and its backoff decides
+   * when the next command tries again.
+   */
+  #lost (): void {
+    this.#connectionLost = true
+    if (this.#probe !== undefined) return
+    // Not before the backoff window ends: a dead node is probed at the backoff's pace.
+    this.#probe = setTimeout(() => {
+      this.#probe = undefined
+      // A probe is not use: a node only cookies named is still forgotten when idle.
+      if (this.#connectionLost) this.#run('version', async () => await this.#client.version(), false).catch(() => {})
+    }, Math.max(BACKOFF_MIN_MS, this.#downUntil - this.#now()))
+    this.#probe.unref()
   }
 
   async #store (command: Command, send: () => Promise<unknown>): Promise<boolean> {
@@ -133,9 +177,9 @@ export class MemcachedNode {
     }
   }
 
-  async #run<T> (command: Command, send: () => Promise<T>): Promise<T> {
+  async #run<T> (command: Command, send: () => Promise<T>, use = true): Promise<T> {
     const started = performance.now()
-    this.#lastUsedAt = this.#now()
+    if (use) this.#lastUsedAt = this.#now()
     let timer: NodeJS.Timeout | undefined
     const deadline = new Promise<never>((_resolve, reject) => {
       // memcache-client checks its own timeout on a coarse interval: this bound is exact.
@@ -171,6 +215,11 @@ export class MemcachedNode {
       this.#options.log.info({ node: this.address }, 'memcached node is answering again')
       this.#failures = 0
       this.#downUntil = 0
+      this.#connectionLost = false
+      this.#options.onRecovered?.(this.address)
+    } else if (this.#connectionLost) {
+      this.#connectionLost = false
+      this.#options.log.debug({ node: this.address }, 'memcached node answers on a new connection')
       this.#options.onRecovered?.(this.address)
     }
   }

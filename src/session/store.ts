@@ -10,6 +10,11 @@ import { withState, type SessionRecord } from './record.js'
 import type { CopySeal } from './sealed-copy.js'
 import { SessionWriter, type WriteJob, type WriteKind, type WriteResult } from './writer.js'
 
+// A node back from a restart gets the cached sessions it held checked in batches, a tick
+// apart, so a large cache does not flood it (and the requests waiting on it) at once.
+const RECHECK_BATCH = 200
+const RECHECK_TICK_MS = 10
+
 export interface StoreOptions {
   readonly pool: NodePool
   readonly keyPrefix: string
@@ -74,6 +79,8 @@ export class SessionStore {
   readonly #writer: SessionWriter
   /** Keys destroyed or regenerated on this node, for as long as a copy of them could live. */
   readonly #ended: LRUCache<string, true>
+  /** Per node back from a possible restart, the sweep under way; `again` when it came back once more meanwhile. */
+  readonly #rechecks = new Map<string, { again: boolean }>()
 
   constructor (options: StoreOptions) {
     this.#options = options
@@ -102,6 +109,7 @@ export class SessionStore {
       tombstoneTtl,
       onSettled: (job, outcome) => { outcome === 'ended' ? this.#end(job.key) : this.#written(job, outcome) }
     })
+    options.pool.onRecovered((address) => { this.#recheck(address) })
     this.#reader = new CopyReader({
       pool: options.pool,
       keyPrefix: options.keyPrefix,
@@ -234,6 +242,37 @@ export class SessionStore {
   #restore (record: SessionRecord, lost: boolean): void {
     if (lost) this.#options.metrics.restoredCopies.inc()
     void this.#writer.write(this.#job(record))
+  }
+
+  /**
+   * A node may be back from a restart, empty: every cached session with a copy there is checked
+   * now (paced, like a drain), not at its next request, so a lost copy, live or tombstone, is
+   * written again from its other node or from here within about `cache.revalidateMs`. Otherwise
+   * the session's other node restarting before that request would leave no copy of a live
+   * session but this cache, and no trace at all of an end (a replayed cookie would be served
+   * by a sidecar that cached the session before it ended).
+   */
+  #recheck (address: string): void {
+    const queued = this.#rechecks.get(address)
+    if (queued !== undefined) {
+      queued.again = true
+      return
+    }
+    const sweep = { again: false }
+    this.#rechecks.set(address, sweep)
+    const records = [...this.#cache.values()].filter((r) => r.primary === address || r.backup === address)
+    const next = (): void => {
+      for (const record of records.splice(0, RECHECK_BATCH)) {
+        if (this.#cache.peek(record.key) === record) this.#revalidate(record).catch((err: unknown) => { this.#options.log.warn({ err, session: keyHash(record.key) }, 'checking a session after its memcached node came back failed') })
+      }
+      if (records.length > 0) {
+        setTimeout(next, RECHECK_TICK_MS).unref()
+        return
+      }
+      this.#rechecks.delete(address)
+      if (sweep.again) this.#recheck(address)
+    }
+    next()
   }
 
   /** Brings the local record up to what memcached now holds, unless a newer local change exists. */

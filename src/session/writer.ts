@@ -99,7 +99,7 @@ export class SessionWriter {
   /** Tombstones a node could not take yet: `address key` -> what and until when. */
   readonly #tombstones = new Map<string, PendingDelete>()
   /**
-   * Tombstones this sidecar wrote, per `address key`, for as long as they live: written again
+   * Tombstones this sidecar wrote or found, per `address key`, for as long as they live: written again
    * to a node that answers after an outage, which may be back from a restart, empty (a
    * sidecar still holding the session would otherwise store it again).
    */
@@ -396,7 +396,6 @@ export class SessionWriter {
     throw new NodeUnavailable(node.address, 'cas', 'gave up after repeated conflicts')
   }
 
-  /** A tombstone on one node; one the node cannot take now is retried. Says whether the key had already ended there. */
   /**
    * A tombstone on one node; one the node cannot take now is retried. Says whether the key had
    * already ended there, and the live copy it replaced.
@@ -411,8 +410,9 @@ export class SessionWriter {
       // One gets: the write reports what it replaced (a tombstone already there stands).
       let before: StoredCopy | undefined
       await this.#writeCopy(node, mkey, job, undefined, (copy) => { before = copy })
-      if (before?.ended === true) return { state: 'ended-before' }
+      // Known ended here either way: written again if the node comes back empty.
       this.#ends.set(`${address} ${key}`, { key, address, upTo: version, until: performance.now() + this.#options.tombstoneTtl * 1000 })
+      if (before?.ended === true) return { state: 'ended-before' }
       return before === undefined ? { state: 'ended' } : { state: 'ended', live: before }
     } catch (err) {
       if (!(err instanceof NodeUnavailable)) throw err

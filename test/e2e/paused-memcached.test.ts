@@ -33,6 +33,21 @@ async function fleet (t: Test, nodeCount = 2, settings: Record<string, Record<st
   }
 }
 
+/** A session logged out on sidecar `a` that sidecar `holder` had cached before its end; `old` is its cookie. */
+async function endedWhileCached (t: Test): Promise<Fleet & { a: Sidecar, holder: Sidecar, old: string }> {
+  const f = await fleet(t, 2)
+  const a = await f.sidecar()
+  const holder = await f.sidecar()
+  const user = new Browser()
+  await user.get(a.url, `/login?set=${q({ user: 'ada' })}`)
+  await a.store.flush(2000)
+  const old = user.sid as string
+  t.same((await user.get(holder.url, '/')).body.session, { user: 'ada' }, 'a sidecar caches the session')
+  await user.get(a.url, '/logout?destroy=1')
+  await a.store.flush(2000)
+  return { ...f, a, holder, old }
+}
+
 const pause = (m: MemcachedProcess): void => { process.kill(m.pid as number, 'SIGSTOP') }
 const resume = (m: MemcachedProcess): void => { process.kill(m.pid as number, 'SIGCONT') }
 const addressesIn = (sid: string | undefined): string[] => (sid ?? '').split('~').slice(2, -2)
@@ -166,16 +181,7 @@ t.test('a node back from a restart, empty, gets the tombstones written to it aga
 })
 
 t.test('a read that finds a tombstone writes it again to a node of the key that lost it: a second restart leaves the end known', async (t) => {
-  const { nodes, sidecar } = await fleet(t, 2)
-  const a = await sidecar()
-  const holder = await sidecar()
-  const user = new Browser()
-  await user.get(a.url, `/login?set=${q({ user: 'ada' })}`)
-  await a.store.flush(2000)
-  const old = user.sid as string
-  t.same((await user.get(holder.url, '/')).body.session, { user: 'ada' }, 'a sidecar caches the session')
-  await user.get(a.url, '/logout?destroy=1')
-  await a.store.flush(2000)
+  const { nodes, sidecar, a, holder, old } = await endedWhileCached(t)
   const [primary, backup] = addressesIn(old).map((address) => nodes.find((m) => m.address === address) as MemcachedProcess)
   await a.close() // the destroying sidecar is gone: it cannot write its tombstones again
   await primary?.stop()
@@ -193,4 +199,62 @@ t.test('a read that finds a tombstone writes it again to a node of the key that 
   await until(async () => (await replay.get(holder.url, '/')).body.session === undefined, 3000, 'the caching sidecar to find the end')
   t.pass('after the backup restarts empty too, the sidecar that cached the session still finds its end')
   t.match(await primary?.copy(keyOf(old)), /^\d+ ended$/, 'no live copy was stored again')
+})
+
+// A memcached restart closes the sidecars' connections. That alone (no command failing, no
+// request for the session) must lead the sidecars to write back what the node lost, within
+// about cache.revalidateMs: otherwise the session's other node restarting before its next
+// request leaves a live session only in a cache, and an end no trace at all.
+
+t.test('a node restarted empty while idle gets the tombstones of the sidecar that ended them written again, with no request in between', async (t) => {
+  const { nodes, sidecar } = await fleet(t, 1)
+  const m = nodes[0] as MemcachedProcess
+  const a = await sidecar()
+  const user = new Browser()
+  await user.get(a.url, `/login?set=${q({ user: 'ada' })}`)
+  const old = user.sid as string
+  await user.get(a.url, '/logout?destroy=1')
+  t.match(await m.copy(keyOf(old)), /^\d+ ended$/, 'the tombstone is stored')
+  await m.stop()
+  await m.start()
+  t.equal(await m.copy(keyOf(old)), undefined, 'the node is back empty')
+  await until(async () => /^\d+ ended$/.test(await m.copy(keyOf(old)) ?? ''), 5000, 'the tombstone to be written again')
+  t.pass('the ending sidecar noticed the restart by itself and wrote the tombstone again')
+})
+
+t.test('an end survives both nodes restarting empty one after the other, after the ending sidecar is gone, while another sidecar caches the session', async (t) => {
+  const { nodes, a, holder, old } = await endedWhileCached(t)
+  const key = keyOf(old)
+  await a.close() // the ending sidecar is gone with what it knew
+  const [primary, backup] = addressesIn(old).map((address) => nodes.find((m) => m.address === address) as MemcachedProcess)
+  for (const node of [primary, backup] as MemcachedProcess[]) {
+    await node.stop()
+    await node.start()
+    t.equal(await node.copy(key), undefined, `${node.address} is back empty`)
+    await until(async () => /^\d+ ended$/.test(await node.copy(key) ?? ''), 5000, `the tombstone on ${node.address} again`)
+    t.pass(`the caching sidecar found the end on the other node and wrote it to ${node.address} again`)
+  }
+  const replay = new Browser()
+  replay.cookies.set('sid', old)
+  t.equal((await replay.get(holder.url, '/')).body.session, undefined, 'the old cookie gets no session from the sidecar that cached it')
+  t.equal(holder.store.local(key), undefined, 'which no longer holds it')
+})
+
+t.test('a live session survives both its nodes restarting empty one after the other while its user is idle', async (t) => {
+  const { nodes, sidecar } = await fleet(t, 2)
+  const a = await sidecar()
+  const user = new Browser()
+  await user.get(a.url, `/login?set=${q({ user: 'ada' })}`)
+  await a.store.flush(2000)
+  const key = keyOf(user.sid)
+  for (const address of addressesIn(user.sid)) {
+    const node = nodes.find((m) => m.address === address) as MemcachedProcess
+    await node.stop()
+    await node.start()
+    await until(async () => /^\d+ [\w-]+$/.test(await node.copy(key) ?? '') && !(await node.copy(key) as string).endsWith(' ended'), 5000, `the live copy on ${address} again`)
+    t.pass(`the sidecar holding the session stored it on ${address} again, with no request`)
+  }
+  await a.close()
+  const b = await sidecar()
+  t.same((await user.get(b.url, '/')).body.session, { user: 'ada' }, 'another sidecar, which never held it, loads it from memcached')
 })
