@@ -56,6 +56,7 @@ export class Metrics implements MemcachedOps {
     registers: [this.registry]
   })
 
+  readonly memcachedNodeUp = new Gauge({ name: 'sidecar_memcached_node_up', help: 'By node: 1 when the last command sent to it was answered, 0 when it failed or timed out (the node is then marked down and probed until it answers)', labelNames: ['node'], registers: [this.registry] })
   readonly pendingWrites = new Gauge({ name: 'sidecar_pending_writes', help: 'Session writes queued or in flight to memcached', registers: [this.registry] })
   readonly cachedSessions = new Gauge({ name: 'sidecar_cached_sessions', help: 'Sessions in the local cache', registers: [this.registry] })
   readonly cachedBytes = new Gauge({ name: 'sidecar_cached_bytes', help: 'Bytes accounted to the local cache', registers: [this.registry] })
@@ -85,6 +86,11 @@ export class Metrics implements MemcachedOps {
       this.#opSeries.set(id, child)
     }
     child.observe(ms / 1000)
+    const up = result === 'error' ? 0 : 1
+    if (this.#nodeUp.get(node) !== up) {
+      this.#nodeUp.set(node, up)
+      this.memcachedNodeUp.labels(node).set(up)
+    }
   }
 
   forget (node: string): void {
@@ -94,7 +100,10 @@ export class Metrics implements MemcachedOps {
       this.memcachedOps.remove(node, command as string, result as string)
       this.#opSeries.delete(id)
     }
+    if (this.#nodeUp.delete(node)) this.memcachedNodeUp.remove(node)
   }
 
   readonly #opSeries = new Map<string, { observe: (value: number) => void }>()
+  /** Per node, the value its up gauge holds: set only when it changes. */
+  readonly #nodeUp = new Map<string, number>()
 }
