@@ -1,161 +1,61 @@
 import t from 'tap'
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { keyOf, parseSetCookieLine } from '../helpers/client.js'
+import { AppProcess, fails, Jar, PYTHON, readmeSection, ROOT, snippet, type AppCommand } from '../helpers/apps.js'
+import { keyOf } from '../helpers/client.js'
 import { MemcachedProcess } from '../helpers/memcached.js'
-import { freePort, until } from '../helpers/ports.js'
 import { scratch, SidecarProcess } from '../helpers/processes.js'
 
 // Issue 8: the README's app-author examples are real apps. Each one is copied verbatim from
 // README.md, started with its own framework exactly as the README says (on a free port instead
 // of 3000), and driven through the built sidecar and a real memcached like a browser would:
-// login form, login (regenerated key), visits, a binary multipart upload, logout.
+// login form, login (regenerated key), visits, a binary multipart upload, logout. Issue 11:
+// each comes twice, with the language's helper (session-sidecar/express, clients/python,
+// clients/php) and by hand; the pages and what a browser sees are the same.
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const README = readFileSync(join(ROOT, 'README.md'), 'utf8')
-
-/** The README section the snippets live in: from its heading to the next `## ` heading. */
-const SECTION = ((): string => {
-  const start = README.indexOf('## For app authors')
-  const end = README.indexOf('\n## ', start + 1)
-  if (start < 0 || end < 0) throw new Error('README.md: no "## For app authors" section')
-  return README.slice(start, end)
-})()
-
-/** The fenced block of `lang` in that section whose first line names `file` (the marker). */
-function snippet (lang: string, file: string): string {
-  for (const m of SECTION.matchAll(/^```(\w*)\n([\s\S]*?)^```$/gm)) {
-    const body = m[2] ?? ''
-    if (m[1] === lang && (body.split('\n')[0] ?? '').includes(file)) return body
-  }
-  throw new Error(`README.md: no \`\`\`${lang} block starting with a line naming ${file}`)
-}
+const SECTION = readmeSection()
 
 interface Framework {
   readonly name: string
   readonly lang: string
+  /** The file the README says to save it as. */
   readonly file: string
+  /** The snippet's first line, exactly. */
+  readonly marker: string
   /** How the README says to start it (on port 3000). */
   readonly readmeCommand: string
   /** Why it cannot run here, or undefined. */
   readonly missing: () => string | undefined
-  /** The README's command on `port`: [command, args, extra env]. */
-  readonly command: (port: number) => [string, string[], NodeJS.ProcessEnv]
+  /** What the README says to put beside the app, besides the framework itself. */
+  readonly install: (dir: string) => void
+  /** The README's command on `port`. */
+  readonly command: AppCommand
 }
 
-/** Runs a probe command; its output when it fails (undefined when it succeeds). */
-function fails (command: string, args: string[]): string | undefined {
-  const r = spawnSync(command, args, { encoding: 'utf8', timeout: 10_000 })
-  if (r.error !== undefined) return r.error.message
-  return r.status === 0 ? undefined : `${command} ${args.join(' ')} exited ${String(r.status)}: ${r.stderr.trim()}`
+const node = (helper: boolean) => (dir: string): void => {
+  // What `npm install express` (and `session-sidecar`) would give the app: this project's
+  // express 5, and this package as built.
+  mkdirSync(join(dir, 'node_modules'))
+  symlinkSync(join(ROOT, 'node_modules', 'express'), join(dir, 'node_modules', 'express'), 'dir')
+  if (helper) symlinkSync(ROOT, join(dir, 'node_modules', 'session-sidecar'), 'dir')
 }
+const copyClient = (path: string) => (dir: string): void => {
+  copyFileSync(join(ROOT, 'clients', path), join(dir, path.split('/').pop() as string))
+}
+const nothing = (): void => {}
 
-// Debian's python3-flask lives with /usr/bin/python3; a python3 earlier on PATH (pyenv) may lack it.
-const PYTHON = '/usr/bin/python3'
+const EXPRESS = { lang: 'js', file: 'app.mjs', readmeCommand: 'node app.mjs', missing: () => undefined, command: ((port) => [process.execPath, ['app.mjs'], { PORT: String(port) }]) as AppCommand }
+const FLASK = { lang: 'python', file: 'app.py', readmeCommand: 'python3 app.py', missing: () => fails(PYTHON, ['-c', 'import flask']), command: ((port) => [PYTHON, ['app.py'], { PORT: String(port) }]) as AppCommand }
+const PHP = { lang: 'php', file: 'app.php', readmeCommand: 'php -S 127.0.0.1:3000 app.php', missing: () => fails('php', ['-v']), command: ((port) => ['php', ['-S', `127.0.0.1:${port}`, 'app.php'], {}]) as AppCommand }
 
 const FRAMEWORKS: Framework[] = [
-  {
-    name: 'express',
-    lang: 'js',
-    file: 'app.mjs',
-    readmeCommand: 'node app.mjs',
-    missing: () => undefined,
-    command: (port) => [process.execPath, ['app.mjs'], { PORT: String(port) }]
-  },
-  {
-    name: 'Flask',
-    lang: 'python',
-    file: 'app.py',
-    readmeCommand: 'python3 app.py',
-    missing: () => fails(PYTHON, ['-c', 'import flask']),
-    command: (port) => [PYTHON, ['app.py'], { PORT: String(port) }]
-  },
-  {
-    name: 'PHP',
-    lang: 'php',
-    file: 'app.php',
-    readmeCommand: 'php -S 127.0.0.1:3000 app.php',
-    missing: () => fails('php', ['-v']),
-    command: (port) => ['php', ['-S', `127.0.0.1:${port}`, 'app.php'], {}]
-  }
+  { ...EXPRESS, name: 'express with session-sidecar/express', marker: '// app.mjs, with the helper', install: node(true) },
+  { ...FLASK, name: 'Flask with session_sidecar.py', marker: '# app.py, with the helper', install: copyClient('python/session_sidecar.py') },
+  { ...PHP, name: 'PHP with SessionSidecar.php', marker: '<?php // app.php, with the helper', install: copyClient('php/SessionSidecar.php') },
+  { ...EXPRESS, name: 'express by hand', marker: '// app.mjs', install: node(false) },
+  { ...FLASK, name: 'Flask by hand', marker: '# app.py', install: nothing },
+  { ...PHP, name: 'PHP by hand', marker: '<?php // app.php', install: nothing }
 ]
-
-/** An app server started in `dir`; `stop` kills it by pid. */
-class AppProcess {
-  output = ''
-  failed = false
-
-  private constructor (readonly child: ChildProcess, readonly port: number) {
-    child.stdout?.on('data', (c: Buffer) => { this.output += c.toString() })
-    child.stderr?.on('data', (c: Buffer) => { this.output += c.toString() })
-  }
-
-  get url (): string { return `http://127.0.0.1:${this.port}` }
-  get running (): boolean { return !this.failed && this.child.exitCode === null && this.child.signalCode === null }
-
-  /** Starts the app on a free port and waits until it answers; a new port if that one was taken. */
-  static async start (fw: Framework, dir: string): Promise<AppProcess> {
-    for (let attempt = 1; ; attempt++) {
-      const port = await freePort()
-      const [command, args, env] = fw.command(port)
-      const app = new AppProcess(spawn(command, args, { cwd: dir, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }), port)
-      // A process that could not be spawned emits 'error' and may never emit 'exit'.
-      const exited = new Promise<void>((resolve) => {
-        app.child.once('exit', () => resolve())
-        app.child.once('error', (err) => { app.output += String(err); app.failed = true; resolve() })
-      })
-      try {
-        await until(async () => {
-          if (!app.running) throw new Error(`${fw.name} exited: ${app.output}`)
-          return await fetch(`${app.url}/login`).then(() => true, () => false)
-        }, 15_000, `${fw.name} on port ${port}`)
-        return app
-      } catch (err) {
-        await app.stop()
-        await exited
-        if (attempt >= 3 || !/in use/i.test(app.output)) throw err
-      }
-    }
-  }
-
-  async stop (): Promise<void> {
-    if (!this.running || this.child.pid === undefined) return
-    const exited = new Promise((resolve) => this.child.once('exit', resolve))
-    process.kill(this.child.pid, 'SIGKILL')
-    await exited
-  }
-}
-
-/** A browser's cookie jar on one site; redirects are not followed, so each hop is visible. */
-class Jar {
-  readonly cookies = new Map<string, string>()
-
-  constructor (readonly base: string) {}
-
-  get sid (): string | undefined { return this.cookies.get('sid') }
-
-  async send (method: string, path: string, body?: FormData | URLSearchParams): Promise<{ status: number, text: string, location: string | null, setCookie: string[] }> {
-    const cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ')
-    const res = await fetch(this.base + path, { method, body, redirect: 'manual', headers: cookie === '' ? {} : { cookie } })
-    const setCookie = res.headers.getSetCookie()
-    for (const c of setCookie.map(parseSetCookieLine)) {
-      const expires = c.attributes.expires
-      const gone = c.value === '' || c.attributes['max-age'] === '0' || (typeof expires === 'string' && Date.parse(expires) <= Date.now())
-      if (gone) this.cookies.delete(c.name)
-      else this.cookies.set(c.name, c.value)
-    }
-    return { status: res.status, text: await res.text(), location: res.headers.get('location'), setCookie }
-  }
-
-  async visit (): Promise<{ who: string, visits: number }> {
-    const res = await this.send('GET', '/')
-    const m = /<p>(Logged in as (\S+)|Not logged in)\. Visits: (\d+)<\/p>/.exec(res.text)
-    if (res.status !== 200 || m === null) throw new Error(`GET / answered ${res.status}: ${res.text}`)
-    return { who: m[2] ?? '', visits: Number(m[3]) }
-  }
-}
 
 /** Some binary content: every byte value, NUL bytes in a row, and a CRLF boundary look-alike. */
 const FILE = Buffer.concat([
@@ -170,7 +70,7 @@ t.test('the README\'s app-author examples run as written behind the built sideca
   t.teardown(() => m.stop())
 
   for (const fw of FRAMEWORKS) {
-    const source = snippet(fw.lang, fw.file)
+    const source = snippet(SECTION, fw.lang, fw.marker)
     t.ok(SECTION.includes(fw.readmeCommand), `${fw.name}: the README says to start it with \`${fw.readmeCommand}\``)
     const why = fw.missing()
     const skip = why === undefined ? false : `${fw.name} is not installed here (.ci/run installs it): ${why}`
@@ -178,10 +78,9 @@ t.test('the README\'s app-author examples run as written behind the built sideca
       const { dir, cleanup } = scratch()
       t.teardown(cleanup)
       writeFileSync(join(dir, fw.file), source)
-      // What `npm install express` would give the app: this project's node_modules (express 5).
-      if (fw.lang === 'js') symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir')
+      fw.install(dir)
 
-      const app = await AppProcess.start(fw, dir)
+      const app = await AppProcess.start(fw.name, dir, fw.command)
       t.teardown(() => app.stop())
       const sidecar = await new SidecarProcess(dir, `sidecar-${fw.lang}`, { upstream: app.url, nodes: [m.address] }).start()
       t.teardown(() => sidecar.kill('SIGKILL'))
