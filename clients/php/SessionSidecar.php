@@ -13,7 +13,8 @@
 // before PHP sends the response headers (header_register_callback) the smallest
 // X-Session-Merge for what the script changed in it goes out (RFC 7396: changed and added
 // members, null for removed ones, nested objects member by member, lists whole); nothing when
-// nothing changed. PHP allows one header callback: if the app registers its own, call
+// nothing changed; a change made after the first output has sent the headers is not sent.
+// PHP allows one header callback: if the app registers its own, call
 // SessionSidecar::sendHeaders() from it (or before the first output).
 //
 // JSON objects arrive as PHP arrays, so `{}` and `[]` both read as `[]` (and `{"0":"a"}` as a
