@@ -99,9 +99,39 @@ t.test('every metric, label and label value the dashboard and the alert rules qu
   const queries = [...dashboardQueries(), ...alertQueries()]
   t.ok(queries.length >= 20, `${queries.length} queries found`)
   for (const query of queries) t.same(problems(families, query), [], `${query.where}: ${query.expr.replace(/\s+/g, ' ')}`)
-  const names = new Set(queries.flatMap((query) => parseQuery(query.expr).selectors.map((s) => s.name)))
-  for (const needed of ['sidecar_memcached_node_up', 'sidecar_write_failures_total', 'sidecar_stale_reads_total', 'sidecar_forged_cookies_total', 'sidecar_pending_writes', 'sidecar_generated_responses_total', 'sidecar_upstream_duration_seconds_bucket']) {
-    t.ok(names.has(needed), `${needed} is queried`)
+})
+
+/** `metric{label="value"}` for every selector of the queries, and the bare names. */
+const selected = (queries: Query[]): Set<string> => new Set(queries.flatMap((query) => parseQuery(query.expr).selectors.flatMap((s) => [s.name, ...s.matchers.filter((m) => m.op === '=').map((m) => `${s.name}{${m.label}="${m.value}"}`)])))
+
+t.test('the dashboard shows what the README says it shows', async (t) => {
+  const names = selected(dashboardQueries())
+  for (const needed of [
+    'sidecar_requests_total', 'sidecar_generated_responses_total', 'sidecar_upstream_duration_seconds_bucket{result="response"}',
+    'sidecar_memcached_node_up', 'sidecar_memcached_op_seconds_count', 'sidecar_pending_writes', 'sidecar_write_failures_total',
+    'sidecar_dropped_writes_total', 'sidecar_stale_reads_total', 'sidecar_requests_total{outcome="degraded"}', 'sidecar_forged_cookies_total',
+    'process_resident_memory_bytes'
+  ]) t.ok(names.has(needed), `it queries ${needed}`)
+})
+
+t.test('the alert rules are the ones the README lists, each on its metric', async (t) => {
+  const expected: Record<string, string> = {
+    SessionSidecarMemcachedNodeDown: 'sidecar_memcached_node_up',
+    SessionSidecarMemcachedErrors: 'sidecar_memcached_op_seconds_count{result="error"}',
+    SessionSidecarWriteFailures: 'sidecar_write_failures_total',
+    SessionSidecarWritesDropped: 'sidecar_dropped_writes_total',
+    SessionSidecarPendingWrites: 'sidecar_pending_writes',
+    SessionSidecarStaleReads: 'sidecar_stale_reads_total',
+    SessionSidecarSessionsUnavailable: 'sidecar_requests_total{outcome="degraded"}',
+    SessionSidecarForgedCookies: 'sidecar_forged_cookies_total',
+    SessionSidecarRejectedCopies: 'sidecar_rejected_copies_total',
+    SessionSidecarUpstreamErrors: 'sidecar_generated_responses_total'
+  }
+  const alerts = alertQueries()
+  t.same(alerts.map((a) => a.where.replace(/^alert /, '')).sort(), Object.keys(expected).sort(), 'these alerts, no others')
+  for (const alert of alerts) {
+    const name = alert.where.replace(/^alert /, '')
+    t.ok(selected([alert]).has(expected[name] as string), `${name} reads ${expected[name] as string}`)
   }
 })
 

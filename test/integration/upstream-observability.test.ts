@@ -1,7 +1,10 @@
 import t, { type Test } from 'tap'
+import { request } from 'node:http'
+import { once } from 'node:events'
 import { rawRequest } from '../helpers/client.js'
 import { metricValue } from '../helpers/metrics.js'
 import { freePort } from '../helpers/ports.js'
+import { serveApp } from '../helpers/raw-socket.js'
 import { LogCapture, startStack } from '../helpers/sidecar.js'
 import type { Sidecar } from '../../src/sidecar.js'
 
@@ -79,6 +82,26 @@ t.test(`${HISTOGRAM}{result="response"} times the app up to its response headers
   const quick = await timings(sidecar, 'response')
   await rawRequest(`${sidecar.url}/page`)
   t.equal((await timings(sidecar, 'response')).count, quick.count + 1, 'a quick answer is timed too')
+})
+
+t.test(`${HISTOGRAM}{result="response"} includes the upload of a request body the app reads before answering`, async (t) => {
+  const { url } = await serveApp(t, (req, res) => {
+    req.resume()
+    req.once('end', () => res.end('stored\n'))
+  })
+  const sidecar = await start(t, {}, { upstreamUrl: url })
+  const before = await timings(sidecar, 'response')
+  const req = request(`${sidecar.url}/upload`, { method: 'POST', agent: false, headers: { 'content-length': 8 } })
+  req.write('half')
+  // The client takes its time with the rest: the app cannot answer before it has it all.
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  req.end('more')
+  const [res] = await once(req, 'response') as [import('node:http').IncomingMessage]
+  t.equal(res.statusCode, 200)
+  res.resume()
+  const after = await timings(sidecar, 'response')
+  t.equal(after.count, before.count + 1)
+  t.ok(after.sum - before.sum >= 0.25, `the upload's 300 ms counted (${(after.sum - before.sum).toFixed(3)} s)`)
 })
 
 t.test(`${HISTOGRAM}{result="timeout"} and {result="error"} time the requests the app did not answer`, async (t) => {

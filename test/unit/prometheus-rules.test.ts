@@ -1,6 +1,6 @@
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -52,4 +52,10 @@ t.test('and the check would catch an invalid rule', async (t) => {
   const res = promtool('check', 'rules', file)
   t.not(res.status, 0, 'promtool fails it')
   t.match(res.output, /FAILED|parse error/i)
+})
+
+t.test('.ci/run installs promtool (Debian\'s prometheus package) when it is missing, and prints its version', async (t) => {
+  const ci = readFileSync(join(ROOT, '.ci/run'), 'utf8')
+  t.match(ci, /^command -v promtool >\/dev\/null 2>&1 \|\| need\+=\(prometheus\)$/m)
+  t.match(ci, /^promtool --version/m)
 })
