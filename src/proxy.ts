@@ -443,6 +443,12 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
       onError: (reply, { error }) => {
         if (reply.request.session !== IGNORED) count(reply.request.session)
         if (reply.sent || reply.raw.headersSent) return
+        // The client left (mid-upload, say) and its request to the app was cut with it: no
+        // upstream failure, and nobody to answer.
+        if (reply.raw.destroyed) {
+          reply.log.debug({ errorCode: (error.cause as { code?: string } | undefined)?.code }, 'client gone before the app answered')
+          return
+        }
         // One line per failure (reply-from's own, with the stack, is at debug: upstreamErrorsOnce).
         const { status, code, reason, errorCode, cause } = upstreamFailure(error)
         reply.log.warn({ code, status, errorCode, cause }, 'upstream failed')

@@ -72,7 +72,13 @@ export function watchBodyIdle (request: FastifyRequest, reply: FastifyReply, ms:
  */
 export function clientErrorHandler (generated: Generated): (err: NodeJS.ErrnoException, socket: Socket) => void {
   return (err, socket) => {
-    if (err.code === 'ECONNRESET' || socket.destroyed) return
+    if (socket.destroyed) return
+    // The client left (a reset, or its end of the connection before the request was whole):
+    // nobody to answer.
+    if (err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE') {
+      socket.destroy()
+      return
+    }
     const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
     const response = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage
     if (socket.writable && response?.headersSent !== true) {

@@ -3,8 +3,8 @@ import { request } from 'node:http'
 import { once } from 'node:events'
 import { rawRequest } from '../helpers/client.js'
 import { metricValue } from '../helpers/metrics.js'
-import { freePort } from '../helpers/ports.js'
-import { serveApp } from '../helpers/raw-socket.js'
+import { freePort, until } from '../helpers/ports.js'
+import { RawConnection, serveApp } from '../helpers/raw-socket.js'
 import { LogCapture, startStack } from '../helpers/sidecar.js'
 import type { Sidecar } from '../../src/sidecar.js'
 
@@ -60,6 +60,27 @@ t.test('at log.level debug the same one warn line, and the stack in a debug line
   const withStack = lines.filter((e) => typeof (e.err as { stack?: unknown } | undefined)?.stack === 'string')
   t.equal(withStack.length, 1, 'one line with the stack')
   t.match(withStack[0], { level: 20, err: { code: 'ECONNREFUSED', stack: /ECONNREFUSED/ } }, 'at debug')
+})
+
+t.test('a client that leaves mid-upload is no upstream failure: no warn line, no answer counted', async (t) => {
+  let arrived = false
+  const { url } = await serveApp(t, (req, res) => {
+    arrived = true
+    req.resume()
+    req.once('end', () => res.end('stored\n'))
+  })
+  const logs = new LogCapture()
+  const sidecar = await start(t, { log: { level: 'info' } }, { upstreamUrl: url, logs })
+  const conn = await RawConnection.open(sidecar.url)
+  t.teardown(() => conn.destroy())
+  const from = logs.lines.length
+  await conn.write('POST /upload HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 100\r\n\r\n0123456789')
+  await until(() => arrived, 5000, 'the request at the app')
+  conn.destroy()
+  // The app's request is cut with the client's: timed as an error once undici gives up on it.
+  await until(async () => await metricValue(sidecar.adminUrl, `${HISTOGRAM}_count`, { result: 'error' }) === 1, 5000, 'the app\'s request to end')
+  t.same(atWarnOrAbove(logs.entries.slice(from)), [], 'no line at warn or above')
+  t.equal(await metricValue(sidecar.adminUrl, 'sidecar_generated_responses_total'), 0, 'no answer of the sidecar\'s own counted (neither 502 nor 400)')
 })
 
 /** The histogram's count, sum and one bucket for `result`, read from /metrics. */
