@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises'
 import t, { type Test } from 'tap'
 import type { Sidecar } from '../../src/sidecar.js'
 import { Browser, keyOf, q, versionOf } from '../helpers/client.js'
@@ -48,7 +49,11 @@ async function endedWhileCached (t: Test): Promise<Fleet & { a: Sidecar, holder:
   return { ...f, a, holder, old }
 }
 
-const pause = (m: MemcachedProcess): void => { process.kill(m.pid as number, 'SIGSTOP') }
+/** Stops a node and returns once the kernel reports it stopped (a signal is delivered asynchronously). */
+const pause = async (m: MemcachedProcess): Promise<void> => {
+  process.kill(m.pid as number, 'SIGSTOP')
+  await until(async () => (await readFile(`/proc/${m.pid as number}/stat`, 'latin1')).split(') ')[1]?.startsWith('T') === true, 2000, `${m.address} to stop`)
+}
 const resume = (m: MemcachedProcess): void => { process.kill(m.pid as number, 'SIGCONT') }
 const addressesIn = (sid: string | undefined): string[] => (sid ?? '').split('~').slice(2, -2)
 
@@ -63,7 +68,7 @@ t.test('a session that lost its backup while a node was paused gets one again, a
   const backupNode = nodes.find((m) => m.address === backup) as MemcachedProcess
   const primaryNode = nodes.find((m) => m.address === primary) as MemcachedProcess
 
-  pause(backupNode)
+  await pause(backupNode)
   // A change finds the backup not answering and marks it down; the next ones are placed
   // without it (there is no third node to take its place), and a later cookie says so.
   await until(async () => {
@@ -97,7 +102,7 @@ t.test('a local copy older than the cookie is not served when memcached cannot a
   await user.get(a.url, `/?merge=${q({ n: 2 })}`)
   await a.store.flush(2000)
   t.equal(versionOf(user.sid), 2, 'the cookie is at version 2, B holds version 1')
-  for (const m of nodes) pause(m)
+  for (const m of nodes) await pause(m)
   const res = await user.get(b.url, `/?merge=${q({ n: 3 })}`)
   for (const m of nodes) resume(m)
   t.equal(res.status, 200)
