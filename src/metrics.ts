@@ -4,9 +4,9 @@ export type OpResult = 'ok' | 'miss' | 'error'
 
 /**
  * Why the sidecar answered a request itself (the `reason` of sidecar_generated_responses_total):
- * 502 upstream-unavailable (refused, reset) or upstream-bad-response (headers too large, a bad
- * status, failed before its first byte); 504 upstream-timeout; 408 client-timeout; 503 draining;
- * 400 bad-request; 431 headers-too-large.
+ * 502 upstream-unavailable (refused, reset) or upstream-bad-response (headers too large, not
+ * valid HTTP or an unsolicited 100, a bad status, failed before its first byte); 504
+ * upstream-timeout; 408 client-timeout; 503 draining; 400 bad-request; 431 headers-too-large.
  */
 export type GeneratedReason = 'upstream-unavailable' | 'upstream-bad-response' | 'upstream-timeout' | 'client-timeout' | 'draining' | 'bad-request' | 'headers-too-large'
 
