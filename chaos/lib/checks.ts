@@ -127,8 +127,10 @@ export function check (input: CheckInput, options: CheckOptions): { findings: Fi
       return near.length === 0 ? 'no fault within revalidateMs' : `none of its copies lost; faults nearby: ${near.map(faultText).join('; ')}`
     }
     /** The verdict for an anomaly of this session spanning [from, to]; `evidence` is the update it concerns. */
-    const judge = (from: number, to: number, evidence: Exchange | undefined): { verdict: Verdict, reason: string } => {
+    const judge = (from: number, to: number, evidence: Exchange | undefined, kind?: FindingKind): { verdict: Verdict, reason: string } => {
       if (options.write === 'async' && evidence !== undefined) {
+        const waited = kind === 'stale-read' ? outageExcuse(s, evidence, to, input.faults, options.asyncWindowMs) : undefined
+        if (waited !== undefined) return { verdict: 'async-window', reason: waited }
         const excuse = asyncExcuse(s, evidence, input.faults, options.asyncWindowMs)
         if (excuse !== undefined) {
           asyncDelays.push(excuse.delay)
@@ -140,7 +142,7 @@ export function check (input: CheckInput, options: CheckOptions): { findings: Fi
       return { verdict: 'within', reason: describe(from, to) }
     }
     const add = (f: Omit<Finding, 'verdict' | 'reason' | 'user' | 'session' | 'key'>, evidence: Exchange | undefined): void => {
-      findings.push({ ...f, user: s.user, session: s.id, key: s.key, ...judge(f.from, f.to, evidence) })
+      findings.push({ ...f, user: s.user, session: s.id, key: s.key, ...judge(f.from, f.to, evidence, f.kind) })
     }
 
     // Requests made as this session's user before any attempt to end it.
@@ -350,6 +352,18 @@ function asyncExcuse (s: SessionLife, update: Exchange, faults: readonly FaultRe
   if (kill === undefined) return undefined
   const delay = kill.at - update.doneAt
   return { delay, reason: `sidecar-${kill.slot} killed ${ms(delay)} after answering ${update.rid}${outage}` }
+}
+
+/**
+ * With write: async, an update is stored once a node takes it (SPEC: "during an outage, until
+ * a node returns"): a read that missed it, on another sidecar, while one of the session's
+ * memcached nodes was out (frozen or down) and the write waited for it, is inside that window.
+ * Only for reads that later saw the update (a lost one is judged by asyncExcuse alone).
+ */
+function outageExcuse (s: SessionLife, update: Exchange, readAt: number, faults: readonly FaultRecord[], windowMs: number): string | undefined {
+  const outage = faults.find((f) => f.address !== undefined && (f.kind === 'memcached-stop' || f.kind === 'memcached-kill') &&
+    f.at <= readAt && f.healedAt + windowMs >= update.sentAt && placedOn(s, f.address, update.sentAt, readAt))
+  return outage === undefined ? undefined : `read while the async write waited for a node of the session: ${faultText(outage)}`
 }
 
 export function faultText (f: FaultRecord): string {

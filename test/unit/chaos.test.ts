@@ -215,6 +215,15 @@ t.test('a read that lacks a known item and later has it again is a stale read', 
   const third = exchanges[3] as Exchange
   exchanges[3] = { ...third, view: { ...(third.view as NonNullable<Exchange['view']>), items: Int32Array.from([0]) } }
   t.match(check({ exchanges, sessions: [session()], faults: [] }, SYNC).findings, [{ kind: 'stale-read', item: 'i1', detail: /back by the last read/ }])
+  // write: async while one of the session's nodes is out: the write waits for it (SPEC: until a
+  // node returns), and a read elsewhere meanwhile misses the update: the async window.
+  const frozen = fault({ kind: 'memcached-stop', slot: 0, at: third.sentAt - 50, healedAt: third.doneAt + 500 })
+  t.match(check({ exchanges, sessions: [session()], faults: [frozen] }, ASYNC).findings, [{ kind: 'stale-read', verdict: 'async-window', reason: /waited for a node of the session: #0 memcached SIGSTOP/ }])
+  t.match(check({ exchanges, sessions: [session()], faults: [frozen] }, SYNC).findings, [{ kind: 'stale-read', verdict: 'within' }], 'sync has no window')
+  const elsewhere = fault({ kind: 'memcached-stop', slot: 4, at: third.sentAt - 50, healedAt: third.doneAt + 500 })
+  t.match(check({ exchanges, sessions: [session()], faults: [elsewhere] }, ASYNC).findings, [{ kind: 'stale-read', verdict: 'within' }], 'a node the session is not on excuses nothing')
+  const restart = fault({ kind: 'memcached-restart-empty', slot: 0, at: third.sentAt - 50, healedAt: third.sentAt - 40 })
+  t.match(check({ exchanges, sessions: [session()], faults: [restart] }, ASYNC).findings, [{ kind: 'stale-read', verdict: 'within' }], 'nor a restart (the node answers at once)')
 })
 
 t.test('cookie versions never go backwards', async (t) => {
