@@ -73,6 +73,7 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
   const place = (): void => {
     const { added, removed, refused } = pool.setPlacement([...configured, ...discovered])
     if (added.length + removed.length > 0) log.info({ added, removed, nodes: pool.placement }, 'memcached placement changed')
+    void pool.connect(added)
     if (refused.length > 0) log.warn({ refused }, 'memcached nodes refused by memcached.allow')
   }
   const { dns, intervalMs } = config.memcached.discovery
@@ -80,6 +81,7 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
     ? undefined
     : new DnsDiscovery({ target: dns, intervalMs, log, resolver: options.resolver, onChange: (addresses) => { discovered = addresses; place() } })
   await discovery?.start()
+  await pool.connect()
 
   let ready = false
   const proxy = await buildProxy({ config, log, store, pool, metrics })

@@ -144,6 +144,15 @@ export class MemcachedNode {
     return await this.#store('delete', () => this.#client.delete(key))
   }
 
+  /**
+   * Opens the connection if needed and asks for memcached's version: true when it answers. A
+   * probe is not use (a node only cookies named is still forgotten when idle); a failed one marks
+   * the node down like any command.
+   */
+  async probe (): Promise<boolean> {
+    return await this.#run('version', async () => await this.#client.version(), false).then(() => true, () => false)
+  }
+
   close (): void {
     clearTimeout(this.#probe)
     this.#client.shutdown()
@@ -161,8 +170,7 @@ export class MemcachedNode {
     // Not before the backoff window ends: a dead node is probed at the backoff's pace.
     this.#probe = setTimeout(() => {
       this.#probe = undefined
-      // A probe is not use: a node only cookies named is still forgotten when idle.
-      if (this.#connectionLost) this.#run('version', async () => await this.#client.version(), false).catch(() => {})
+      if (this.#connectionLost) void this.probe()
     }, Math.max(BACKOFF_MIN_MS, this.#downUntil - this.#now()))
     this.#probe.unref()
   }

@@ -146,6 +146,17 @@ export class NodePool {
     return { primary: order[0] as string, backup: this.#replicas === 2 ? order[1] : undefined }
   }
 
+  /**
+   * Connects to the placement nodes now (one `version` each) rather than on the first session's
+   * write: a login answered by a sidecar just started must not wait for a TCP connect to reach
+   * memcached while the user's next request, on another sidecar, looks for it. A node that does
+   * not answer is marked down, so placement skips it from the start. Resolves when each has
+   * answered or failed (within memcached.timeoutMs).
+   */
+  async connect (addresses: readonly string[] = this.#placement): Promise<void> {
+    await Promise.all(addresses.map(async (a) => await this.node(a)?.probe()))
+  }
+
   close (): void {
     clearInterval(this.#sweeper)
     for (const node of this.#nodes.values()) node.close()
