@@ -69,12 +69,12 @@ export function buildConfig (raw: unknown, env: Env = process.env): SidecarConfi
   const trustProxies = reader.strings(listen.trustProxies, 'listen.trustProxies', DEFAULTS.listen.trustProxies) ?? []
   problems.push(...trustProxyProblems(trustProxies))
 
-  const allow = reader.strings(memcached.allow, 'memcached.allow', DEFAULTS.memcached.allow) ?? []
+  const allow = reader.strings(memcached.allow, 'memcached.allow', DEFAULTS.memcached.allow, true) ?? []
   const badAllowRules = allowProblems(allow)
   problems.push(...badAllowRules)
   const allowList = badAllowRules.length === 0 ? new AddressAllowList(allow) : undefined
 
-  const nodeTexts = reader.strings(memcached.nodes, 'memcached.nodes', []) ?? []
+  const nodeTexts = reader.strings(memcached.nodes, 'memcached.nodes', [], true) ?? []
   const { nodes, problems: nodeProblems } = readNodes(nodeTexts, allowList, discoveryDns)
   problems.push(...nodeProblems)
   const replicas = reader.oneOf(memcached.replicas, 'memcached.replicas', DEFAULTS.memcached.replicas.derive({ nodes, discoveryDns }), REPLICAS)

@@ -42,9 +42,15 @@ export class Reader {
     return s === '' ? undefined : s
   }
 
-  /** YAML reads an unquoted all-digit entry as a number: it is taken as its text. */
-  strings (value: unknown, path: string, fallback: readonly string[] | undefined): string[] | undefined {
+  /**
+   * YAML reads an unquoted all-digit entry as a number: it is taken as its text. With
+   * `commaSeparated`, one string is a list too (`a:11211,b:11211`; spaces around commas
+   * ignored, empty string = empty list), so a whole list can come from one environment
+   * variable (`nodes: ${MEMCACHED_NODES}`).
+   */
+  strings (value: unknown, path: string, fallback: readonly string[] | undefined, commaSeparated = false): string[] | undefined {
     if (value === undefined || value === null) return fallback === undefined ? undefined : [...fallback]
+    if (commaSeparated && typeof value === 'string') value = value.split(',').map((v) => v.trim()).filter((v) => v !== '')
     if (!Array.isArray(value)) {
       this.problems.push(`${path}: must be a list of strings`)
       return fallback === undefined ? undefined : [...fallback]

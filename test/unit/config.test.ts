@@ -395,6 +395,28 @@ t.test('loadConfig: the shipped config/default.yaml needs only SESSION_SECRET', 
   t.match(problemsOf(t, () => loadConfig(file, {})), ['session.secrets[0]: environment variable SESSION_SECRET is not set'])
 })
 
+t.test('memcached.nodes and memcached.allow: one comma-separated string is a list, so one environment variable can hold it', async (t) => {
+  const file = yamlFile(t, [
+    'session:',
+    '  secrets: ["${SESSION_SECRET}"]',
+    'memcached:',
+    '  nodes: ${MEMCACHED_NODES}',
+    '  allow: ${MEMCACHED_ALLOW:-}',
+    ''
+  ].join('\n'))
+  const three = loadConfig(file, { SESSION_SECRET: 'y'.repeat(32), MEMCACHED_NODES: 'a.cache.internal:11211, b.cache.internal:11211,c.cache.internal:11211', MEMCACHED_ALLOW: '*.cache.internal' })
+  t.same(three.memcached.nodes, ['a.cache.internal:11211', 'b.cache.internal:11211', 'c.cache.internal:11211'])
+  t.same(three.memcached.allow, ['*.cache.internal'])
+  t.equal(three.memcached.replicas, 2, 'replicas derived from the list')
+  const one = loadConfig(file, { SESSION_SECRET: 'y'.repeat(32), MEMCACHED_NODES: '10.0.0.5:11211' })
+  t.same(one.memcached.nodes, ['10.0.0.5:11211'])
+  t.same(one.memcached.allow, [], 'an empty string is an empty list')
+  t.equal(one.memcached.replicas, 1)
+  t.same(problemsOf(t, () => loadConfig(file, { SESSION_SECRET: 'y'.repeat(32), MEMCACHED_NODES: 'a:11211,bad', MEMCACHED_ALLOW: 'a' })),
+    ['memcached.nodes[1]: "bad" is not host:port or [ipv6]:port'], 'each entry is checked, by position')
+  t.ok(problemsOf(t, () => buildConfig(minimal({ session: { secrets: 'y'.repeat(32) } }), {})).includes('session.secrets: must be a list of strings'), 'not for secrets (a secret may hold a comma)')
+})
+
 t.test('loadConfig: an empty file is an empty document', async (t) => {
   t.same(problemsOf(t, () => loadConfig(yamlFile(t, ''), {})), [
     'session.secrets: required, a list of at least one secret (refusing to start without one)',
