@@ -7,6 +7,7 @@ import { DnsDiscovery } from './memcached/discovery.js'
 import { parseAddress } from './memcached/address.js'
 import { ConfigError } from './errors.js'
 import { createLogger } from './logger.js'
+import { fingerprint, keyring } from './session/secrets.js'
 import { startSidecar } from './sidecar.js'
 
 const HELP = `Usage: session-sidecar --config <file.yaml>
@@ -18,7 +19,8 @@ Options:
   -c, --config <file>  YAML config (\${ENV_VAR} and \${ENV_VAR:-default} are substituted
                        from the environment). Required.
       --check          Validate the config and resolve its memcached nodes (and
-                       memcached.discovery.dns), print the result, exit; serves nothing.
+                       memcached.discovery.dns), print them and the fingerprints of the
+                       secret that signs and those that only verify, exit; serves nothing.
   -h, --help           Show this help.
   -v, --version        Print the version.
 
@@ -74,8 +76,9 @@ async function main (argv: string[]): Promise<number> {
   process.on('SIGHUP', () => {
     try {
       const next = loadConfig(file)
-      sidecar.setNodes(next.memcached.nodes)
-      log.info({ nodes: next.memcached.nodes }, 'SIGHUP: config re-read, memcached.nodes applied (other changes take effect on restart)')
+      const { nodes, replicas, allow } = next.memcached
+      sidecar.setNodes(nodes, { replicas, allow })
+      log.info({ nodes, replicas }, 'SIGHUP: config re-read, memcached.nodes applied with the replicas and allow list that go with them (other changes take effect on restart)')
     } catch (err) {
       const problems = err instanceof ConfigError ? err.problems : [(err as Error).message]
       log.error({ problems }, 'SIGHUP: config not reloaded, it is invalid; running on as before')
@@ -124,10 +127,22 @@ async function check (file: string, config: SidecarConfig): Promise<number> {
     for (const p of problems) process.stderr.write(`  ${p}\n`)
     return 2
   }
-  process.stdout.write(`session-sidecar: ${file} is valid\nmemcached nodes:\n${lines.join('\n')}\n`)
+  process.stdout.write(`session-sidecar: ${file} is valid\nmemcached nodes:\n${lines.join('\n')}\n${secretLines(config)}`)
   // Valid, but worth a word: with no allow list, a leaked secret lets a cookie name any address.
   if (config.memcached.allow.length === 0) process.stderr.write('session-sidecar: warning: memcached.allow is empty: a cookie signed with a leaked secret could make this sidecar contact any address; list your memcached networks (CIDRs, *.host globs)\n')
   return 0
+}
+
+/**
+ * Which secret signs and which only verify, by fingerprint (never the secret): what a rotation
+ * step is checked against (README, "Secret rotation").
+ */
+function secretLines (config: SidecarConfig): string {
+  const [signer = '', ...verifyOnly] = keyring(config.session).map(fingerprint)
+  return 'session secrets (first 8 hex digits of SHA-256):\n' +
+    `  signs:       ${signer}\n` +
+    `  verify-only: ${verifyOnly.length === 0 ? 'none' : verifyOnly.join(', ')}\n` +
+    `  ${verifyOnly.length + 1} verify cookies and open stored copies\n`
 }
 
 main(process.argv.slice(2)).then((code) => {

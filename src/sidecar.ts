@@ -8,6 +8,7 @@ import { NodePool } from './memcached/pool.js'
 import { Metrics } from './metrics.js'
 import { buildProxy } from './proxy.js'
 import { CopySeal } from './session/sealed-copy.js'
+import { keyring } from './session/secrets.js'
 import { SessionStore } from './session/store.js'
 
 export interface Sidecar {
@@ -19,10 +20,11 @@ export interface Sidecar {
   readonly url: string
   readonly adminUrl: string
   /**
-   * Replaces the configured memcached nodes (SIGHUP re-reads the file). New sessions go to the
+   * Replaces the configured memcached nodes (SIGHUP re-reads the file), with what derives from
+   * them: `replicas` and the `allow` list, when given (a new config's). New sessions go to the
    * new list at once; sessions on removed nodes stay readable, their address is in the cookie.
    */
-  setNodes: (nodes: readonly string[]) => void
+  setNodes: (nodes: readonly string[], settings?: { readonly replicas: 1 | 2, readonly allow: readonly string[] }) => void
   /**
    * Graceful stop: readiness goes 503, in-flight requests finish, queued memcached writes are
    * flushed; the last log line, `stopped`, says how many were flushed and left and how long it
@@ -46,7 +48,7 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
   // At most one line a minute: a forger or a misconfigured fleet would otherwise fill the log.
   let rejectedSince = 0
   let rejectedLoggedAt = -Infinity
-  const seal = new CopySeal(config.session.secrets, config.memcached.encrypt, () => {
+  const seal = new CopySeal(keyring(config.session), config.memcached.encrypt, () => {
     metrics.rejectedCopies.inc()
     rejectedSince++
     const now = performance.now()
@@ -70,8 +72,8 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
   // Placement = the configured nodes plus whatever DNS discovery finds.
   let configured: readonly string[] = config.memcached.nodes
   let discovered: readonly string[] = []
-  const place = (): void => {
-    const { added, removed, refused } = pool.setPlacement([...configured, ...discovered])
+  const place = (settings?: { readonly replicas: 1 | 2, readonly allow: readonly string[] }): void => {
+    const { added, removed, refused } = pool.setPlacement([...configured, ...discovered], settings)
     if (added.length + removed.length > 0) log.info({ added, removed, nodes: pool.placement }, 'memcached placement changed')
     void pool.connect(added)
     if (refused.length > 0) log.warn({ refused }, 'memcached nodes refused by memcached.allow')
@@ -131,9 +133,9 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
     metrics,
     url: httpUrl(proxy),
     adminUrl: httpUrl(admin),
-    setNodes: (nodes) => {
+    setNodes: (nodes, settings) => {
       configured = nodes
-      place()
+      place(settings)
     },
     close: async () => (closing ??= close())
   }

@@ -31,8 +31,8 @@ const IDLE_CLOSE_MS = 5 * 60_000
 export class NodePool {
   readonly #nodes = new Map<string, MemcachedNode>()
   #placement: readonly string[]
-  readonly #replicas: 1 | 2
-  readonly #allow: AddressAllowList
+  #replicas: 1 | 2
+  #allow: AddressAllowList
   readonly #options: PoolOptions
   readonly #sweeper: NodeJS.Timeout
   readonly #recovered = new Set<(address: string) => void>()
@@ -107,7 +107,12 @@ export class NodePool {
    * nodes no longer listed stay readable and writable: their addresses are in their cookies.
    * Addresses the allow list refuses are left out and returned.
    */
-  setPlacement (nodes: readonly string[]): { added: string[], removed: string[], refused: string[] } {
+  setPlacement (nodes: readonly string[], settings?: { readonly replicas: 1 | 2, readonly allow: readonly string[] }): { added: string[], removed: string[], refused: string[] } {
+    // A config reload: a larger list may bring a backup (replicas 2) and new allowed names.
+    if (settings !== undefined) {
+      this.#replicas = settings.replicas
+      this.#allow = new AddressAllowList(settings.allow)
+    }
     const refused = nodes.filter((a) => this.node(a) === undefined)
     const next = [...new Set(nodes.filter((a) => !refused.includes(a)))]
     const added = next.filter((a) => !this.#placement.includes(a))

@@ -87,3 +87,32 @@ t.test('SIGHUP re-reads memcached.nodes: new sessions move, old ones stay; a bro
   t.equal(res.status, 200, 'still serving')
   t.equal(primaryOf(b), m2.address, 'on the last good node list')
 })
+
+t.test('SIGHUP from one memcached node to two re-derives replicas: new sessions get a backup at once', async (t) => {
+  const m1 = await MemcachedProcess.start()
+  const m2 = await MemcachedProcess.start()
+  t.teardown(async () => { await m1.stop(); await m2.stop() })
+  const app = await new TestApp().start()
+  t.teardown(() => app.close())
+  const { dir, cleanup } = scratch()
+  t.teardown(cleanup)
+  const sidecar = await new SidecarProcess(dir, 'grow', { upstream: app.url, nodes: [m1.address] }).start()
+  t.teardown(() => sidecar.kill('SIGKILL'))
+  const file = join(dir, 'grow.yaml')
+  const nodesOf = (b: Browser): string[] => (b.sid ?? '').split('~').slice(2, -2)
+  const before = new Browser()
+  await before.get(sidecar.url, '/?set={"n":1}')
+  t.same(nodesOf(before), [m1.address], 'one node: no backup (replicas derived as 1)')
+
+  const yaml = readFileSync(file, 'utf8')
+  t.ok(yaml.includes(`- ${m1.address}\n`), 'the node list is a YAML sequence')
+  writeFileSync(file, yaml.replace(`- ${m1.address}\n`, `- ${m1.address}\n    - ${m2.address}\n`))
+  process.kill(sidecar.pid as number, 'SIGHUP')
+  let after = new Browser()
+  await until(async () => {
+    after = new Browser()
+    await after.get(sidecar.url, '/?set={"n":2}')
+    return nodesOf(after).length > 1
+  }, 5000, 'a new session with two nodes')
+  t.same(new Set(nodesOf(after)), new Set([m1.address, m2.address]), 'two nodes: a new session has a primary and a backup, without a restart')
+})
