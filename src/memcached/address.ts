@@ -78,6 +78,9 @@ export class AddressAllowList {
     for (const label of labels) {
       if (label === '*') pattern.push('[a-z0-9-]+(?:\\.[a-z0-9-]+)*')
       else if (/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(label)) pattern.push(label)
+      // At the end of a label, * is any run of label characters, never a dot: memcached-*
+      // (compose's service names).
+      else if (/^[a-z0-9][a-z0-9-]*\*$/.test(label)) pattern.push(`${label.slice(0, -1)}[a-z0-9-]*`)
       else return `"${rule}" is neither a CIDR nor a host glob (labels, or * for one or more labels)`
     }
     globs.push(new RegExp(`^${pattern.join('\\.')}$`))

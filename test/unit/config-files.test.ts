@@ -49,3 +49,24 @@ t.test('config/docker.yaml, the Dockerfile and docker-compose.yml agree', async 
   t.match(nginx, new RegExp(`server app-1:${config.listen.port};`), 'nginx reaches sidecar-1 through app-1\'s network namespace')
   t.match(nginx, new RegExp(`server app-2:${config.listen.port};`))
 })
+
+t.test('the container: a supported Node LTS, node itself as the entrypoint, a build context without the local trees', async (t) => {
+  const dockerfile = readFileSync('Dockerfile', 'utf8')
+  const bases = [...dockerfile.matchAll(/^FROM node:(\d+)-/gm)].map((m) => Number(m[1]))
+  t.ok(bases.length >= 2 && bases.every((v) => v === 22 || v === 24), `every stage on Node 22 or 24 (${bases.join(', ')})`)
+  t.match(dockerfile, /^ENTRYPOINT \["node", "dist\/cli\.js"\]$/m, 'node runs the CLI directly: no npm in the signal path')
+  const ignored = readFileSync('.dockerignore', 'utf8').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'))
+  for (const tree of ['node_modules', 'dist', '.git', 'test', '.env']) t.ok(ignored.includes(tree), `.dockerignore leaves out ${tree}`)
+  for (const copied of [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => (m[1] as string).split(' '))) {
+    t.notOk(ignored.includes(copied), `what the Dockerfile copies (${copied}) is in the context`)
+  }
+})
+
+t.test('config/docker.yaml: the memcached node list is one variable, and scaling it needs nothing else', async (t) => {
+  const three = loadConfig('config/docker.yaml', { ...env, MEMCACHED_NODES: 'memcached-1:11211,memcached-2:11211,memcached-3:11211' })
+  t.same(three.memcached.nodes, ['memcached-1:11211', 'memcached-2:11211', 'memcached-3:11211'], 'a third compose node')
+  t.equal(three.memcached.replicas, 2)
+  const one = loadConfig('config/docker.yaml', { ...env, MEMCACHED_NODES: 'memcached-1:11211' })
+  t.equal(one.memcached.replicas, 1, 'replicas derived from the list')
+  t.same(loadConfig('config/docker.yaml', { ...env, MEMCACHED_NODES: 'cache-a.memcached.internal:11211', MEMCACHED_ALLOW: '*.memcached.internal' }).memcached.allow, ['*.memcached.internal'])
+})

@@ -116,6 +116,18 @@ t.test('AddressAllowList: a glob\'s * matches one or more whole labels', async (
   t.notOk(list.allows(address('a.cache-internal:11211')), 'dots are literal')
 })
 
+t.test('AddressAllowList: a * ending a label matches any run of label characters, within that label', async (t) => {
+  const list = new AddressAllowList(['memcached-*', 'mc*.cache.internal'])
+  t.ok(list.allows(address('memcached-1:11211')))
+  t.ok(list.allows(address('memcached-12:11211')))
+  t.ok(list.allows(address('MEMCACHED-3:11211')), 'compared case-insensitively')
+  t.notOk(list.allows(address('memcached-1.evil.com:11211')), 'never across a dot')
+  t.notOk(list.allows(address('xmemcached-1:11211')), 'anchored at the start')
+  t.ok(list.allows(address('mc7.cache.internal:11211')))
+  t.notOk(list.allows(address('mc.7.cache.internal:11211')))
+  t.equal(AddressAllowList.check('mem_*'), '"mem_*" is neither a CIDR nor a host glob (labels, or * for one or more labels)')
+})
+
 t.test('AddressAllowList: a * in the middle, and exact names', async (t) => {
   const list = new AddressAllowList(['mc.*.example.com', 'memcached.internal'])
   t.ok(list.allows(address('mc.eu.example.com:1')))
