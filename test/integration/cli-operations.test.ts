@@ -29,7 +29,7 @@ t.test('--check: no warning once memcached.allow lists the networks', async (t) 
 })
 
 t.test('--check: a node that does not resolve fails the check with its key path', async (t) => {
-  const r = spawnSync(process.execPath, [CLI, '--check', '--config', 'config/default.yaml'], { env: { ...env, MEMCACHED_NODE: 'no-such-host.invalid:11211' }, encoding: 'utf8' })
+  const r = spawnSync(process.execPath, [CLI, '--check', '--config', 'config/default.yaml'], { env: { ...env, MEMCACHED_NODES: 'no-such-host.invalid:11211' }, encoding: 'utf8' })
   t.equal(r.status, 2)
   t.match(r.stderr, /memcached\.nodes\[0\]: "no-such-host\.invalid:11211" does not resolve \(ENOTFOUND|EAI_AGAIN\)/)
 })

@@ -21,7 +21,7 @@ t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 /** The environment without anything a config could pick up by accident. */
 const baseEnv = (): NodeJS.ProcessEnv => {
   const env = { ...process.env }
-  for (const name of ['SESSION_SECRET', 'LISTEN_PORT', 'ADMIN_PORT', 'UPSTREAM_URL', 'MEMCACHED_NODE', 'LOG_LEVEL']) delete env[name]
+  for (const name of ['SESSION_SECRET', 'LISTEN_PORT', 'ADMIN_PORT', 'UPSTREAM_URL', 'MEMCACHED_NODES', 'LOG_LEVEL']) delete env[name]
   return env
 }
 
