@@ -18,6 +18,7 @@ import { CookieCodec, type CookieFields, type VerifiedCookie } from './session/c
 import { decodeJson, decodeObject, isObject, mergePatch, type SessionObject } from './session/data.js'
 import type { SessionRecord } from './session/record.js'
 import { keyHash } from './session/key.js'
+import { keyring } from './session/secrets.js'
 import type { Change, SessionStore } from './session/store.js'
 
 /** What the sidecar knows about one request's session, from the cookie to the response. */
@@ -60,7 +61,7 @@ export interface ProxyDeps {
 /** The client-facing fastify app: one catch-all proxy route with the session hooks around it. */
 export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDeps): Promise<FastifyInstance> {
   const { session, memcached, upstream, listen } = config
-  const codec = new CookieCodec(session.secrets)
+  const codec = new CookieCodec(keyring(session))
   const protocol = new HeaderProtocol(session.headerPrefix)
   const cookies = new SessionCookieHeaders(session.cookie)
   const appCookieDomain = config.cookies.domain === undefined ? undefined : new AppCookieDomain(config.cookies.domain, config.cookies.names)

@@ -62,6 +62,7 @@ export const DEFAULTS = deepFreeze({
   admin: { host: '127.0.0.1', port: 9090 },
   session: {
     secrets: new Required(),
+    verifyOnly: [],
     idleTimeout: 1800,
     maxBytes: 8192,
     headerPrefix: 'x-session',

@@ -5,7 +5,7 @@ import { AddressAllowList } from '../memcached/address.js'
 import { DEFAULTS } from './defaults.js'
 import { substitute, withoutEchoes, type Env } from './env.js'
 import { Reader } from './reader.js'
-import { allowProblems, cookiePrefixProblems, readNodes, revalidateProblems, sameSiteProblems, secretProblems, trustProxyProblems } from './rules.js'
+import { allowProblems, cookiePrefixProblems, readNodes, revalidateProblems, sameSiteProblems, secretProblems, trustProxyProblems, verifyOnlyProblems } from './rules.js'
 import { COOKIE_DOMAIN, COOKIE_PATH, deepFreeze, DNS_NAME_PORT, KEY_PREFIX, LOG_LEVELS, REPLICAS, SAME_SITE, TOKEN, WRITE_MODES, type SidecarConfig } from './schema.js'
 
 /** Reads, substitutes, validates and freezes a config file. Throws ConfigError listing every problem. */
@@ -51,7 +51,9 @@ export function buildConfig (raw: unknown, env: Env = process.env): SidecarConfi
   const log = reader.section(root.log, 'log', known(DEFAULTS.log))
 
   const secrets = reader.strings(session.secrets, 'session.secrets', undefined)
-  problems.push(...secretProblems(secrets))
+  const verifyOnlyEntries = reader.sparseStrings(session.verifyOnly, 'session.verifyOnly')
+  const verifyOnly = verifyOnlyEntries.map((e) => e.value)
+  problems.push(...secretProblems(secrets, verifyOnly), ...verifyOnlyProblems(verifyOnlyEntries, secrets))
   const idleTimeout = reader.integer(session.idleTimeout, 'session.idleTimeout', DEFAULTS.session.idleTimeout, 1, 30 * 24 * 3600)
   const revalidateMs = reader.integer(cache.revalidateMs, 'cache.revalidateMs', DEFAULTS.cache.revalidateMs.derive({ idleTimeout }), 0, Number.MAX_SAFE_INTEGER)
   problems.push(...revalidateProblems(revalidateMs, idleTimeout))
@@ -101,6 +103,7 @@ export function buildConfig (raw: unknown, env: Env = process.env): SidecarConfi
     },
     session: {
       secrets: secrets ?? [],
+      verifyOnly,
       idleTimeout,
       maxBytes: reader.integer(session.maxBytes, 'session.maxBytes', DEFAULTS.session.maxBytes, 2, 1_000_000),
       headerPrefix,

@@ -64,6 +64,30 @@ export class Reader {
     return out
   }
 
+  /**
+   * A list of strings where '' entries (an unset `${VAR:-}`) are skipped, so a deploy file can
+   * keep a slot for a value it does not always have. Each entry keeps its index in the list as
+   * written, for the rules' problem lines.
+   */
+  sparseStrings (value: unknown, path: string): Array<{ readonly index: number, readonly value: string }> {
+    if (value === undefined || value === null) return []
+    if (!Array.isArray(value)) {
+      this.problems.push(`${path}: must be a list of strings`)
+      return []
+    }
+    const out: Array<{ index: number, value: string }> = []
+    value.forEach((v, index) => {
+      if (typeof v === 'string') {
+        if (v !== '') out.push({ index, value: v })
+      } else if (typeof v === 'number') {
+        out.push({ index, value: String(v) })
+      } else {
+        this.problems.push(`${path}[${index}]: must be a string`)
+      }
+    })
+    return out
+  }
+
   integer (value: unknown, path: string, fallback: number, min: number, max: number): number {
     if (value === undefined || value === null) return fallback
     // Whole-value env substitutions arrive as strings: accept their numeric form.

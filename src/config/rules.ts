@@ -5,16 +5,34 @@ import type { Seconds } from './schema.js'
 // Rules a value's type cannot express: entries checked one by one, and keys checked against
 // each other. Each returns its problem lines (key path, then the rule); none throws.
 
-/** `session.secrets`: at least one, each at least 16 characters, each once. */
-export function secretProblems (secrets: readonly string[] | undefined): string[] {
+/** `session.secrets`: at least one (verify-only secrets never sign), each at least 16 characters, each once. */
+export function secretProblems (secrets: readonly string[] | undefined, verifyOnly: readonly string[] = []): string[] {
   if (secrets === undefined || secrets.length === 0) {
-    return ['session.secrets: required, a list of at least one secret (refusing to start without one)']
+    const why = verifyOnly.length > 0 ? '; session.verifyOnly never signs' : ''
+    return [`session.secrets: required, a list of at least one secret (refusing to start without one)${why}`]
   }
   const problems: string[] = []
   secrets.forEach((s, i) => {
     if (s.length < 16) problems.push(`session.secrets[${i}]: must be at least 16 characters`)
     else if (secrets.indexOf(s) < i) problems.push(`session.secrets[${i}]: is listed twice`)
   })
+  return problems
+}
+
+/**
+ * `session.verifyOnly` (its non-empty entries, by their index as written): each at least 16
+ * characters and listed once, in either list (a secret signs or only verifies, not both).
+ */
+export function verifyOnlyProblems (entries: ReadonlyArray<{ readonly index: number, readonly value: string }>, secrets: readonly string[] | undefined): string[] {
+  const problems: string[] = []
+  const seen = new Set<string>()
+  for (const { index, value } of entries) {
+    const path = `session.verifyOnly[${index}]`
+    if (value.length < 16) problems.push(`${path}: must be at least 16 characters`)
+    else if (secrets?.includes(value) === true) problems.push(`${path}: is also in session.secrets (list each secret once: it signs or only verifies)`)
+    else if (seen.has(value)) problems.push(`${path}: is listed twice`)
+    seen.add(value)
+  }
   return problems
 }
 

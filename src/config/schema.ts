@@ -39,8 +39,17 @@ export interface SidecarConfig {
   /** /healthz, /readyz, /metrics: keep it off public interfaces. */
   readonly admin: { readonly host: string, readonly port: number }
   readonly session: {
-    /** HMAC keys; [0] signs, all verify (rotation). Required, each at least 16 characters. */
+    /**
+     * HMAC keys: [0] signs cookies and seals stored copies; any further entries only verify
+     * (the one-list way of writing verifyOnly). Required, each at least 16 characters.
+     */
     readonly secrets: readonly string[]
+    /**
+     * Secrets that verify cookies and open stored copies but never sign or seal: a new secret
+     * before it signs (rotation, phase 1), the old one after (phase 2). Empty entries are
+     * skipped, so `${VAR:-}` keeps a slot for an optional one; each at least 16 characters.
+     */
+    readonly verifyOnly: readonly string[]
     /** How long a session lives without a request; the memcached item TTL. */
     readonly idleTimeout: Seconds
     /** Largest session, in bytes of compact JSON (apps read X-Session as a header). */

@@ -10,7 +10,7 @@ export interface CookieFields {
 }
 
 export interface VerifiedCookie extends CookieFields {
-  /** True when an older secret signed it: reissue with the current one. */
+  /** True when a secret other than the signing one (a verify-only one) signed it: reissue. */
   readonly oldSecret: boolean
 }
 
@@ -31,6 +31,7 @@ export class CookieCodec {
   // KeyObjects, made once: an HMAC keyed by a raw Buffer re-imports the key on every call.
   readonly #secrets: readonly KeyObject[]
 
+  /** `secrets[0]` signs, every one verifies: the signer, then the verify-only ones (keyring). */
   constructor (secrets: readonly string[]) {
     if (secrets.length === 0) throw new TypeError('at least one secret is required')
     this.#secrets = secrets.map((s) => createSecretKey(Buffer.from(s, 'utf8')))

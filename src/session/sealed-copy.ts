@@ -11,8 +11,8 @@ export interface OpenedCopy extends StoredCopy {
  * its items (no auth by default; `lru_crawler metadump` lists the keys), so a copy is
  * authenticated and, by default, encrypted, with the memcached key bound in (a copy moved to
  * another key does not open). Keys come from the session secrets by HKDF; a copy names the
- * secret that sealed it, and opens with any configured one (rotation), to be resealed with
- * the current one at its next write.
+ * secret that sealed it (a 48-bit id derived from it), and opens with any configured one,
+ * signing or verify-only (rotation), to be resealed with the signing one when read or written.
  *
  *   encrypted:     s2.<secret id>.<base64url(iv | AES-256-GCM(`<version> <state> <data>`) | tag)>
  *   authenticated: a2.<secret id>.<version>.<state>.<data>.<base64url(HMAC-SHA256, 128 bits)>
@@ -28,7 +28,10 @@ export class CopySeal {
   readonly #encrypt: boolean
   readonly #onRejected: () => void
 
-  /** `onRejected` hears of every copy that did not open (to count and log it). */
+  /**
+   * `secrets[0]` seals, every one opens: the signer, then the verify-only ones (keyring).
+   * `onRejected` hears of every copy that did not open (to count and log it).
+   */
   constructor (secrets: readonly string[], encrypt: boolean, onRejected: () => void = () => {}) {
     if (secrets.length === 0) throw new TypeError('at least one secret is required')
     this.#keys = secrets.map(deriveKeys)

@@ -42,11 +42,20 @@ const service = one('Service', (s) => s.spec.clusterIP !== 'None')
 const statefulSet = one('StatefulSet')
 const namedPort = (container: Obj, port: string | number): number =>
   typeof port === 'number' ? port : (container.ports as Obj[]).find((p) => p.name === port)?.containerPort
-const env = (container: Obj): Record<string, string> =>
-  Object.fromEntries(((container.env ?? []) as Obj[]).map((e) => [e.name, e.value ?? (e.valueFrom?.secretKeyRef !== undefined ? SECRET_VALUE : '')]))
+/** A Secret's value for `key`: SECRET_VALUE for SESSION_SECRET, another one for any other key. */
+const secretValue = (key: string): string => key === 'SESSION_SECRET' ? SECRET_VALUE : `${key}-`.padEnd(32, 'x')
+/**
+ * The container's environment as the kubelet sets it, each secretKeyRef from a Secret that has
+ * the key; an `optional` one only `withOptional` (without, the Secret lacks that key).
+ */
+const env = (container: Obj, withOptional = false): Record<string, string> =>
+  Object.fromEntries(((container.env ?? []) as Obj[])
+    .filter((e) => withOptional || e.valueFrom?.secretKeyRef?.optional !== true)
+    .map((e) => [e.name, e.value ?? (e.valueFrom?.secretKeyRef !== undefined ? secretValue(e.valueFrom.secretKeyRef.key as string) : '')]))
+
 
 /** The sidecar's config as the pod sees it: the ConfigMap key mounted where --config points. */
-function sidecarConfig (): { config: SidecarConfig, raw: Obj, text: string } {
+function sidecarConfig (withOptional = false): { config: SidecarConfig, raw: Obj, text: string } {
   const args = sidecar.args as string[]
   const path = args[args.indexOf('--config') + 1] as string
   const mount = (sidecar.volumeMounts as Obj[]).find((m) => m.mountPath === dirname(path)) as Obj
@@ -57,7 +66,7 @@ function sidecarConfig (): { config: SidecarConfig, raw: Obj, text: string } {
   try {
     writeFileSync(join(dir, 'sidecar.yaml'), text)
     // Exactly the container's environment: every ${VAR} in the config must come from it.
-    const config = loadConfig(join(dir, 'sidecar.yaml'), env(sidecar))
+    const config = loadConfig(join(dir, 'sidecar.yaml'), env(sidecar, withOptional))
     return { config, raw: parseAllDocuments(text)[0]?.toJS() as Obj, text }
   } finally {
     rmSync(dir, { recursive: true, force: true })
@@ -109,6 +118,26 @@ t.test('deploy/k8s: the ConfigMap is a valid sidecar config that matches the pod
   t.same(config.memcached.nodes, [], 'no explicit nodes beside discovery')
   t.notOk('nodes' in (raw.memcached as Obj))
   t.equal(config.memcached.replicas, 2, 'a backup copy of every session')
+})
+
+t.test('deploy/k8s: every ${VAR} of the config is in the sidecar\'s environment; secret rotation needs only the Secret', async (t) => {
+  const { text } = sidecarConfig()
+  // Comments included: an example an operator follows must work too.
+  const referenced = [...text.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}/g)]
+  t.ok(referenced.length > 0)
+  const mapped = ((sidecar.env ?? []) as Obj[])
+  for (const [ref, name, fallback] of referenced) {
+    const entry = mapped.find((e) => e.name === name)
+    t.ok(entry, `${ref} is mapped in the sidecar container's env`)
+    if (entry?.valueFrom?.secretKeyRef?.optional === true) t.not(fallback, undefined, `${ref}: an optional variable has a default (\${${name as string}:-...}), or the pod would exit 2 without it`)
+  }
+  const between = sidecarConfig(false).config.session
+  t.same([between.secrets, between.verifyOnly], [[SECRET_VALUE], []], 'between rotations (no SESSION_SECRET_VERIFY_ONLY in the Secret): one secret, it signs')
+  const rotating = sidecarConfig(true).config.session
+  t.same([rotating.secrets, rotating.verifyOnly], [[SECRET_VALUE], [secretValue('SESSION_SECRET_VERIFY_ONLY')]], 'during a rotation: the signer and a verify-only secret')
+  const verifyOnly = mapped.find((e) => e.name === 'SESSION_SECRET_VERIFY_ONLY')?.valueFrom?.secretKeyRef as Obj | undefined
+  t.equal(verifyOnly?.name, mapped.find((e) => e.name === 'SESSION_SECRET')?.valueFrom?.secretKeyRef?.name, 'both from the same Secret')
+  t.equal(verifyOnly?.optional, true, 'the verify-only key may be absent from the Secret')
 })
 
 t.test('deploy/k8s: shutdown fits in the grace period', async (t) => {
