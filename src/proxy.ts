@@ -108,6 +108,9 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
   // applies: the upstream hop streams the body of any method from the socket, untouched.
   for (const method of PROXIED_METHODS) app.addHttpMethod(method, { hasBody: false, overrideExisting: true })
 
+  // fastify's close (preClose) comes shutdown.delayMs after readiness went 503 (sidecar.ts):
+  // load balancers no longer route here, and a request still sent on a kept-alive connection
+  // is told to go elsewhere.
   let draining = false
   app.addHook('preClose', (done) => {
     draining = true

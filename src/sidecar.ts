@@ -26,9 +26,11 @@ export interface Sidecar {
    */
   setNodes: (nodes: readonly string[], settings?: { readonly replicas: 1 | 2, readonly allow: readonly string[] }) => void
   /**
-   * Graceful stop: readiness goes 503, in-flight requests finish, queued memcached writes are
-   * flushed; the last log line, `stopped`, says how many were flushed and left and how long it
-   * took. Resolves with the number of writes still pending when shutdown.timeoutMs ran out.
+   * Graceful stop: readiness goes 503 at once while requests are still served as usual for
+   * shutdown.delayMs; then the listener stops accepting, in-flight requests finish, queued
+   * memcached writes are flushed (within shutdown.timeoutMs); the last log line, `stopped`,
+   * says how many were flushed and left and how long the stop took. Resolves with the number
+   * of writes still pending when shutdown.timeoutMs ran out.
    */
   close: () => Promise<number>
 }
@@ -96,9 +98,16 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
   let closing: Promise<number> | undefined
   const close = async (): Promise<number> => {
     ready = false
-    discovery?.stop()
     const started = performance.now()
-    const deadline = started + config.shutdown.timeoutMs
+    const { delayMs, timeoutMs } = config.shutdown
+    if (delayMs > 0) {
+      // Load balancers stop routing here once they see /readyz 503; until then every request
+      // is served as usual (refusing or answering 503 now would fail requests still routed here).
+      log.info({ delayMs }, 'not ready: serving on for shutdown.delayMs while load balancers stop routing here')
+      await new Promise((resolve) => setTimeout(resolve, delayMs))
+    }
+    discovery?.stop()
+    const deadline = performance.now() + timeoutMs
     // fastify.close waits for in-flight requests (their async writes are queued by then), but
     // closes idle keep-alive connections only once: a connection busy at that moment would
     // then hold the drain until the client hangs up. Keep closing the ones that turn idle,

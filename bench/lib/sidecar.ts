@@ -46,7 +46,8 @@ export class SidecarChild {
       upstream: { url: upstream, timeoutMs: 10_000 },
       session: { secrets: ['${BENCH_SECRET}'], cookie: { secure: false } },
       memcached: { nodes: [...nodes], write, timeoutMs: 250 },
-      shutdown: { timeoutMs: 5000 },
+      // Stopped once its scenario has run: no load balancer to wait for.
+      shutdown: { delayMs: 0, timeoutMs: 5000 },
       log: { level: 'warn' }
     }))
     const child = children.spawn(`sidecar ${name}`, process.execPath, [...nodeFlags, CLI, '--config', file], {

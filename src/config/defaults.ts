@@ -97,6 +97,12 @@ export const DEFAULTS = deepFreeze({
     discovery: { dns: undefined, intervalMs: 10_000 }
   },
   cookies: { domain: undefined, names: [] },
-  shutdown: { timeoutMs: 10_000 },
+  shutdown: {
+    // A load balancer needs this long to stop routing to a sidecar whose /readyz went 503:
+    // HAProxy's example checks every second and needs 2 failures, Kubernetes takes a few
+    // seconds to remove a terminating pod's endpoint everywhere.
+    delayMs: 5_000,
+    timeoutMs: 10_000
+  },
   log: { level: 'info' }
 } satisfies DefaultsOf<SidecarConfig>)

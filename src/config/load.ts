@@ -141,7 +141,10 @@ export function buildConfig (raw: unknown, env: Env = process.env): SidecarConfi
       domain: cookiesDomain,
       names: reader.strings(cookies.names, 'cookies.names', DEFAULTS.cookies.names) ?? []
     },
-    shutdown: { timeoutMs: reader.integer(shutdown.timeoutMs, 'shutdown.timeoutMs', DEFAULTS.shutdown.timeoutMs, 0, 600_000) },
+    shutdown: {
+      delayMs: reader.integer(shutdown.delayMs, 'shutdown.delayMs', DEFAULTS.shutdown.delayMs, 0, 600_000),
+      timeoutMs: reader.integer(shutdown.timeoutMs, 'shutdown.timeoutMs', DEFAULTS.shutdown.timeoutMs, 0, 600_000)
+    },
     log: { level: reader.oneOf(log.level, 'log.level', DEFAULTS.log.level, LOG_LEVELS) }
   }
   if (problems.length > 0) throw new ConfigError(withoutEchoes(problems))

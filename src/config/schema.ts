@@ -93,8 +93,15 @@ export interface SidecarConfig {
     /** Only these cookie names get the domain; empty = all. */
     readonly names: readonly string[]
   }
-  /** Longest a SIGTERM drain waits for in-flight requests and pending writes. */
-  readonly shutdown: { readonly timeoutMs: Milliseconds }
+  readonly shutdown: {
+    /**
+     * After SIGTERM (or close()), how long /readyz answers 503 while the listener still serves
+     * every request as usual, so load balancers stop routing here before it stops accepting.
+     */
+    readonly delayMs: Milliseconds
+    /** Longest the drain that follows waits for in-flight requests and pending writes. */
+    readonly timeoutMs: Milliseconds
+  }
   /** A pino level. */
   readonly log: { readonly level: string }
 }

@@ -105,7 +105,8 @@ export class SidecarProcess extends Managed {
       // Above the 250 ms default: CI runs several topologies at once on two cores, and these
       // scenarios are about correctness; the default itself is exercised by test/integration.
       memcached: { nodes, write, timeoutMs: 1000 },
-      shutdown: { timeoutMs: 5000 },
+      // No wait for load balancers before draining unless a test asks (extra.shutdown.delayMs).
+      shutdown: { delayMs: 0, timeoutMs: 5000 },
       log: { level: 'warn' }
     }
     for (const [k, v] of Object.entries(extra)) config[k] = { ...config[k], ...v }
@@ -169,16 +170,21 @@ abstract class LoadBalancer extends Managed {
 
 /**
  * HAProxy from deploy/haproxy/haproxy.cfg: round-robin and not sticky, with health checks on each
- * sidecar's /readyz (checked every 100 ms here so the tests need not wait).
+ * sidecar's /readyz (checked every 100 ms here so the tests need not wait; `check` replaces the
+ * servers' timing parameters).
  */
 export class HAProxyProcess extends LoadBalancer {
+  constructor (dir: string, sidecars: SidecarProcess[], readonly check = 'inter 100 fall 1 rise 1') {
+    super(dir, sidecars)
+  }
+
   async start (): Promise<this> {
     this.port = await freePort()
     const file = join(this.dir, 'haproxy.cfg')
     writeFileSync(file, renderConfig('deploy/haproxy/haproxy.cfg', {
       host: '',
       listen: `bind 127.0.0.1:${this.port}`,
-      servers: this.sidecars.map((s, i) => `server s${i} 127.0.0.1:${s.port} check port ${s.adminPort} inter 100 fall 1 rise 1`).join('\n')
+      servers: this.sidecars.map((s, i) => `server s${i} 127.0.0.1:${s.port} check port ${s.adminPort} ${this.check}`).join('\n')
     }))
     await this.launchAndWait('haproxy', sbin('haproxy'), ['-f', file, '-db'], async () => await answers(this.url))
     return this

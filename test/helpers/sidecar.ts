@@ -15,6 +15,8 @@ export function testConfig (upstreamUrl: string, nodes: string[], overrides: Rec
     upstream: { url: upstreamUrl },
     session: { secrets: [SECRET], cookie: { secure: false } },
     memcached: { nodes, timeoutMs: 250 },
+    // No load balancer to wait for: a test that closes a sidecar (teardown) closes it at once.
+    shutdown: { delayMs: 0 },
     log: { level: process.env.TEST_LOG_LEVEL ?? 'silent' }
   }
   for (const [section, values] of Object.entries(overrides)) {

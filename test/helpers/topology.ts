@@ -21,6 +21,8 @@ export async function startTopology (options: {
   apps: number
   lb: 'haproxy' | 'nginx'
   sidecar?: Partial<SidecarOptions>
+  /** HAProxy's check timing per server (HAProxyProcess's default: every 100 ms, out after 1 failure). */
+  haproxyCheck?: string
 }): Promise<Topology> {
   const { dir, cleanup } = scratch()
   const memcached: MemcachedProcess[] = []
@@ -44,7 +46,7 @@ export async function startTopology (options: {
       sidecars.push(sidecar)
       await sidecar.start()
     }
-    lb = options.lb === 'haproxy' ? new HAProxyProcess(dir, sidecars) : new NginxProcess(dir, sidecars)
+    lb = options.lb === 'haproxy' ? new HAProxyProcess(dir, sidecars, options.haproxyCheck) : new NginxProcess(dir, sidecars)
     await lb.start()
   } catch (err) {
     await stopAll()

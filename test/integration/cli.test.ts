@@ -154,7 +154,7 @@ t.test('a missing config file exits non-zero naming the file', async (t) => {
 })
 
 /** Starts the CLI on a valid config in front of a fresh app and memcached; waits until ready. */
-async function startCli (t: Test, extraYaml = ''): Promise<{ child: ChildProcess, output: { stdout: string, stderr: string }, url: string, admin: string, app: TestApp, m: MemcachedProcess }> {
+async function startCli (t: Test, shutdownYaml = 'delayMs: 0'): Promise<{ child: ChildProcess, output: { stdout: string, stderr: string }, url: string, admin: string, app: TestApp, m: MemcachedProcess }> {
   const m = await MemcachedProcess.start()
   t.teardown(() => m.stop())
   const app = await new TestApp().start()
@@ -170,7 +170,8 @@ session:
 memcached:
   nodes: ["${m.address}"]
 log: { level: info }
-${extraYaml}`)
+shutdown: { ${shutdownYaml} }
+`)
   const { child, output } = spawnCli(['--config', file], { ...baseEnv(), SESSION_SECRET: SECRET, LISTEN_PORT: String(port) })
   t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
   const admin = `http://127.0.0.1:${adminPort}`
@@ -210,7 +211,7 @@ t.test('a valid config starts, serves sessions through to the app, and exits 0 o
 })
 
 t.test('SIGTERM drains: readyz 503, the in-flight update on a load balancer\'s keep-alive connection finishes and is flushed, exit 0 within shutdown.timeoutMs', async (t) => {
-  const { child, output, url, admin, app, m } = await startCli(t, 'shutdown: { timeoutMs: 3000 }\n')
+  const { child, output, url, admin, app, m } = await startCli(t, 'delayMs: 0, timeoutMs: 3000')
   // A load balancer keeps its connections to the sidecar open between requests.
   const lb = new Agent({ keepAlive: true })
   t.teardown(() => lb.destroy())
@@ -240,4 +241,35 @@ t.test('SIGTERM drains: readyz 503, the in-flight update on a load balancer\'s k
   t.match(logged[draining], { signal: 'SIGTERM' }, 'a draining line names the signal')
   t.match(logged.at(-1), { msg: 'stopped', writesFlushed: Number, writesLeft: 0, durationMs: Number }, 'the last line: stopped, with writes flushed, none left, the duration')
   t.ok(draining >= 0 && draining < logged.length - 1, 'after the draining line')
+})
+
+t.test('SIGTERM with shutdown.delayMs: /readyz 503 at once while requests are still served, on kept-alive and new connections; then the drain, exit 0', async (t) => {
+  const { child, output, url, admin, m } = await startCli(t, 'delayMs: 2000, timeoutMs: 3000')
+  const lb = new Agent({ keepAlive: true })
+  t.teardown(() => lb.destroy())
+  const sidOf = (res: { rawHeaders: Array<[string, string]> }): string =>
+    (res.rawHeaders.find(([n]) => n.toLowerCase() === 'set-cookie')?.[1] ?? '').split(';')[0]?.slice('sid='.length) ?? ''
+  const login = await rawRequest(`${url}/login?set=${q({ user: 'ada' })}`, [], 'GET', lb)
+  const key = sidOf(login).split('~')[1] as string
+
+  const exit = exited(child, 10_000)
+  child.kill('SIGTERM')
+  await until(async () => await status(`${admin}/readyz`) === 503, 5000, '/readyz to go 503')
+  t.pass('/readyz is 503: load balancers take the sidecar out of rotation')
+  // Within the 2 s delay: served as before the signal (no 503, no refused connection).
+  const kept = await rawRequest(`${url}/cart?merge=${q({ cart: [1] })}`, [['Cookie', `sid=${sidOf(login)}`]], 'GET', lb)
+  t.equal(kept.status, 200, 'a request on the load balancer\'s kept-alive connection is served')
+  t.notOk(kept.rawHeaders.some(([n, v]) => n.toLowerCase() === 'connection' && /close/i.test(v)), 'and the connection stays open')
+  const fresh = await rawRequest(`${url}/cart?merge=${q({ cart: [1, 2] })}`, [['Cookie', `sid=${sidOf(kept)}`]])
+  t.equal(fresh.status, 200, 'a new connection is still accepted and served')
+  t.same(JSON.parse(fresh.body).session, { user: 'ada', cart: [1] })
+
+  t.equal(await exit, 0, 'then it drains and exits 0')
+  t.equal(await m.copy(key), `3 ${b64({ user: 'ada', cart: [1, 2] })}`, 'both updates are in memcached')
+  t.equal(await status(`${url}/`), 0, 'nothing listens any more')
+  const logged = lines(output.stdout).map((l) => JSON.parse(l) as Record<string, unknown>)
+  const order = ['draining', 'not ready: serving on for shutdown.delayMs while load balancers stop routing here', 'stopped'].map((msg) => logged.findIndex((e) => e.msg === msg))
+  t.ok(order.every((i, n) => i >= 0 && (n === 0 || i > (order[n - 1] as number))), `draining, then the delay (${JSON.stringify(order)}), then stopped`)
+  t.match(logged.find((e) => e.msg === 'stopped'), { writesLeft: 0 })
+  t.match(logged.find((e) => typeof e.msg === 'string' && e.msg.startsWith('not ready')), { delayMs: 2000 })
 })

@@ -65,7 +65,7 @@ t.test('defaults: every key not given takes the documented default', async (t) =
   t.same(config.cache, { maxBytes: 67108864, revalidateMs: 30000 })
   t.same(config.memcached, { nodes: ['127.0.0.1:11211'], replicas: 1, write: 'async', timeoutMs: 250, keyPrefix: 'sess:', allow: [], encrypt: true, discovery: { dns: undefined, intervalMs: 10000 } })
   t.same(config.cookies, { domain: undefined, names: [] })
-  t.same(config.shutdown, { timeoutMs: 10000 })
+  t.same(config.shutdown, { delayMs: 5000, timeoutMs: 10000 })
   t.same(config.log, { level: 'info' })
 })
 
@@ -113,7 +113,7 @@ t.test('explicit values are kept', async (t) => {
     cache: { maxBytes: 1048576, revalidateMs: 1000 },
     memcached: { nodes: ['10.0.0.5:11211', '10.0.0.6:11211'], replicas: 1, write: 'sync', timeoutMs: 100, keyPrefix: 'app:', allow: ['10.0.0.0/8'], encrypt: false },
     cookies: { domain: '.example.com', names: ['cart'] },
-    shutdown: { timeoutMs: 2000 },
+    shutdown: { delayMs: 0, timeoutMs: 2000 },
     log: { level: 'warn' }
   }, {})
   t.same(config.listen, { host: '127.0.0.1', port: 8081, trustProxies: ['10.1.0.0/16', '2001:db8::1'], forwarded: true, headersTimeoutMs: 5000, bodyIdleTimeoutMs: 6000, keepAliveTimeoutMs: 7000 })
@@ -126,7 +126,7 @@ t.test('explicit values are kept', async (t) => {
   t.same(config.cache, { maxBytes: 1048576, revalidateMs: 1000 })
   t.same(config.memcached, { nodes: ['10.0.0.5:11211', '10.0.0.6:11211'], replicas: 1, write: 'sync', timeoutMs: 100, keyPrefix: 'app:', allow: ['10.0.0.0/8'], encrypt: false, discovery: { dns: undefined, intervalMs: 10000 } })
   t.same(config.cookies, { domain: '.example.com', names: ['cart'] })
-  t.same(config.shutdown, { timeoutMs: 2000 })
+  t.same(config.shutdown, { delayMs: 0, timeoutMs: 2000 })
   t.same(config.log, { level: 'warn' })
 })
 
@@ -479,6 +479,14 @@ t.test('listen timeouts are positive integers of milliseconds', async (t) => {
     'listen.headersTimeoutMs: must be between 1 and 3600000 (got 0)',
     'listen.bodyIdleTimeoutMs: must be an integer',
     'listen.keepAliveTimeoutMs: must be between 1 and 3600000 (got -1)'
+  ])
+})
+
+t.test('shutdown.delayMs and shutdown.timeoutMs are integers of milliseconds, 0 allowed', async (t) => {
+  t.same(buildConfig(minimal({ shutdown: { delayMs: 0, timeoutMs: 0 } }), {}).shutdown, { delayMs: 0, timeoutMs: 0 })
+  t.same(problemsOf(t, () => buildConfig(minimal({ shutdown: { delayMs: -1, timeoutMs: 'soon' } }), {})), [
+    'shutdown.delayMs: must be between 0 and 600000 (got -1)',
+    'shutdown.timeoutMs: must be an integer'
   ])
 })
 

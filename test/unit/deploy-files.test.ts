@@ -140,13 +140,15 @@ t.test('deploy/k8s: every ${VAR} of the config is in the sidecar\'s environment;
   t.equal(verifyOnly?.optional, true, 'the verify-only key may be absent from the Secret')
 })
 
-t.test('deploy/k8s: shutdown fits in the grace period', async (t) => {
+t.test('deploy/k8s: shutdown fits in the grace period, the sidecar\'s delay instead of a preStop sleep', async (t) => {
   const { config } = sidecarConfig()
   const preStop = (c: Obj): number => Number(c.lifecycle?.preStop?.sleep?.seconds ?? 0) * 1000
   const grace = Number(pod.terminationGracePeriodSeconds) * 1000
-  t.ok(grace > config.shutdown.timeoutMs, `terminationGracePeriodSeconds (${grace} ms) > shutdown.timeoutMs (${config.shutdown.timeoutMs})`)
-  t.ok(grace > preStop(sidecar) + config.shutdown.timeoutMs, 'and > the sidecar\'s preStop sleep + shutdown.timeoutMs')
-  t.ok(preStop(app) >= preStop(sidecar) + config.shutdown.timeoutMs, 'the app outlives the sidecar\'s drain')
+  const { delayMs, timeoutMs } = config.shutdown
+  t.equal(sidecar.lifecycle?.preStop, undefined, 'no preStop hook on the sidecar: it serves on for shutdown.delayMs after SIGTERM itself')
+  t.ok(delayMs >= 5000, `shutdown.delayMs (${delayMs}) covers the seconds endpoint removal takes to reach every node and ingress`)
+  t.ok(grace > delayMs + timeoutMs, `terminationGracePeriodSeconds (${grace} ms) > shutdown.delayMs + shutdown.timeoutMs (${delayMs + timeoutMs})`)
+  t.ok(preStop(app) >= delayMs + timeoutMs, 'the app outlives the sidecar\'s delay and drain')
   t.ok(grace > preStop(app), 'the app gets SIGTERM before the grace period ends')
 })
 
@@ -192,6 +194,10 @@ t.test('deploy/haproxy/haproxy.cfg: round-robin, health checks on the admin /rea
   const servers = [...cfg.matchAll(/^\s*server \S+ (\S+)/gm)].map((m) => m[1] as string)
   t.ok(servers.length >= 2, 'example servers')
   for (const s of servers) t.match(s, new RegExp(`:${dockerConfig.listen.port}$`), `${s} is a sidecar's listen port`)
+  // A stopping sidecar must leave the pool while it still serves: checks notice within fall x inter.
+  const check = /^\s*default-server check .*\binter (\d+)s\b.*\bfall (\d+)\b/m.exec(cfg)
+  const noticedMs = Number(check?.[1]) * 1000 * Number(check?.[2])
+  t.ok(noticedMs < dockerConfig.shutdown.delayMs, `failed checks take a sidecar out (${noticedMs} ms) before its shutdown.delayMs ends (${dockerConfig.shutdown.delayMs} ms)`)
   const timeoutServer = /^\s*timeout server (\d+)s$/m.exec(cfg)
   t.ok(Number(timeoutServer?.[1]) * 1000 > dockerConfig.upstream.timeoutMs, 'timeout server > upstream.timeoutMs (the sidecar\'s 504 gets through)')
 })
