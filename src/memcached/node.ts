@@ -82,6 +82,7 @@ export class MemcachedNode {
   #lastUsedAt: number
   /** The connection ended unasked: the next answer may come from a restarted (empty) memcached. */
   #connectionLost = false
+  #failingSince: number | undefined
   #probe: NodeJS.Timeout | undefined
   /** Backoff windows and idle time; command latencies are always measured on performance.now. */
   readonly #now: () => number
@@ -108,6 +109,14 @@ export class MemcachedNode {
 
   get lastUsedAt (): number {
     return this.#lastUsedAt
+  }
+
+  /**
+   * How long this node has been failing, on the options' clock: from its first failed command
+   * of the current outage until a command succeeds; 0 while it answers.
+   */
+  failingFor (): number {
+    return this.#failingSince === undefined ? 0 : this.#now() - this.#failingSince
   }
 
   /** True while the node is inside its backoff window after a failure. */
@@ -219,6 +228,7 @@ export class MemcachedNode {
   }
 
   #succeeded (): void {
+    this.#failingSince = undefined
     if (this.#failures > 0) {
       this.#options.log.info({ node: this.address }, 'memcached node is answering again')
       this.#failures = 0
@@ -240,6 +250,7 @@ export class MemcachedNode {
    */
   #failed (err: NodeUnavailable): void {
     const now = this.#now()
+    this.#failingSince ??= now
     if (this.#downUntil > now) return
     const backoff = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(this.#failures, 16))
     this.#failures++

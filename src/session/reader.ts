@@ -22,6 +22,8 @@ export interface Found {
   readonly results: readonly ReadResult[]
   /** How many nodes the read could ask (allowed, well-formed addresses). */
   readonly asked: number
+  /** The nodes that failed or had not answered by the deadline, in the last round. */
+  readonly silent: readonly MemcachedNode[]
 }
 
 // Retrying a read that found only older copies covers the usual case of "the other node's
@@ -66,10 +68,13 @@ export class CopyReader {
       .map((a) => pool.node(a))
       .filter((n): n is MemcachedNode => n !== undefined)
     let results: ReadResult[] = []
+    let silent: MemcachedNode[] = []
     let best: StoredCopy | undefined
     const missDeadline = Math.min(deadline, now() + MISS_GRACE_MS)
     for (let wait = STALE_RETRY_FIRST_MS; ; wait *= 2) {
-      results = await this.#readCopies(nodes, key, wanted, deadline)
+      const answers = await this.#readCopies(nodes, key, wanted, deadline)
+      results = [...answers.values()]
+      silent = nodes.filter((n) => answers.get(n) === undefined || answers.get(n) === 'error')
       // A copy found by an earlier round counts even when the last round ran out of budget
       // before any node answered: it is served as a stale read, never taken for no session.
       const found = newest(results)
@@ -82,7 +87,7 @@ export class CopyReader {
       if (now() + wait >= (best === undefined ? missDeadline : deadline)) break
       await new Promise((resolve) => setTimeout(resolve, wait))
     }
-    return { best, results, asked: nodes.length }
+    return { best, results, asked: nodes.length, silent }
   }
 
   /** Opens a copy read from `address`; one sealed by a retiring secret is resealed there. */
@@ -102,9 +107,9 @@ export class CopyReader {
    * a write that gave up on a hung primary lands on the next node moments later. Nothing
    * waits past `deadline`; nodes that had not answered by then are left out of the results.
    */
-  async #readCopies (nodes: MemcachedNode[], key: string, wanted: number, deadline: number): Promise<ReadResult[]> {
+  async #readCopies (nodes: MemcachedNode[], key: string, wanted: number, deadline: number): Promise<Map<MemcachedNode, ReadResult>> {
     const mkey = this.#options.keyPrefix + key
-    if (nodes.length === 0) return []
+    if (nodes.length === 0) return new Map()
     return await new Promise((resolve) => {
       const latest = new Map<MemcachedNode, ReadResult>()
       const timers = new Set<NodeJS.Timeout>()
@@ -117,7 +122,7 @@ export class CopyReader {
         clearTimeout(grace)
         clearTimeout(timeout)
         for (const timer of timers) clearTimeout(timer)
-        resolve([...latest.values()])
+        resolve(latest)
       }
       const unanswered = (): MemcachedNode[] => nodes.filter((n) => !latest.has(n))
       // Satisfied, and nothing left worth waiting for: the rest are down-marked (a node back

@@ -13,6 +13,9 @@ import { SessionWriter, type WriteJob, type WriteKind, type WriteResult } from '
 // A node back from a restart gets the cached sessions it held checked in batches, a tick
 // apart, so a large cache does not flood it (and the requests waiting on it) at once.
 const RECHECK_BATCH = 200
+// How long a silent node may hold the only copy of a session's newest version: a pause or a
+// restart lasts seconds; past that, what it held is given up and older copies are served.
+const SILENT_NODE_GRACE_MS = 5000
 const RECHECK_TICK_MS = 10
 
 export interface StoreOptions {
@@ -343,6 +346,12 @@ export class SessionStore {
       best = { version: latest.version, header: latest.header, ended: false }
     }
     const stale = best.version < cookie.version
+    // Only older copies, while a node of the session that may hold the newest is silent (paused,
+    // cut off, just failed): a change made on the older copy would be written above the
+    // versions that node holds, which are lost when it answers again. Unavailable for now, as
+    // when nothing answers; a node silent for longer is taken for lost, and the newest copy
+    // found is served (a stale read).
+    if (stale && found.silent.some((node) => node.failingFor() < SILENT_NODE_GRACE_MS)) return { record: undefined, outcome: 'unavailable' }
     if (stale) {
       this.#options.metrics.staleReads.inc()
       this.#options.log.warn({ session: keyHash(cookie.key), found: best.version, expected: cookie.version }, 'only older copies of the session exist; serving the newest')
