@@ -96,15 +96,30 @@ export class RoundRobinBalancer {
     await new Promise((resolve) => server.close(resolve))
   }
 
-  /** The next backend in round-robin order, healthy ones first. */
+  /**
+   * The backend the next request will be sent to (as things stand: a health check or a refused
+   * connection can change it), without taking its turn.
+   */
+  peek (): string | undefined {
+    return this.#choose(new Set())?.backend.name
+  }
+
+  /** The next backend in round-robin order, healthy ones first; takes its turn. */
   #pick (tried: ReadonlySet<string>): Backend | undefined {
+    const chosen = this.#choose(tried)
+    if (chosen === undefined) return undefined
+    this.#next = (chosen.index + 1) % this.#backends.length
+    return chosen.backend
+  }
+
+  #choose (tried: ReadonlySet<string>): { backend: Backend, index: number } | undefined {
     const n = this.#backends.length
     for (const wantHealthy of [true, false]) {
       for (let i = 0; i < n; i++) {
-        const b = this.#backends[(this.#next + i) % n]
+        const index = (this.#next + i) % n
+        const b = this.#backends[index]
         if (b === undefined || tried.has(b.name) || this.healthy(b.name) !== wantHealthy) continue
-        this.#next = (this.#next + i + 1) % n
-        return b
+        return { backend: b, index }
       }
     }
     return undefined

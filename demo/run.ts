@@ -12,13 +12,17 @@ import { EmbeddedMemcached } from './embedded-memcached.js'
 
 // `npm run demo`: two memcached nodes, two app instances, a built sidecar (dist/cli.js) in
 // front of each, and a round-robin load balancer, all on loopback; then a scripted walk-through
-// that kills the sidecar holding a session and shows the session surviving on the other one.
+// that kills the sidecar about to serve a session (the other must load it from memcached),
+// restarts it with an empty cache, and kills the session's primary memcached node (the backup
+// serves).
 
 const HELP = `Usage: npm run demo [-- --walkthrough-only] [-- --port <n>]
 
 Starts two memcached nodes, two instances of a small app, a session-sidecar (the built
 dist/cli.js) beside each, and a round-robin load balancer on 127.0.0.1:8080 (or a free port),
-then walks through a sidecar crash. Stays up until Ctrl-C.
+then walks through a sidecar crash, its restart with an empty cache and a memcached node
+crash. Stays up until Ctrl-C. The generated configs and every process's log are kept in
+the folder it names.
 
 Options:
   --walkthrough-only   exit after the walk-through (also: DEMO_EXIT=1)
@@ -36,13 +40,27 @@ const STEP_TIMEOUT_MS = 15_000
 const REQUEST_TIMEOUT_MS = 10_000
 const STOP_TIMEOUT_MS = 6_000
 
-const say = (line = ''): void => { process.stdout.write(`${line}\n`) }
-
 class StepFailed extends Error {}
 class Interrupted extends Error {}
 
 const abort = new AbortController()
 let stopSignal: NodeJS.Signals | undefined
+
+// `npm run demo | head`: once the reader has gone, writing fails with EPIPE. Nobody reads any
+// more: stop everything, quietly and cleanly (exit 0), as for Ctrl-C.
+let readerGone = false
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (readerGone) return
+  readerGone = true
+  if (err.code !== 'EPIPE') process.stderr.write(`demo: stdout: ${err.message}\n`)
+  abort.abort()
+})
+
+/** One line to stdout; `written` is called once it has reached the reader's pipe or terminal. */
+function say (line = '', written?: () => void): void {
+  if (readerGone) return
+  process.stdout.write(`${line}\n`, (err) => { if (err == null) written?.() })
+}
 
 /** Polls `check` until it returns true; bounded by `ms`, and by Ctrl-C. */
 async function until (check: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
@@ -186,8 +204,12 @@ memcached:
   # sync: the response waits until memcached stored the update, so a kill -9 right after a
   # response loses nothing (async, the default, is faster and has a window of about a millisecond).
   write: sync
-  timeoutMs: 250
-shutdown: { timeoutMs: 3000 }
+  # Above the 250 ms default: every process of the demo shares one machine, and on a busy one a
+  # slow answer would count as a memcached failure the walk-through does not expect.
+  timeoutMs: 1000
+# delayMs 0: the demo stops its load balancer before its sidecars. In production keep the
+# default (5000), so that load balancers stop routing to a sidecar before it stops accepting.
+shutdown: { delayMs: 0, timeoutMs: 3000 }
 log:      { level: info }
 `
 }
@@ -231,7 +253,7 @@ function cookieFields (sid: string | undefined): { key: string, version: string,
 class CookieClient {
   readonly cookies = new Map<string, string>()
 
-  constructor (readonly base: string) {}
+  constructor (readonly base: string, readonly name: string) {}
 
   get sid (): string | undefined { return this.cookies.get('sid') }
 
@@ -262,9 +284,18 @@ class CookieClient {
   }
 }
 
+/** A memcached node of the demo. */
+interface MemcachedNode {
+  readonly name: string
+  readonly address: string
+  /** Kills it; resolves with what was done, for the walk-through to say. */
+  readonly kill: () => Promise<string>
+}
+
 interface Topology {
   readonly dir: string
   readonly secret: string
+  readonly memcached: MemcachedNode[]
   readonly sidecars: SidecarSpec[]
   readonly balancer: RoundRobinBalancer
 }
@@ -277,7 +308,7 @@ async function step (client: CookieClient, path: string): Promise<AppAnswer> {
     ? 'no session'
     : Object.entries(answer.session).map(([k, v]) => `${k}=${String(v)}`).join(' ')
   const cookie = c === undefined ? 'no cookie' : `cookie key ${c.key.slice(0, 6)}… v${c.version} on ${c.nodes.join(' + ')}`
-  say(`  GET ${path.padEnd(18)} answered by ${answer.instance}   ${session.padEnd(24)} ${cookie}`)
+  say(`  ${client.name.padEnd(5)} GET ${path.padEnd(17)} answered by ${answer.instance}   ${session.padEnd(20)} ${cookie}`)
   return answer
 }
 
@@ -285,54 +316,131 @@ function expect (ok: boolean, message: string): void {
   if (!ok) throw new StepFailed(message)
 }
 
+/** Sessions a sidecar had to read from memcached: not in its cache, or older there than the cookie. */
+const LOADED = 'sidecar_requests_total{outcome="miss-loaded"}'
+/** Sessions served while a memcached node named in the cookie failed. */
+const FAILOVERS = 'sidecar_failovers_total'
+
+/** A counter on a sidecar's /metrics (0 until first counted). */
+async function counter (s: SidecarSpec, series: string): Promise<number> {
+  let text: string
+  try {
+    const res = await fetch(`http://127.0.0.1:${s.adminPort}/metrics`, { signal: AbortSignal.any([AbortSignal.timeout(REQUEST_TIMEOUT_MS), abort.signal]) })
+    text = await res.text()
+  } catch (err) {
+    if (abort.signal.aborted) throw new Interrupted(String(stopSignal))
+    throw new StepFailed(`${s.name} /metrics: ${(err as Error).message}`)
+  }
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `))
+  return line === undefined ? 0 : Number(line.slice(series.length + 1))
+}
+
+/** The counter once it has gone up from `before` (it is counted as the response goes out). */
+async function counterAbove (s: SidecarSpec, series: string, before: number): Promise<number> {
+  let now = before
+  await until(async () => (now = await counter(s, series)) > before, 5000, `${s.name}'s ${series} to go up from ${before}`)
+  return now
+}
+
 async function walkthrough (topo: Topology): Promise<void> {
-  const client = new CookieClient(topo.balancer.url)
-  say()
-  say('Walk-through (a cookie-keeping client, through the round-robin load balancer):')
-  const login = await step(client, '/login?user=alice')
-  expect(login.session?.user === 'alice' && client.sid !== undefined, 'login did not create a session cookie')
-  const key = cookieFields(client.sid)?.key
-  let last = login
-  for (let i = 1; i <= 3; i++) {
-    last = await step(client, '/')
-    expect(last.session?.visits === i && last.saw?.user === 'alice', `visit ${i}: expected visits=${i} for alice, got ${JSON.stringify(last.saw)}`)
-    expect(cookieFields(client.sid)?.key === key, 'the session key changed between visits')
+  const { balancer, sidecars } = topo
+  const alice = new CookieClient(balancer.url, 'alice')
+  const bob = new CookieClient(balancer.url, 'bob')
+  const sidecarOf = (instance: string): SidecarSpec => {
+    const s = sidecars.find((x) => x.instance === instance)
+    if (s === undefined) throw new StepFailed(`unknown instance ${instance}`)
+    return s
   }
-  const victim = topo.sidecars.find((s) => s.instance === last.instance)
-  if (victim === undefined) throw new StepFailed(`unknown instance ${last.instance}`)
+  const otherThan = (s: SidecarSpec): SidecarSpec => sidecars.find((x) => x !== s) as SidecarSpec
+  /** bob's requests take the turns until `target` is next in the load balancer's rotation. */
+  const turnTo = async (target: SidecarSpec): Promise<void> => {
+    for (let i = 0; balancer.peek() !== target.name; i++) {
+      expect(i < sidecars.length, `the load balancer does not route to ${target.name}`)
+      await step(bob, bob.sid === undefined ? '/login?user=bob' : '/')
+    }
+  }
+
   say()
-  say(`  SIGKILL ${victim.name} (pid ${String(victim.child.pid)}): it answered the last request and has the session in its cache.`)
-  await victim.child.stop('SIGKILL')
-  say(`  ${victim.name} is dead: no drain, no flush, its cache is gone.`)
-  const after = await step(client, '/')
-  expect(after.instance !== victim.instance, `${victim.instance} answered although its sidecar is dead`)
-  expect(after.saw?.user === 'alice' && after.session?.visits === 4,
-    `the session did not survive: expected alice with visits=4, got ${JSON.stringify(after.session)}`)
-  expect(cookieFields(client.sid)?.key === key, 'the session key changed across the crash')
-  say(`  The session survived the crash: ${after.instance} still sees alice, visits went on from 3 to 4, same key.`)
+  say('Walk-through: alice and bob are browsers in miniature (they keep their cookies); every')
+  say('request goes through the load balancer, round-robin and not sticky.')
   say()
-  say(`  Restarting ${victim.name} on the same ports ...`)
-  await startSidecar(victim, topo.secret)
-  await until(() => topo.balancer.healthy(victim.name), STEP_TIMEOUT_MS, `the load balancer to see ${victim.name} ready`)
-  say(`  ${victim.name} is back (pid ${String(victim.child.pid)}), with an empty cache, and in the load balancer's rotation.`)
-  let visits = 4
-  let served = false
-  // Round-robin sends the next request or the one after to the restarted sidecar.
-  for (let i = 0; i < 4 && !served; i++) {
-    const a = await step(client, '/')
+  say('1. alice logs in and visits: the instances take turns; each reads her session from')
+  say('   memcached when its own copy is older than her cookie.')
+  const login = await step(alice, '/login?user=alice')
+  expect(login.session?.user === 'alice' && alice.sid !== undefined, 'login did not create a session cookie')
+  const key = cookieFields(alice.sid)?.key
+  let visits = 0
+  const visit = async (): Promise<AppAnswer> => {
+    const answer = await step(alice, '/')
     visits++
-    expect(a.session?.visits === visits, `expected visits=${visits}, got ${JSON.stringify(a.session)}`)
-    served = a.instance === victim.instance
+    expect(answer.saw?.user === 'alice' && answer.session?.visits === visits, `visit ${visits}: expected alice with visits=${visits}, got ${JSON.stringify(answer.session)}`)
+    expect(cookieFields(alice.sid)?.key === key, 'the session key changed')
+    return answer
   }
-  expect(served, `${victim.name} did not get a request after its restart`)
-  say(`  ${victim.instance} loaded the session from memcached after its restart.`)
+  let last = login
+  for (let i = 0; i < 3; i++) last = await visit()
+
+  // The sidecar that answered alice last holds her newest session; make it the next in turn.
+  const victim = sidecarOf(last.instance)
+  const survivor = otherThan(victim)
   say()
-  const out = await step(client, '/logout')
-  expect(out.saw?.user === 'alice' && client.sid === undefined, 'logout did not clear the session cookie')
-  const anon = await step(client, '/whoami')
+  say(`2. Crash the sidecar that would serve alice's next request, ${victim.name}: it answered her last`)
+  say('   visit and caches her newest session. (bob\'s requests take the turns in between.)')
+  await turnTo(victim)
+  say(`   Next in the load balancer's rotation: ${victim.name}.`)
+  const loadedBefore = await counter(survivor, LOADED)
+  say(`   SIGKILL ${victim.name} (pid ${String(victim.child.pid)}): no drain, no flush, its cache is gone.`)
+  await victim.child.stop('SIGKILL')
+  const after = await visit()
+  expect(after.instance === survivor.instance, `${after.instance} answered, expected ${survivor.instance}`)
+  const loadedAfter = await counterAbove(survivor, LOADED, loadedBefore)
+  say(`   ${victim.name} is dead, so the load balancer sent the request to ${survivor.name}, whose`)
+  say(`   copy was older than alice's cookie: it loaded her session from memcached (its`)
+  say(`   ${LOADED} went ${loadedBefore} -> ${loadedAfter}). visits=${visits}, same key: nothing lost.`)
+
+  say()
+  say(`3. Restart ${victim.name} on the same ports: it comes back with an empty cache.`)
+  await startSidecar(victim, topo.secret)
+  await until(() => balancer.healthy(victim.name), STEP_TIMEOUT_MS, `the load balancer to see ${victim.name} ready`)
+  say(`   ${victim.name} is back (pid ${String(victim.child.pid)}) and in the load balancer's rotation.`)
+  await turnTo(victim)
+  const freshBefore = await counter(victim, LOADED)
+  last = await visit()
+  expect(last.instance === victim.instance, `${last.instance} answered, expected the restarted ${victim.instance}`)
+  const freshAfter = await counterAbove(victim, LOADED, freshBefore)
+  say(`   ${victim.name} had never seen alice's session: it loaded it from memcached`)
+  say(`   (its ${LOADED} went ${freshBefore} -> ${freshAfter}).`)
+
+  const [primaryAddress, backupAddress] = cookieFields(alice.sid)?.nodes ?? []
+  const primary = topo.memcached.find((m) => m.address === primaryAddress)
+  const backup = topo.memcached.find((m) => m.address === backupAddress)
+  if (primary === undefined || backup === undefined) throw new StepFailed(`alice's cookie does not name a primary and a backup node: ${String(alice.sid)}`)
+  // The sidecar that did not answer last holds an older copy: it must read memcached.
+  const reader = otherThan(sidecarOf(last.instance))
+  say()
+  say(`4. Crash alice's primary memcached node, ${primary.name}; her backup copy is on ${backup.name}.`)
+  await turnTo(reader)
+  say(`   Next in the rotation: ${reader.name}, whose copy of alice's session is older than her cookie.`)
+  const failoversBefore = await counter(reader, FAILOVERS)
+  say(`   ${await primary.kill()}`)
+  const failed = await visit()
+  expect(failed.instance === reader.instance, `${failed.instance} answered, expected ${reader.instance}`)
+  const failoversAfter = await counterAbove(reader, FAILOVERS, failoversBefore)
+  say(`   ${reader.name} read memcached: ${primary.name} failed, the backup on ${backup.name} served alice's`)
+  say(`   session (${FAILOVERS} ${failoversBefore} -> ${failoversAfter}). visits=${visits}, same key: nothing lost.`)
+  const nodes = cookieFields(alice.sid)?.nodes ?? []
+  if (!nodes.includes(primary.address)) say(`   The change was stored on the node that answers, and her cookie now names ${nodes.join(' + ')}.`)
+
+  say()
+  say('5. alice logs out: the session is destroyed everywhere.')
+  const out = await step(alice, '/logout')
+  expect(out.saw?.user === 'alice' && alice.sid === undefined, 'logout did not clear the session cookie')
+  const anon = await step(alice, '/whoami')
   expect(anon.saw === null, 'the session is still there after logout')
   say()
-  say('Walk-through complete: the session survived kill -9 of the sidecar that served it.')
+  say(`Walk-through complete: alice's session survived kill -9 of the sidecar about to serve her,`)
+  say(`that sidecar's restart with an empty cache, and kill -9 of her primary memcached node.`)
+  say(`(${primary.name} stays down: new sessions go to ${backup.name}.)`)
 }
 
 async function main (): Promise<number> {
@@ -369,8 +477,11 @@ async function main (): Promise<number> {
   const apps: Array<Awaited<ReturnType<typeof startDemoApp>>> = []
   const embedded: EmbeddedMemcached[] = []
   let balancer: RoundRobinBalancer | undefined
+  const memcached: MemcachedNode[] = []
   let completed = false
   let keepLogs = false
+  // Kept when the demo told the reader where they are, or when it failed.
+  let logsAnnounced = false
   try {
     say('session-sidecar demo')
     // memcached
@@ -381,8 +492,18 @@ async function main (): Promise<number> {
       say(`[1/4] memcached: starting 2 nodes (${bin})`)
       for (const name of ['memcached-1', 'memcached-2']) {
         const m = await startMemcached(bin, name, dir)
-        nodes.push(`127.0.0.1:${m.port}`)
-        say(`      ${name}  127.0.0.1:${m.port}  pid ${String(m.child.pid)}`)
+        const address = `127.0.0.1:${m.port}`
+        nodes.push(address)
+        memcached.push({
+          name,
+          address,
+          kill: async () => {
+            const pid = String(m.child.pid)
+            await m.child.stop('SIGKILL')
+            return `SIGKILL ${name} (pid ${pid}): its copies are gone.`
+          }
+        })
+        say(`      ${name}  ${address}  pid ${String(m.child.pid)}`)
       }
     } else {
       say(forceEmbedded
@@ -393,6 +514,14 @@ async function main (): Promise<number> {
         embedded.push(m)
         await m.listen(0)
         nodes.push(m.address)
+        memcached.push({
+          name,
+          address: m.address,
+          kill: async () => {
+            await m.close()
+            return `Stopped the embedded ${name}: its connections are cut, its copies are gone.`
+          }
+        })
         say(`      ${name}  ${m.address}  (embedded, in the demo's process)`)
       }
     }
@@ -409,6 +538,9 @@ async function main (): Promise<number> {
     const secret = randomBytes(32).toString('base64url')
     say('[3/4] sidecars: the built CLI, one beside each app instance (node dist/cli.js --config <yaml>)')
     say('      secret: 32 random bytes in SESSION_SECRET, read by the YAML as secrets: ["${SESSION_SECRET}"]')
+    say('      memcached.write: sync, so that each response waits until memcached stored its change: a')
+    say('      sidecar killed right after answering loses nothing. (The default, async, answers first')
+    say('      and has a window of about a millisecond in which a kill -9 loses that change.)')
     const sidecars: SidecarSpec[] = []
     for (const [i, app] of apps.entries()) {
       const name = `sidecar-${i + 1}`
@@ -434,9 +566,9 @@ async function main (): Promise<number> {
     say(`  ${balancer.url}/login?user=alice    log in (new session key)`)
     say(`  ${balancer.url}/logout              log out (session destroyed everywhere)`)
     for (const s of sidecars) say(`  http://127.0.0.1:${s.adminPort}/metrics   ${s.name}'s Prometheus metrics`)
-    say(`  ${dir}   the generated configs and every process's log`)
+    say(`  ${dir}   the generated configs and every process's log (kept when the demo stops)`, () => { logsAnnounced = true })
 
-    await walkthrough({ dir, secret, sidecars, balancer })
+    await walkthrough({ dir, secret, memcached, sidecars, balancer })
     completed = true
     if (exitAfter) return 0
     say()
@@ -445,7 +577,8 @@ async function main (): Promise<number> {
     return 0
   } catch (err) {
     if (err instanceof Interrupted || abort.signal.aborted) {
-      if (completed) return 0
+      // Piped into `head` (or the like): it has read what it wanted, nothing went wrong.
+      if (completed || readerGone) return 0
       say(`Interrupted (${String(stopSignal)}) before the walk-through finished.`)
       return stopSignal === 'SIGTERM' ? 143 : 130
     }
@@ -466,6 +599,7 @@ async function main (): Promise<number> {
     await Promise.all([...children].map(async (c) => await c.stop().catch(() => c.killNow())))
     await Promise.all(embedded.map(async (m) => await m.close()))
     if (keepLogs) process.stderr.write(`logs kept in ${dir}\n`)
+    else if (logsAnnounced) say(`Configs and logs kept in ${dir}`)
     else rmSync(dir, { recursive: true, force: true })
     say('Stopped.')
   }

@@ -6,9 +6,11 @@ import { delimiter, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 
-// `npm run demo` (issue 4): the whole topology on loopback and a scripted sidecar crash, run
-// as a child process in walk-through-only mode, once on real memcached and once on the demo's
-// embedded memcached-protocol server; and once kept running, then stopped with SIGINT.
+// `npm run demo` (issues 4 and 11): the whole topology on loopback and a scripted walk-through
+// (the sidecar about to serve a session killed, then restarted empty; the session's primary
+// memcached node killed), run as a child process in walk-through-only mode, once on real
+// memcached and once on the demo's embedded memcached-protocol server; once kept running, then
+// stopped with SIGINT; once piped into `head`.
 // `npm test` builds dist/ first; the demo's own build (dist/demo) is made here when missing or
 // older than demo/*.ts.
 
@@ -85,56 +87,120 @@ function alive (pid: number): boolean {
   }
 }
 
-interface Visit { path: string, instance: string, visits: number | undefined, key: string | undefined }
+interface Request { who: string, path: string, instance: string, visits: number | undefined, key: string | undefined, nodes: string[] }
 
-/** The walk-through's request lines, before and after the SIGKILL announcement. */
-function visits (stdout: string): { before: Visit[], after: Visit[], killed: string | undefined } {
-  const lines = stdout.split('\n')
-  const killAt = lines.findIndex((l) => /^\s*SIGKILL sidecar-\d/.test(l))
-  const killed = /SIGKILL sidecar-(\d)/.exec(lines[killAt] ?? '')?.[1]
-  const parse = (ls: string[]): Visit[] => ls.flatMap((l) => {
-    const m = /^\s*GET (\S+)\s+answered by (instance-\d)\s+(.*)$/.exec(l)
+/** The walk-through's request lines (`alice GET / answered by instance-1 ... cookie key ... on a + b`). */
+function requests (lines: string[]): Request[] {
+  return lines.flatMap((l) => {
+    const m = /^\s*(alice|bob)\s+GET (\S+)\s+answered by (instance-\d)\s+(.*)$/.exec(l)
     if (m === null) return []
-    const v = /visits=(\d+)/.exec(m[3] ?? '')?.[1]
-    return [{ path: m[1] as string, instance: m[2] as string, visits: v === undefined ? undefined : Number(v), key: /cookie key (\S+)/.exec(m[3] ?? '')?.[1] }]
+    const rest = m[4] ?? ''
+    const v = /visits=(\d+)/.exec(rest)?.[1]
+    const nodes = /\bon (\S+(?: \+ \S+)*)\s*$/.exec(rest)?.[1]?.split(' + ') ?? []
+    return [{ who: m[1] as string, path: m[2] as string, instance: m[3] as string, visits: v === undefined ? undefined : Number(v), key: /cookie key (\S+)/.exec(rest)?.[1], nodes }]
   })
-  return { before: parse(lines.slice(0, Math.max(killAt, 0))), after: parse(lines.slice(killAt + 1)), killed: killed === undefined ? undefined : `instance-${killed}` }
+}
+
+/** The walk-through's numbered steps (`1. ...` up to the next), each as its lines. */
+function steps (stdout: string): Map<number, string[]> {
+  const out = new Map<number, string[]>()
+  let current: string[] | undefined
+  for (const line of stdout.split('\n')) {
+    const heading = /^(\d)\. /.exec(line)
+    if (heading !== null) out.set(Number(heading[1]), current = [])
+    else if (/^Walk-through complete/.test(line)) current = undefined
+    current?.push(line)
+  }
+  return out
+}
+
+/** `<series> went? A -> B` in a step's text, as [A, B]. */
+function counted (text: string, series: RegExp): [number, number] | undefined {
+  const m = new RegExp(`${series.source}\\s+(?:went\\s+)?(\\d+) -> (\\d+)`).exec(text)
+  return m === null ? undefined : [Number(m[1]), Number(m[2])]
 }
 
 function assertWalkthrough (t: Test, run: Run): void {
   const where = `stdout:\n${run.stdout}\nstderr:\n${run.stderr}`
   t.equal(run.code, 0, 'the demo exits 0 after the walk-through', { where })
-  const { before, after, killed } = visits(run.stdout)
-  t.ok(killed, 'it announced the SIGKILL of a sidecar')
-  t.same(before.map((v) => v.path), ['/login?user=alice', '/', '/', '/'], 'login, then three visits')
-  t.same(before.map((v) => v.visits), [0, 1, 2, 3], 'the visit count goes up')
-  t.same(new Set(before.slice(1).map((v) => v.instance)).size, 2, 'round-robin: both instances answered')
-  const last = before.at(-1)
-  const first = after[0]
-  t.equal(last?.instance, killed, 'the sidecar killed is the one that answered the last visit')
-  t.equal(first?.path, '/', 'a visit right after the kill')
-  t.not(first?.instance, killed, 'answered by the other instance')
-  t.equal(first?.visits, 4, 'the session survived the kill: the visit count continues (3 -> 4)')
-  t.equal(first?.key, last?.key, 'same session key')
-  t.match(run.stdout, /The session survived the crash/)
-  t.match(run.stdout, new RegExp(`Restarting sidecar-${String(killed?.slice(-1))}[\\s\\S]*is back \\(pid \\d+\\)`), 'the killed sidecar was restarted')
-  const restarted = after.slice(1).filter((v) => v.path === '/')
-  t.same(restarted.map((v) => v.visits), restarted.map((_v, i) => 5 + i), 'the count goes on after the restart')
-  t.equal(restarted.at(-1)?.instance, killed, 'and the restarted sidecar served the session')
+  t.match(run.stdout, /memcached\.write: sync, so that each response waits until memcached stored its change/, 'it says which write mode it runs, and why')
+  const memcachedAddress = new Map([...run.stdout.matchAll(/^\s+(memcached-\d)\s+(127\.0\.0\.1:\d+)/gm)].map((m) => [m[1] as string, m[2] as string]))
+  t.equal(memcachedAddress.size, 2, 'two memcached nodes, by address')
+  const s = steps(run.stdout)
+  t.same([...s.keys()], [1, 2, 3, 4, 5], 'five steps')
+  const text = (n: number): string => (s.get(n) ?? []).join('\n')
+
+  // 1. round-robin
+  const first = requests(s.get(1) ?? [])
+  t.same(first.map((r) => `${r.who} ${r.path}`), ['alice /login?user=alice', 'alice /', 'alice /', 'alice /'], 'login, then three visits')
+  t.same(first.map((r) => r.visits), [0, 1, 2, 3], 'the visit count goes up')
+  t.equal(new Set(first.slice(1).map((r) => r.instance)).size, 2, 'round-robin: both instances answered')
+  const key = first[0]?.key
+  const last = first.at(-1)
+
+  // 2. the sidecar that would serve the next request is killed
+  const kill = /SIGKILL sidecar-(\d) \(pid \d+\)/.exec(text(2))
+  const victim = `instance-${String(kill?.[1])}`
+  t.ok(kill, 'it announced the SIGKILL of a sidecar')
+  t.equal(last?.instance, victim, 'the sidecar killed answered alice\'s last visit (it holds her newest session)')
+  t.match(text(2), new RegExp(`Next in the load balancer's rotation: sidecar-${String(kill?.[1])}\\.\\n.*SIGKILL`), 'and was next in the rotation when it was killed')
+  const afterKill = requests((s.get(2) ?? []).slice((s.get(2) ?? []).findIndex((l) => /SIGKILL/.test(l))))
+  t.same(afterKill.map((r) => [r.who, r.path]), [['alice', '/']], 'then alice\'s next visit')
+  t.not(afterKill[0]?.instance, victim, 'answered by the other instance')
+  t.equal(afterKill[0]?.visits, 4, 'the session survived: the visit count continues (3 -> 4)')
+  t.equal(afterKill[0]?.key, key, 'same session key')
+  const loaded = counted(text(2), /sidecar_requests_total\{outcome="miss-loaded"\}/)
+  t.match(text(2), /loaded her session from memcached/, 'the survivor says it loaded the session from memcached')
+  t.ok(loaded !== undefined && loaded[1] > loaded[0], `and its miss-loaded count went up (${JSON.stringify(loaded)})`)
+
+  // 3. restarted with an empty cache
+  t.match(text(3), new RegExp(`Restart sidecar-${String(kill?.[1])}[\\s\\S]*is back \\(pid \\d+\\)`), 'the killed sidecar was restarted')
+  const restarted = requests(s.get(3) ?? []).filter((r) => r.who === 'alice')
+  t.same(restarted.map((r) => [r.instance, r.visits]), [[victim, 5]], 'the restarted sidecar served alice\'s next visit (5)')
+  t.equal(restarted[0]?.key, key)
+  const fresh = counted(text(3), /sidecar_requests_total\{outcome="miss-loaded"\}/)
+  t.match(text(3), /had never seen alice's session: it loaded it from memcached/)
+  t.ok(fresh !== undefined && fresh[1] > fresh[0], `its miss-loaded count went up (${JSON.stringify(fresh)})`)
+
+  // 4. alice's primary memcached node is killed
+  const node = /Crash alice's primary memcached node, (memcached-\d)/.exec(text(4))?.[1]
+  t.ok(node, 'a memcached node is crashed')
+  t.equal(restarted[0]?.nodes[0], memcachedAddress.get(String(node)), 'the one alice\'s cookie named as primary')
+  t.match(text(4), new RegExp(`(SIGKILL ${String(node)} \\(pid \\d+\\)|Stopped the embedded ${String(node)})`), 'killed')
+  const afterNode = requests((s.get(4) ?? []).slice((s.get(4) ?? []).findIndex((l) => /SIGKILL memcached|Stopped the embedded/.test(l))))
+  t.same(afterNode.map((r) => [r.who, r.path, r.visits]), [['alice', '/', 6]], 'alice\'s next visit still counts on (6)')
+  t.equal(afterNode[0]?.key, key)
+  t.not(afterNode[0]?.instance, restarted[0]?.instance, 'on the sidecar with the older copy (it had to read memcached)')
+  t.match(text(4), /the backup on memcached-\d served alice's\s+session/, 'the backup served')
+  const failovers = counted(text(4), /sidecar_failovers_total/)
+  t.ok(failovers !== undefined && failovers[1] > failovers[0], `sidecar_failovers_total went up (${JSON.stringify(failovers)})`)
+
+  // 5. logout
+  t.same(requests(s.get(5) ?? []).map((r) => r.path), ['/logout', '/whoami'])
   t.match(run.stdout, /Walk-through complete/)
   t.match(run.stdout, /Stopped\.\n$/, 'it stopped everything before exiting')
   const pids = pidsOf(run.stdout)
   t.ok(pids.length >= 3, 'it announced its child processes by pid')
   t.same(pids.filter(alive), [], 'no child process outlives the demo')
+  assertLogsKept(t, run)
 }
 
+/** The folder the demo announced is still there after it stopped, with the logs; removed here. */
+function assertLogsKept (t: Test, run: Run): void {
+  const dir = /Configs and logs kept in (\S+)/.exec(run.stdout)?.[1]
+  t.ok(dir !== undefined, 'it says where the configs and logs are kept')
+  if (dir === undefined) return
+  t.match(run.stdout, new RegExp(`${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s+the generated configs and every process's log \\(kept when the demo stops\\)`), 'as it announced at the start')
+  t.ok(existsSync(join(dir, 'sidecar-1.log')) && existsSync(join(dir, 'sidecar-1.yaml')), 'the folder is there, with the logs and configs')
+  rmSync(dir, { recursive: true, force: true })
+}
 
 t.before(() => {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm test does)`)
   buildDemo()
 })
 
-t.test('walk-through on real memcached: the session survives kill -9 of its sidecar', { skip: memcachedInstalled() ? false : 'memcached is not installed' }, async (t) => {
+t.test('walk-through on real memcached: the session survives kill -9 of the sidecar about to serve it, its restart and kill -9 of its primary memcached node', { skip: memcachedInstalled() ? false : 'memcached is not installed' }, async (t) => {
   const run = await runDemo(['--walkthrough-only', '--port', '0'])
   t.match(run.stdout, /\[1\/4\] memcached: starting 2 nodes \(\S*memcached\)/, 'real memcached processes')
   t.notMatch(run.stdout, /embedded/)
@@ -181,6 +247,7 @@ t.test('Ctrl-C during startup: everything stopped, exit 130', async (t) => {
   t.equal(run.code, 130, 'exit 130', { stdout: run.stdout, stderr: run.stderr })
   t.match(run.stdout, /Interrupted \(SIGINT\) before the walk-through finished/)
   t.notMatch(run.stdout, /Walk-through complete/)
+  t.notMatch(run.stdout + run.stderr, /kept in/, 'the folder, not yet announced, is removed')
   t.same(pidsOf(run.stdout).filter(alive), [], 'no child process outlives the demo')
 })
 
@@ -201,6 +268,32 @@ t.test('without --walkthrough-only it stays up and serves until SIGINT, then sto
   t.equal(run.code, 0, 'Ctrl-C after the walk-through: exit 0', { stderr: run.stderr })
   t.match(run.stdout, /Stopping: [\s\S]*Stopped\.\n$/)
   t.same(pidsOf(run.stdout).filter(alive), [], 'no child process outlives the demo')
+  assertLogsKept(t, run)
+})
+
+t.test('piped into `head -n 5`: once head has gone, the demo stops everything and exits 0, no EPIPE error', async (t) => {
+  // What `npm run demo | head -n 5` runs after its build (npm adds its banner lines). Without
+  // --walkthrough-only: a demo that ignored the closed pipe would stay up, and the pipeline with it.
+  const script = `"${process.execPath}" "${DEMO}" --port 0 | head -n 5; echo "exit statuses: \${PIPESTATUS[*]}"`
+  const base = { ...process.env }
+  delete base.DEMO_EXIT
+  delete base.DEMO_EMBEDDED_MEMCACHED
+  const child = spawn('bash', ['-c', script], { cwd: ROOT, env: base, stdio: ['ignore', 'pipe', 'pipe'] })
+  const run: Run = { code: null, signal: null, stdout: '', stderr: '' }
+  child.stdout.on('data', (c: Buffer) => { run.stdout += c.toString() })
+  child.stderr.on('data', (c: Buffer) => { run.stderr += c.toString() })
+  const timer = setTimeout(() => child.kill('SIGKILL'), RUN_TIMEOUT_MS)
+  await new Promise<void>((resolve) => child.once('close', (code, signal) => {
+    clearTimeout(timer)
+    run.code = code
+    run.signal = signal
+    resolve()
+  }))
+  const lines = run.stdout.split('\n')
+  t.equal(lines[0], 'session-sidecar demo', 'head printed the demo\'s first lines', { stdout: run.stdout })
+  t.same(lines.slice(5), ['exit statuses: 0 0', ''], 'the demo exited 0, head exited 0')
+  t.equal(run.stderr, '', 'nothing on stderr: no EPIPE, no stack trace')
+  t.same(pidsOf(run.stdout).filter(alive), [], 'no memcached it announced outlives it')
 })
 
 t.test('usage: --help, and a bad --port exits 2 with a message', async (t) => {

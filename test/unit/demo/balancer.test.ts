@@ -80,6 +80,10 @@ t.test('round-robin, headers passed through, X-Forwarded-For added, hop-by-hop h
   const names: Array<string | null> = []
   for (let i = 0; i < 4; i++) names.push((await get(`${lb.url}/x?i=${i}`)).backend)
   t.same(names, ['a', 'b', 'a', 'b'])
+  t.equal(lb.peek(), 'a', 'peek: the backend the next request goes to')
+  t.equal(lb.peek(), 'a', 'without taking its turn')
+  t.equal((await get(`${lb.url}/`)).backend, 'a')
+  t.equal(lb.peek(), 'b')
   const raw = await rawRequest(`${lb.url}/path?q=1`, [['Cookie', 'sid=1'], ['X-Forwarded-For', '10.0.0.1'], ['Keep-Alive', 'timeout=5'], ['Proxy-Connection', 'keep-alive']])
   const seen = JSON.parse(raw.body) as { url: string, headers: Record<string, string> }
   t.equal(seen.url, '/path?q=1')
@@ -102,6 +106,7 @@ t.test('a sidecar that refuses connections: requests without a body go to the ne
   t.equal(res.status, 200)
   t.equal(res.backend, 'b', 'redispatched to b')
   t.notOk(lb.healthy('a'), 'a is out of the rotation')
+  t.equal(lb.peek(), 'b', 'peek skips a sidecar out of the rotation')
   t.same([(await get(`${lb.url}/`)).backend, (await get(`${lb.url}/`)).backend], ['b', 'b'], 'only b while a is out')
   await a.reopen()
   await lb.check()
