@@ -39,6 +39,10 @@ t.test('config/docker.yaml, the Dockerfile and docker-compose.yml agree', async 
   const composed = loadConfig('config/docker.yaml', { ...env, ...sidecarEnv })
   t.same([...composed.memcached.nodes].sort(), nodes.sort(), 'the sidecars use the compose file\'s memcached services')
   t.equal(composed.upstream.url, 'http://127.0.0.1:3000')
+  for (const name of ['sidecar-1', 'sidecar-2']) {
+    const grace = /^(\d+)s$/.exec(String(compose.services[name].stop_grace_period))?.[1]
+    t.ok(Number(grace) * 1000 > composed.shutdown.delayMs + composed.shutdown.timeoutMs, `${name}: stop_grace_period (${String(grace)} s) covers shutdown.delayMs + timeoutMs`)
+  }
   for (const app of ['app-1', 'app-2']) {
     t.same(compose.services[app].entrypoint, ['node', 'dist/demo/app.js'], `${app} runs the demo app from the image`)
     t.equal(compose.services[app].environment.PORT, '3000', `${app} listens where the sidecar forwards`)

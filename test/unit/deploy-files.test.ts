@@ -53,7 +53,6 @@ const env = (container: Obj, withOptional = false): Record<string, string> =>
     .filter((e) => withOptional || e.valueFrom?.secretKeyRef?.optional !== true)
     .map((e) => [e.name, e.value ?? (e.valueFrom?.secretKeyRef !== undefined ? secretValue(e.valueFrom.secretKeyRef.key as string) : '')]))
 
-
 /** The sidecar's config as the pod sees it: the ConfigMap key mounted where --config points. */
 function sidecarConfig (withOptional = false): { config: SidecarConfig, raw: Obj, text: string } {
   const args = sidecar.args as string[]
