@@ -115,7 +115,9 @@ t.test('deploy/k8s: the ConfigMap is a valid sidecar config that matches the pod
   t.equal(config.memcached.discovery.dns, `${headless.metadata.name as string}.${headless.metadata.namespace as string}.svc.cluster.local:${memcachedPort}`,
     'memcached.discovery.dns is the headless Service')
   t.same(config.memcached.nodes, [], 'no explicit nodes beside discovery')
-  t.notOk('nodes' in (raw.memcached as Obj))
+  // The one list from the environment (MEMCACHED_NODES), left empty while discovery places.
+  t.equal((raw.memcached as Obj).nodes, '${MEMCACHED_NODES:-}', 'nodes come from MEMCACHED_NODES')
+  t.equal(env(sidecar).MEMCACHED_NODES, '', 'which the pod leaves empty beside discovery')
   t.equal(config.memcached.replicas, 2, 'a backup copy of every session')
 })
 
