@@ -364,6 +364,7 @@ public final class SessionSidecarFilter implements Filter {
 
         @Override
         public String getId() {
+            check();
             return isNew || state.invalidated || state.id == null ? "" : state.id;
         }
 
