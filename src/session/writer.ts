@@ -257,6 +257,10 @@ export class SessionWriter {
         } catch (err) {
           if (!(err instanceof NodeUnavailable)) throw err
           placement = this.#placement(job.key, placement.primary, placement.backup)
+          // The backup takes the primary's role and already holds this new key from its early
+          // add: that was this write. Writing it again there would apply it above changes other
+          // sidecars made on it since (a login's Set replacing their data).
+          if (early !== undefined && placement?.primary === earlyBackup && await early) copy = nextCopy(undefined, job, this.#options.maxBytes) as StoredCopy
         }
       }
       if (placement === undefined || copy === undefined) {

@@ -10,7 +10,7 @@ import { TestApp, b64 } from '../helpers/upstream.js'
 // Found by an adversarial review (slow, paused and replayed memcached nodes); each case failed
 // before its fix. SIGSTOP pauses a node: it loses nothing, it just does not answer.
 
-interface Fleet { readonly nodes: MemcachedProcess[], readonly app: TestApp, sidecar: () => Promise<Sidecar> }
+interface Fleet { readonly nodes: MemcachedProcess[], readonly app: TestApp, sidecar: (memcached?: Record<string, unknown>) => Promise<Sidecar> }
 
 async function fleet (t: Test, nodeCount = 2, settings: Record<string, Record<string, unknown>> = {}): Promise<Fleet> {
   const nodes: MemcachedProcess[] = []
@@ -25,9 +25,9 @@ async function fleet (t: Test, nodeCount = 2, settings: Record<string, Record<st
   return {
     nodes,
     app,
-    sidecar: async () => {
+    sidecar: async (memcached = {}) => {
       // memcached.timeoutMs 1000: a loaded machine (the full suite) must not mark a live node down here.
-      const s = await startTestSidecar(testConfig(app.url, nodes.map((m) => m.address), { cache: { revalidateMs: 300 }, shutdown: { timeoutMs: 500 }, ...settings, memcached: { timeoutMs: 1000, ...settings.memcached } }))
+      const s = await startTestSidecar(testConfig(app.url, nodes.map((m) => m.address), { cache: { revalidateMs: 300 }, shutdown: { timeoutMs: 500 }, ...settings, memcached: { timeoutMs: 1000, ...settings.memcached, ...memcached } }))
       t.teardown(() => s.close())
       return s
     }
@@ -285,4 +285,32 @@ t.test('only an older copy answers while the node holding the newest is paused: 
   t.equal(keyOf(user.sid), key, 'the cookie is kept')
   await until(async () => (await user.get(b.url, '/')).body.session?.cart === 1, 5000, 'the newest version once the primary answers')
   t.same((await user.get(b.url, '/')).body.session, { user: 'ada', cart: 1 }, 'nothing was written above it')
+})
+
+t.test('a login stored early on its backup while its primary hangs is not written again above a change made on it meanwhile', async (t) => {
+  const { nodes, sidecar } = await fleet(t, 2, { memcached: { write: 'async' } })
+  // A's writes wait 3 s on a node that does not answer; B gives up on it after 500 ms.
+  const a = await sidecar({ timeoutMs: 3000 })
+  const b = await sidecar({ timeoutMs: 500 })
+  // Logins while one node is paused, until one is placed on it as its primary (by key: one
+  // in two), before A's commands to it time out and mark it down.
+  const primary = nodes[0] as MemcachedProcess
+  await pause(primary)
+  t.teardown(() => { resume(primary) })
+  let user = new Browser()
+  for (let i = 0; i < 12; i++) {
+    user = new Browser()
+    await user.get(a.url, `/login?set=${q({ user: 'ada' })}`)
+    if (addressesIn(user.sid)[0] === primary.address) break
+  }
+  t.equal(addressesIn(user.sid)[0], primary.address, 'a login placed on the paused node')
+  // B reads the login from the backup (its early add) and stores a change there.
+  const changed = await user.get(b.url, `/?merge=${q({ cart: 1 })}`)
+  t.same(changed.body.session, { user: 'ada' }, 'B found the login on the backup')
+  await b.store.flush(5000)
+  // A's write gives up on the paused primary and moves to the backup, which takes its role.
+  await a.store.flush(8000)
+  resume(primary)
+  const c = await sidecar()
+  t.same((await user.get(c.url, '/')).body.session, { user: 'ada', cart: 1 }, 'the change made on the login is kept')
 })
