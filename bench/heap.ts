@@ -38,7 +38,6 @@ const store = new SessionStore({
   seal,
   idleTimeout: 1800,
   revalidateMs: 30_000,
-  timeoutMs: 2000,
   // Room for every session: the measurement is of what they cost, not of eviction.
   cacheMaxBytes: 4 * 1024 ** 3,
   maxBytes: 8192,
@@ -52,7 +51,7 @@ const change = (i: number): { set: Record<string, unknown>, merge: undefined, re
 for (let i = 0; i < 200; i++) store.apply(undefined, 0, change(-1 - i))
 await store.flush(30_000)
 store.close() // clears the cache; the writer's timers are idle
-const fresh = new SessionStore({ pool, keyPrefix: 'bench-heap:', seal, idleTimeout: 1800, revalidateMs: 30_000, timeoutMs: 2000, cacheMaxBytes: 4 * 1024 ** 3, maxBytes: 8192, log, metrics })
+const fresh = new SessionStore({ pool, keyPrefix: 'bench-heap:', seal, idleTimeout: 1800, revalidateMs: 30_000, cacheMaxBytes: 4 * 1024 ** 3, maxBytes: 8192, log, metrics })
 const before = settle()
 const started = Date.now()
 for (let done = 0; done < n; done += BATCH) {

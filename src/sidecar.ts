@@ -65,7 +65,6 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
     seal,
     idleTimeout: config.session.idleTimeout,
     revalidateMs: config.cache.revalidateMs,
-    timeoutMs: config.memcached.timeoutMs,
     cacheMaxBytes: config.cache.maxBytes,
     maxBytes: config.session.maxBytes,
     log,

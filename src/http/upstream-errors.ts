@@ -1,6 +1,8 @@
-import type { FastifyServerOptions } from 'fastify'
-import { codes } from '../errors.js'
-import type { GeneratedReason } from '../metrics.js'
+import type { FastifyError, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify'
+import { STATUS_CODES } from 'node:http'
+import { codes, upstreamErrorBodies } from '../errors.js'
+import type { Generated, GeneratedReason } from '../metrics.js'
+import type { HookReply } from './upstream.js'
 
 /** What the client gets for a request the app did not answer, and what is logged and counted. */
 export interface UpstreamFailure {
@@ -25,6 +27,42 @@ export function upstreamFailure (error: Error & { statusCode?: number }): Upstre
   if (error.statusCode === 504) return { status: 504, code: codes.UPSTREAM_TIMEOUT, reason: 'upstream-timeout', errorCode, cause: message }
   if (badResponse(errorCode, message)) return { status: 502, code: codes.UPSTREAM_BAD_RESPONSE, reason: 'upstream-bad-response', errorCode, cause: message }
   return { status: 502, code: codes.UPSTREAM_UNAVAILABLE, reason: 'upstream-unavailable', errorCode, cause: message }
+}
+
+/**
+ * reply-from's onError: answers a request the app did not answer (502 or 504, a short plain
+ * body), logs it once at warn with its code and counts it. Nothing when the response is under
+ * way or the client has gone.
+ */
+export function upstreamErrorReply (generated: Generated): (reply: HookReply, context: { error: Error }) => void {
+  return (reply, { error }) => {
+    if (reply.sent || reply.raw.headersSent) return
+    // The client left (mid-upload, say) and its request to the app was cut with it: no
+    // upstream failure, and nobody to answer.
+    if (reply.raw.destroyed) {
+      reply.log.debug({ errorCode: (error.cause as { code?: string } | undefined)?.code }, 'client gone before the app answered')
+      return
+    }
+    // One line per failure (reply-from's own, with the stack, is at debug: upstreamErrorsOnce).
+    const { status, code, reason, errorCode, cause } = upstreamFailure(error)
+    reply.log.warn({ code, status, errorCode, cause }, 'upstream failed')
+    generated(status, reason)
+    reply.code(status).type('text/plain; charset=utf-8').send(upstreamErrorBodies[status])
+  }
+}
+
+/**
+ * fastify's error handler: whatever fails before the app's response is under way (its body
+ * erroring before the first byte, say) is answered like an unusable upstream response: short,
+ * plain, counted; never fastify's JSON with an internal error code. A client error keeps its 4xx.
+ */
+export function failedBeforeResponse (generated: Generated): (err: FastifyError, request: FastifyRequest, reply: FastifyReply) => void {
+  return (err, request, reply) => {
+    const status = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 502
+    request.log.warn({ code: codes.UPSTREAM_BAD_RESPONSE, cause: err.message, status }, 'request failed before the response began')
+    generated(status, status === 502 ? 'upstream-bad-response' : 'bad-request')
+    reply.code(status).type('text/plain; charset=utf-8').send(`${STATUS_CODES[status] ?? 'Error'}\n`)
+  }
 }
 
 /**

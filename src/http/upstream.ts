@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest, RawServerBase, RouteGenericInterface } from 'fastify'
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 import { Pool, errors, type Dispatcher } from 'undici'
@@ -10,6 +10,13 @@ import type { UpstreamResult } from '../metrics.js'
  * property survives that copy and carries the client's request to the hop.
  */
 export const CLIENT_REQUEST = Symbol('session-sidecar.clientRequest')
+
+/**
+ * A request and its reply as reply-from's hooks type them: for any server, HTTP/2 included.
+ * (The sidecar's is HTTP/1.1; what takes these needs nothing HTTP/1-only.)
+ */
+export type HookRequest = FastifyRequest<RouteGenericInterface, RawServerBase>
+export type HookReply = FastifyReply<RouteGenericInterface, RawServerBase>
 
 /** The field of reply-from's call that the hop reads. */
 export interface HopRequest {

@@ -26,7 +26,6 @@ export interface StoreOptions {
   /** Session TTL, seconds: local expiry and memcached item lifetime. */
   readonly idleTimeout: number
   readonly revalidateMs: number
-  readonly timeoutMs: number
   readonly cacheMaxBytes: number
   readonly maxBytes: number
   readonly log: Logger
@@ -136,12 +135,15 @@ export class SessionStore {
     return record.acceptedVersion >= cookieVersion && now - record.checkedAt < this.#options.revalidateMs
   }
 
-  /** Finds the session a verified cookie names, when the local copy is missing or not fresh. */
-  async load (cookie: CookieFields, local: SessionRecord | undefined): Promise<Loaded> {
+  /**
+   * Finds the session a verified cookie names, when the local copy is missing or not fresh.
+   * `deadline`: when a read stops waiting for memcached (this store's clock; the request's memcached.timeoutMs).
+   */
+  async load (cookie: CookieFields, local: SessionRecord | undefined, deadline: number): Promise<Loaded> {
     // Destroyed or regenerated here: nothing to ask memcached.
     if (this.#ended.has(cookie.key)) return { record: undefined, outcome: 'gone' }
     if (local !== undefined && local.acceptedVersion >= cookie.version) return await this.#revalidate(local)
-    return await this.#read(cookie, local)
+    return await this.#read(cookie, local, deadline)
   }
 
   /**
@@ -318,8 +320,8 @@ export class SessionStore {
     return { record, outcome: 'miss-loaded' }
   }
 
-  async #read (cookie: CookieFields, local: SessionRecord | undefined): Promise<Loaded> {
-    const found = await this.#reader.read(cookie.key, addressesOf(cookie), cookie.version, this.#now() + this.#options.timeoutMs)
+  async #read (cookie: CookieFields, local: SessionRecord | undefined, deadline: number): Promise<Loaded> {
+    const found = await this.#reader.read(cookie.key, addressesOf(cookie), cookie.version, deadline)
     const { results } = found
     let best = found.best
     const failed = results.includes('error')

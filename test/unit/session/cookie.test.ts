@@ -210,3 +210,25 @@ t.test('parse: reads the fields without checking the MAC', async (t) => {
   t.same(CookieCodec.parse(value), withBackup)
   t.equal(CookieCodec.parse('2~x'), undefined)
 })
+
+t.test('accept: verified and naming only allowed addresses (memcached.allow)', async (t) => {
+  const allowed = new Set(['10.0.0.5:11211', 'mc-2.cache.internal:11211'])
+  const codec = new CookieCodec([CURRENT], (address) => allowed.has(address))
+  t.same(codec.accept(codec.encode(withBackup)), { ...withBackup, oldSecret: false })
+  t.equal(codec.accept(codec.encode({ ...single, primary: '10.0.0.6:11211' })), undefined, 'a disallowed primary')
+  t.equal(codec.accept(codec.encode({ ...withBackup, backup: '10.0.0.7:11211' })), undefined, 'a disallowed backup')
+  t.equal(codec.accept(new CookieCodec([OLDER]).encode(single)), undefined, 'not verified')
+  t.same(new CookieCodec([CURRENT]).accept(codec.encode({ ...single, primary: '10.0.0.6:11211' })), { ...single, primary: '10.0.0.6:11211', oldSecret: false }, 'no list: any signed address')
+})
+
+t.test('issued: the exact value issued for a record, found by its key without parsing, compared whole', async (t) => {
+  const codec = new CookieCodec([CURRENT])
+  const value = codec.encode(withBackup)
+  const record = { cookie: value }
+  const lookup = (key: string): { cookie: string | undefined } | undefined => (key === KEY ? record : undefined)
+  t.equal(CookieCodec.issued(value, lookup), record)
+  t.equal(CookieCodec.issued(`${value.slice(0, -1)}A`, lookup), undefined, 'one character off')
+  t.equal(CookieCodec.issued(value.slice(0, 24), lookup), undefined, 'too short to hold a key')
+  t.equal(CookieCodec.issued(codec.encode(single), lookup), undefined, 'another cookie of the same key')
+  t.equal(CookieCodec.issued(value, () => ({ cookie: undefined })), undefined, 'none issued yet')
+})

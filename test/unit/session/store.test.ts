@@ -21,6 +21,8 @@ interface Rig {
   readonly store: SessionStore
   readonly metrics: Metrics
   readonly clock: { now: number }
+  /** A read's deadline on the store's clock: memcached.timeoutMs (500) from now, as the proxy passes it. */
+  deadline: () => number
   readonly memcached: EmbeddedMemcached
   /** What memcached holds for a key, opened; undefined for a miss. */
   stored: (key: string) => Promise<StoredCopy | undefined>
@@ -42,7 +44,7 @@ async function rig (t: Test, options: { realClock?: boolean, revalidateMs?: numb
   t.teardown(() => pool.close())
   const seal = new CopySeal(['store-unit-test-secret-0123'], true)
   const clock = { now: 0 }
-  const store = new SessionStore({ pool, keyPrefix: 'sess:', seal, idleTimeout: 1800, revalidateMs: options.revalidateMs ?? REVALIDATE_MS, timeoutMs: 500, cacheMaxBytes: 1 << 20, maxBytes: 8192, log, metrics, ...(options.realClock === true ? {} : { now: () => clock.now }) })
+  const store = new SessionStore({ pool, keyPrefix: 'sess:', seal, idleTimeout: 1800, revalidateMs: options.revalidateMs ?? REVALIDATE_MS, cacheMaxBytes: 1 << 20, maxBytes: 8192, log, metrics, ...(options.realClock === true ? {} : { now: () => clock.now }) })
   t.teardown(() => store.close())
   const node = pool.node(address)
   if (node === undefined) throw new Error('node expected')
@@ -50,6 +52,7 @@ async function rig (t: Test, options: { realClock?: boolean, revalidateMs?: numb
     store,
     metrics,
     clock,
+    deadline: () => (options.realClock === true ? performance.now() : clock.now) + 500,
     memcached,
     stored: async (key) => {
       const hit = await node.gets(`sess:${key}`)
@@ -90,14 +93,14 @@ t.test('revalidation adopts a newer or different stored copy (another sidecar ch
   const cookie = await login(r, { user: 'ada' })
   await r.put(cookie.key, { version: 2, header: b64({ user: 'ada', cart: [1] }), ended: false })
   r.clock.now += REVALIDATE_MS
-  const loaded = await r.store.load(cookie, r.store.local(cookie.key))
+  const loaded = await r.store.load(cookie, r.store.local(cookie.key), r.deadline())
   t.equal(loaded.outcome, 'miss-loaded')
   t.same(data(loaded.record?.header), { user: 'ada', cart: [1] }, 'the newer copy is served')
   t.equal(loaded.record?.version, 2)
 
   await r.put(cookie.key, { version: 2, header: b64({ user: 'ada', cart: [2] }), ended: false })
   r.clock.now += REVALIDATE_MS
-  const same = await r.store.load(cookie, r.store.local(cookie.key))
+  const same = await r.store.load(cookie, r.store.local(cookie.key), r.deadline())
   t.same(data(same.record?.header), { user: 'ada', cart: [2] }, 'the same version with other data is adopted too (the primary orders versions)')
 })
 
@@ -108,7 +111,7 @@ t.test('revalidation that finds a tombstone ends the session here, whatever the 
   await changed?.written
   await r.put(cookie.key, { version: 1, header: 'e30', ended: true })
   r.clock.now += REVALIDATE_MS
-  const loaded = await r.store.load({ ...cookie, version: 2 }, r.store.local(cookie.key))
+  const loaded = await r.store.load({ ...cookie, version: 2 }, r.store.local(cookie.key), r.deadline())
   t.equal(loaded.outcome, 'gone', 'a tombstone at version 1 ends a local copy at version 2')
   t.equal(r.store.local(cookie.key), undefined, 'and the local copy is dropped')
   const late = r.store.apply(changed?.record, 2, { set: undefined, merge: { page: 2 }, regenerate: false })
@@ -121,7 +124,7 @@ t.test('revalidation that finds a miss (eviction, restart) keeps serving the loc
   const cookie = await login(r, { user: 'ada' })
   await r.evict(cookie.key)
   r.clock.now += REVALIDATE_MS
-  const loaded = await r.store.load(cookie, r.store.local(cookie.key))
+  const loaded = await r.store.load(cookie, r.store.local(cookie.key), r.deadline())
   t.equal(loaded.outcome, 'miss-loaded', 'served: a miss is not a destroy')
   t.same(data(loaded.record?.header), { user: 'ada' })
   t.equal(await r.store.flush(2000), 0)
@@ -134,10 +137,10 @@ t.test('no answer from memcached: the local copy is served as it is (degraded); 
   const cookie = await login(r, { user: 'ada' })
   await r.memcached.close()
   r.clock.now += REVALIDATE_MS
-  const loaded = await r.store.load(cookie, r.store.local(cookie.key))
+  const loaded = await r.store.load(cookie, r.store.local(cookie.key), r.deadline())
   t.equal(loaded.outcome, 'degraded')
   t.same(data(loaded.record?.header), { user: 'ada' })
-  const other = await r.store.load({ ...cookie, key: 'B'.repeat(22) }, undefined)
+  const other = await r.store.load({ ...cookie, key: 'B'.repeat(22) }, undefined, r.deadline())
   t.equal(other.outcome, 'unavailable', 'a session held nowhere here is unavailable, not gone: the cookie is kept')
 })
 
@@ -164,5 +167,5 @@ t.test('a wall-clock step does not move freshness: a session ended elsewhere is 
   // Real time passes (the store's clock is monotonic): the revalidation is due after 100 ms.
   await new Promise((resolve) => setTimeout(resolve, 150))
   t.notOk(r.store.fresh(local, cookie.version, performance.now()), 'due after revalidateMs of monotonic time')
-  t.equal((await r.store.load(cookie, local)).outcome, 'gone', 'and the check finds the tombstone')
+  t.equal((await r.store.load(cookie, local, r.deadline())).outcome, 'gone', 'and the check finds the tombstone')
 })
