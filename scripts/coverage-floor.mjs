@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 
-const FLOOR = { lines: 95, branches: 91, functions: 97 }
+const FLOOR = { lines: 96, branches: 92, functions: 98 }
 
 execFileSync('npx', ['tap', 'report', 'json-summary'], { stdio: 'ignore' })
 const { total } = JSON.parse(readFileSync('.tap/report/coverage-summary.json', 'utf8'))
