@@ -1,12 +1,11 @@
 import t, { type Test } from 'tap'
 import { copyFileSync, mkdirSync, symlinkSync } from 'node:fs'
-import { createServer, request, type IncomingHttpHeaders } from 'node:http'
 import { join } from 'node:path'
 import { AppProcess, fails, Jar, PYTHON, ROOT, type AppCommand } from '../helpers/apps.js'
 import { keyOf } from '../helpers/client.js'
 import { MemcachedProcess } from '../helpers/memcached.js'
-import { closeServer, listenOnLoopback } from '../helpers/ports.js'
 import { scratch, SidecarProcess } from '../helpers/processes.js'
+import { recorder, sessionHeaders, storedData } from '../helpers/recorder.js'
 
 // Issue 11, part 4: the drop-in helpers (session-sidecar/express; clients/python for Flask
 // and for a bare WSGI app; clients/php), each in a real framework process behind the built
@@ -65,35 +64,6 @@ const HELPERS: Helper[] = [
 ]
 
 const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url')
-const unb64 = (value: string): unknown => JSON.parse(Buffer.from(value, 'base64url').toString('utf8'))
-
-/** The session headers of a response, names in lower case, Set and Merge as their JSON text. */
-function sessionHeaders (headers: IncomingHttpHeaders): Record<string, string> {
-  const out: Record<string, string> = {}
-  for (const [name, value] of Object.entries(headers)) {
-    if (!name.startsWith('x-session') || typeof value !== 'string') continue
-    out[name] = name.endsWith('-set') || name.endsWith('-merge') ? Buffer.from(value, 'base64url').toString('utf8') : value
-  }
-  return out
-}
-
-/** A proxy between the sidecar and the app that keeps the session headers of each app response. */
-async function recorder (t: Test, target: string): Promise<{ url: string, sent: Array<Record<string, string>> }> {
-  const sent: Array<Record<string, string>> = []
-  const upstream = new URL(target)
-  const server = createServer((req, res) => {
-    const forward = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      sent.push(sessionHeaders(answer.headers))
-      res.writeHead(answer.statusCode ?? 502, answer.rawHeaders)
-      answer.pipe(res)
-    })
-    forward.on('error', (err) => { res.statusCode = 502; res.end(err.message) })
-    req.pipe(forward)
-  })
-  const port = await listenOnLoopback(server)
-  t.teardown(() => closeServer(server))
-  return { url: `http://127.0.0.1:${port}`, sent }
-}
 
 /** One request to the app itself (no sidecar), with the session headers the sidecar would add. */
 async function direct (app: AppProcess, path: string, headers: Record<string, string>): Promise<{ seen: unknown, sent: Record<string, string> }> {
@@ -128,12 +98,7 @@ t.test('the client helpers in real framework processes, behind the built sidecar
         return { seen: JSON.parse(res.text), sent: rec.sent[before] ?? {} }
       }
       /** The data memcached holds for the cookie's session, or `ended`. */
-      const stored = async (key = keyOf(jar.sid)): Promise<unknown> => {
-        const copy = await m.copy(key)
-        if (copy === undefined) return undefined
-        const [, header = ''] = copy.split(' ')
-        return header === 'ended' ? 'ended' : unb64(header)
-      }
+      const stored = async (key = keyOf(jar.sid)): Promise<unknown> => await storedData(m, key)
 
       let r = await step('/show')
       t.same(r.seen, { session: {}, id: null, unavailable: false }, 'no session: an empty one')

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -53,7 +53,8 @@ t.test('--help lists every flag', async (t) => {
   t.match(r.stdout, /SIGHUP/)
 })
 
-t.test('SIGHUP re-reads memcached.nodes: new sessions move, old ones stay; a broken file changes nothing', async (t) => {
+/** Two memcached nodes and a sidecar process configured with the first only; `file` is its config, to edit before a SIGHUP. */
+async function hupFleet (t: Test, name: string): Promise<{ m1: MemcachedProcess, m2: MemcachedProcess, sidecar: SidecarProcess, file: string }> {
   const m1 = await MemcachedProcess.start()
   const m2 = await MemcachedProcess.start()
   t.teardown(async () => { await m1.stop(); await m2.stop() })
@@ -61,9 +62,13 @@ t.test('SIGHUP re-reads memcached.nodes: new sessions move, old ones stay; a bro
   t.teardown(() => app.close())
   const { dir, cleanup } = scratch()
   t.teardown(cleanup)
-  const sidecar = await new SidecarProcess(dir, 'hup', { upstream: app.url, nodes: [m1.address] }).start()
+  const sidecar = await new SidecarProcess(dir, name, { upstream: app.url, nodes: [m1.address] }).start()
   t.teardown(() => sidecar.kill('SIGKILL'))
-  const file = join(dir, 'hup.yaml')
+  return { m1, m2, sidecar, file: join(dir, `${name}.yaml`) }
+}
+
+t.test('SIGHUP re-reads memcached.nodes: new sessions move, old ones stay; a broken file changes nothing', async (t) => {
+  const { m1, m2, sidecar, file } = await hupFleet(t, 'hup')
   const primaryOf = (b: Browser): string => (b.sid ?? '').split('~')[2] ?? ''
 
   const old = new Browser()
@@ -89,16 +94,7 @@ t.test('SIGHUP re-reads memcached.nodes: new sessions move, old ones stay; a bro
 })
 
 t.test('SIGHUP from one memcached node to two re-derives replicas: new sessions get a backup at once', async (t) => {
-  const m1 = await MemcachedProcess.start()
-  const m2 = await MemcachedProcess.start()
-  t.teardown(async () => { await m1.stop(); await m2.stop() })
-  const app = await new TestApp().start()
-  t.teardown(() => app.close())
-  const { dir, cleanup } = scratch()
-  t.teardown(cleanup)
-  const sidecar = await new SidecarProcess(dir, 'grow', { upstream: app.url, nodes: [m1.address] }).start()
-  t.teardown(() => sidecar.kill('SIGKILL'))
-  const file = join(dir, 'grow.yaml')
+  const { m1, m2, sidecar, file } = await hupFleet(t, 'grow')
   const nodesOf = (b: Browser): string[] => (b.sid ?? '').split('~').slice(2, -2)
   const before = new Browser()
   await before.get(sidecar.url, '/?set={"n":1}')
