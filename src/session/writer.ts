@@ -77,6 +77,8 @@ const RETRY_INTERVAL_MS = 1000
 // by an outage does not flood memcached (and the requests waiting on it) all at once.
 const DRAIN_BATCH = 200
 const DRAIN_TICK_MS = 10
+// flush(): the pause between rounds of retries while writes are still pending.
+const FLUSH_ROUND_MS = 10
 
 /**
  * Writes sessions to memcached with gets/cas: a change is applied to the copy the primary
@@ -182,10 +184,11 @@ export class SessionWriter {
     const deadline = performance.now() + ms
     while (this.pending > 0 && performance.now() < deadline) {
       // Shutting down or told to wait: no pacing.
-      if (this.#failed.size > 0) this.#retryFailed(Infinity)
-      const chains = [...this.#chains.values()]
-      const wait = new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - performance.now()))).unref())
-      await Promise.race([Promise.all(chains), wait])
+      if (this.#failed.size + this.#tombstones.size + this.#deletes.size > 0) this.#retryFailed(Infinity)
+      await Promise.race([Promise.all(this.#chains.values()), sleep(deadline - performance.now(), false)])
+      // A pause between rounds, on the timer queue: retries against a node still down fail at
+      // once, and a loop of microtasks would starve the timers and sockets that see it return.
+      if (this.pending > 0) await sleep(Math.min(FLUSH_ROUND_MS, deadline - performance.now()), true)
     }
     return this.pending
   }
@@ -610,6 +613,13 @@ function carryOver (job: WriteJob, newer: StoredCopy, maxBytes: number): WriteJo
     default:
       return job
   }
+}
+
+function sleep (ms: number, ref: boolean): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, Math.max(0, ms))
+    if (!ref) timer.unref()
+  })
 }
 
 /** The data of a tombstone: `{}` (the state says it ended). */

@@ -65,3 +65,27 @@ t.test('the backlog of an outage is bounded by cache.maxBytes: the oldest writes
   const last = users.at(-1) as Browser
   t.match(await m.copy(keyOf(last.sid)), /^1 /, 'the newest session was kept and stored')
 })
+
+t.test('a logout during an outage leaves a tombstone pending: flush() waits for memcached without starving the process, and the tombstone lands when it returns', async (t) => {
+  const { m, sidecar: start } = await startStack(t)
+  const sidecar = await start(t, { memcached: { timeoutMs: 500 } })
+  const user = new Browser()
+  await user.get(sidecar.url, `/login?set=${q({ user: 'alice' })}`)
+  const key = keyOf(user.sid)
+  await sidecar.store.flush(2000)
+
+  await m.stop('SIGKILL')
+  await user.get(sidecar.url, '/?destroy=1')
+  t.ok(sidecar.store.pendingWrites > 0, 'the tombstone the node could not take is kept')
+  // While flush() waits, the process's timers (and sockets: the probe that sees the node
+  // return) keep running; a flush spinning on microtasks would hold this one back.
+  let fired = false
+  setTimeout(() => { fired = true }, 20)
+  const left = await sidecar.store.flush(300)
+  t.ok(left > 0, 'flush() returns at its deadline with the tombstone still pending')
+  t.ok(fired, 'a 20 ms timer fired during a 300 ms flush()')
+
+  await m.start() // back, empty
+  t.equal(await sidecar.store.flush(10_000), 0, 'nothing left pending once memcached is back')
+  t.match(await m.copy(key), /^\d+ ended/, 'memcached holds the tombstone')
+})
