@@ -4,6 +4,10 @@
  * profile, node --cpu-prof, of the proxy process under the (d) 1 KB hit workload; with
  * BENCH_ONLY=<ids> of those scenarios' proxies instead, e.g. sidecar-merge-async,bare-proxy).
  *
+ * The load table has the issue's scenarios (a)-(g) and, right after (b), two peers: (i) nginx
+ * proxy_pass with upstream keepalive and (j) node:http + undici with no framework (kept under
+ * `peers` in the JSON).
+ *
  * Environment: BENCH_DURATION (s, default 5; smoke 1), BENCH_WARMUP (s, default 2; smoke 0.5),
  * BENCH_ROUNDS (default 1: run the whole list N times, report each scenario's median round),
  * BENCH_OUT (JSON path, default bench/results/latest.json), BENCH_ONLY (scenario ids, comma
@@ -13,7 +17,7 @@
  * Every server runs in its own process; the load generator (autocannon) runs here. Children
  * are killed on any exit, error or signal.
  */
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { dirname, isAbsolute, join } from 'node:path'
@@ -25,11 +29,13 @@ import { summarize } from './lib/profile.js'
 import { evaluate, heapTable, loadTable, targetTable, transferTable, type HeapResult, type ScenarioFailure, type ScenarioResult, type TransferResult } from './lib/report.js'
 import { BENCH_DIR, ROOT } from './lib/root.js'
 import type { BenchContext, Scenario, TransferScenario } from './lib/scenario.js'
-import { HAPROXY, startScript } from './lib/servers.js'
+import { HAPROXY, NGINX, startScript } from './lib/servers.js'
 import bareProxy from './scenarios/bare-proxy.js'
 import expressSessionChange from './scenarios/express-session-change.js'
 import expressSessionHit from './scenarios/express-session-hit.js'
 import largeUpload from './scenarios/large-upload.js'
+import minimalProxy from './scenarios/minimal-proxy.js'
+import nginxProxy from './scenarios/nginx-proxy.js'
 import roundRobinHit from './scenarios/round-robin-hit.js'
 import sidecarHit from './scenarios/sidecar-hit.js'
 import sidecarMergeAsync from './scenarios/sidecar-merge-async.js'
@@ -37,9 +43,9 @@ import sidecarMergeSync from './scenarios/sidecar-merge-sync.js'
 import sidecarNoSession from './scenarios/sidecar-no-session.js'
 import upstream from './scenarios/upstream.js'
 
-/** In the order they run; (b) comes before everything that is compared to it. */
+/** In the order they run; (b) comes before everything that is compared to it, the peers right after it. */
 const SCENARIOS: readonly Scenario[] = [
-  upstream, bareProxy, sidecarNoSession, sidecarHit, sidecarMergeAsync, sidecarMergeSync,
+  upstream, bareProxy, nginxProxy, minimalProxy, sidecarNoSession, sidecarHit, sidecarMergeAsync, sidecarMergeSync,
   roundRobinHit, expressSessionHit, expressSessionChange
 ]
 /** Opt-in, after the load scenarios: only when --only names them (each moves GiBs, once). */
@@ -195,6 +201,7 @@ async function main (): Promise<number> {
     if (!('error' in r)) results[i] = { ...r, ratioToBare: bare === undefined ? NaN : round2(r.reqPerSec / bare.reqPerSec) }
   }
   const targets = evaluate(results, heap, moved)
+  const peerIds = new Set(SCENARIOS.filter((s) => s.peer === true).map((s) => s.id))
   const failed = results.filter((r) => 'error' in r).length + moved.filter((r) => 'error' in r).length
   const report = [
     '',
@@ -205,6 +212,7 @@ async function main (): Promise<number> {
     `  memcached: 2 real memcached ${memcachedVersion()} processes; ops/req = (cmd_get+cmd_set+cmd_touch+delete_hits+delete_misses over both nodes) / requests sent`,
     `  sessions: 1 KB of JSON each, one per connection (${CONNECTIONS} users); the sidecar revalidates a cached session once per cache.revalidateMs (30 s)`,
     ...(loadNote === undefined ? [] : [`  ${loadNote}`]),
+    `  peers: (i) ${nginxVersion()}, one process (as one worker), keepalive 64 to the app; (j) node:http + undici Pool (bench/servers/minimal-proxy.ts)`,
     `  (f) balancer: ${HAPROXY === undefined ? 'node:http round-robin proxy (bench/servers/balancer.ts)' : `HAProxy ${HAPROXY}, roundrobin`}; (g) is the app itself (no proxy in front)`,
     '',
     ...(results.length > 0 ? [loadTable(results), ''] : []),
@@ -223,7 +231,8 @@ async function main (): Promise<number> {
     smoke,
     machine: { ...machine, cpuBusyPercentBeforeRun: busy },
     settings: { seconds, warmupSeconds: warmup, rounds, connections: CONNECTIONS, pipelining: 1, users: CONNECTIONS, sessionJsonBytes: 1024, heapCounts, balancer: HAPROXY === undefined ? 'node' : 'haproxy', sidecar: 'built CLI child process (dist/cli.js)' },
-    scenarios: results,
+    scenarios: results.filter((r) => !peerIds.has(r.id)),
+    peers: results.filter((r) => peerIds.has(r.id)),
     transfers: moved,
     heap,
     targets
@@ -272,6 +281,13 @@ function memcachedVersion (): string {
   } catch {
     return ''
   }
+}
+
+/** "nginx 1.22.1" (nginx -v answers on stderr). */
+function nginxVersion (): string {
+  if (NGINX === undefined) return 'nginx (not installed)'
+  const answer = spawnSync(NGINX, ['-v'], { encoding: 'utf8' })
+  return `nginx ${/nginx\/(\S+)/.exec(answer.stderr)?.[1] ?? ''}`.trim()
 }
 
 /** Summaries of the CPU profiles the measured proxies wrote when they exited. */

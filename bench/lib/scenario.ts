@@ -1,6 +1,7 @@
 import type { MemcachedProcess } from '../../test/helpers/memcached.js'
 import type { Children } from './children.js'
 import type { TransferResult } from './report.js'
+import { startScript } from './servers.js'
 import { SidecarChild } from './sidecar.js'
 import { CookiePool, login } from './sessions.js'
 
@@ -35,6 +36,8 @@ export interface Scenario {
   /** Its letter in the issue and the table, e.g. "(d)". */
   readonly ref: string
   readonly title: string
+  /** Another proxy, for comparison (nginx, a bare Node one): in the load table, under `peers` in the JSON. */
+  readonly peer?: boolean
   start: (ctx: BenchContext) => Promise<Running>
 }
 
@@ -63,5 +66,13 @@ export async function oneSidecar (ctx: BenchContext, options: { name: string, pa
   } catch (err) {
     await sidecar.stop()
     throw err
+  }
+}
+
+/** A proxy of bench/servers/ in front of the shared app, no sessions: load goes to its `/`. */
+export function proxyScript (script: 'bare-proxy' | 'minimal-proxy'): (ctx: BenchContext) => Promise<Running> {
+  return async (ctx) => {
+    const proxy = await startScript(ctx.children, script, [ctx.upstream], ctx.nodeFlags)
+    return { url: `${proxy.url}/`, settle: async () => {}, stop: proxy.stop }
   }
 }
