@@ -8,11 +8,16 @@
  * proxy_pass with upstream keepalive and (j) node:http + undici with no framework (kept under
  * `peers` in the JSON).
  *
+ * `npm run bench -- --dimensions` or BENCH_DIMENSIONS=1 adds how cost grows, a table each:
+ * session-size (1/4/8 KB, hit and change).
+ * BENCH_ONLY / --only may also name dimensions, which then run alone.
+ *
  * Environment: BENCH_DURATION (s, default 5; smoke 1), BENCH_WARMUP (s, default 2; smoke 0.5),
  * BENCH_ROUNDS (default 1: run the whole list N times, report each scenario's median round),
  * BENCH_OUT (JSON path, default bench/results/latest.json), BENCH_ONLY (scenario ids, comma
- * separated), BENCH_SMOKE=1, BENCH_PROFILE=1. Transfer scenarios (large-upload: 1 GiB through
- * the sidecar, throughput and RSS) run only when BENCH_ONLY / --only names them.
+ * separated), BENCH_SMOKE=1, BENCH_PROFILE=1, BENCH_DIMENSIONS=1. Transfer scenarios
+ * (large-upload: 1 GiB through the sidecar, throughput and RSS) run only when BENCH_ONLY /
+ * --only names them.
  *
  * Every server runs in its own process; the load generator (autocannon) runs here. Children
  * are killed on any exit, error or signal.
@@ -24,12 +29,15 @@ import { dirname, isAbsolute, join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { MemcachedProcess } from '../test/helpers/memcached.js'
 import { announced, Children } from './lib/children.js'
-import { CONNECTIONS, memcachedOps, round2, run } from './lib/load.js'
+import { CONNECTIONS, round2 } from './lib/load.js'
+import { measure, type Timing } from './lib/measure.js'
 import { summarize } from './lib/profile.js'
-import { evaluate, heapTable, loadTable, targetTable, transferTable, type HeapResult, type ScenarioFailure, type ScenarioResult, type TransferResult } from './lib/report.js'
+import { evaluate, growthTable, heapTable, loadTable, targetTable, transferTable, type HeapResult, type ScenarioFailure, type ScenarioResult, type TransferResult } from './lib/report.js'
 import { BENCH_DIR, ROOT } from './lib/root.js'
+import type { DimensionContext, Dimension, DimensionFailure, DimensionResult } from './lib/dimension.js'
 import type { BenchContext, Scenario, TransferScenario } from './lib/scenario.js'
 import { HAPROXY, NGINX, startScript } from './lib/servers.js'
+import sessionSize from './dimensions/session-size.js'
 import bareProxy from './scenarios/bare-proxy.js'
 import expressSessionChange from './scenarios/express-session-change.js'
 import expressSessionHit from './scenarios/express-session-hit.js'
@@ -50,26 +58,31 @@ const SCENARIOS: readonly Scenario[] = [
 ]
 /** Opt-in, after the load scenarios: only when --only names them (each moves GiBs, once). */
 const TRANSFERS: readonly TransferScenario[] = [largeUpload]
+/** Opt-in, after the transfers: with --dimensions (all), or those --only names. The largest last. */
+const DIMENSIONS: readonly Dimension[] = [sessionSize]
 
 const { values: flags } = parseArgs({
   options: {
     smoke: { type: 'boolean', default: process.env.BENCH_SMOKE === '1' },
     profile: { type: 'boolean', default: process.env.BENCH_PROFILE === '1' },
     out: { type: 'string', default: process.env.BENCH_OUT },
-    only: { type: 'string', default: process.env.BENCH_ONLY }
+    only: { type: 'string', default: process.env.BENCH_ONLY },
+    dimensions: { type: 'boolean', default: process.env.BENCH_DIMENSIONS === '1' }
   }
 })
 const smoke = flags.smoke === true
 const profiling = flags.profile === true
 const seconds = positive('BENCH_DURATION', smoke ? 1 : 5)
 const warmup = positive('BENCH_WARMUP', smoke ? 0.5 : 2)
+const timing: Timing = { seconds, warmup }
 const rounds = Math.round(positive('BENCH_ROUNDS', 1, 'rounds', 20))
-const heapCounts = smoke ? [1000] : [10_000, 100_000]
 const out = flags.out === undefined ? join(ROOT, 'bench', 'results', 'latest.json') : isAbsolute(flags.out) ? flags.out : join(process.cwd(), flags.out)
 const only = flags.only?.split(',').map((s) => s.trim()).filter((s) => s !== '')
 const scenarios = profiling && only === undefined ? [sidecarHit] : SCENARIOS.filter((s) => only === undefined || only.includes(s.id))
 const transfers = profiling || only === undefined ? [] : TRANSFERS.filter((s) => only.includes(s.id))
-if (scenarios.length === 0 && transfers.length === 0) fail(`no scenario matches ${String(flags.only)}; ids: ${[...SCENARIOS, ...TRANSFERS].map((s) => s.id).join(', ')}${profiling ? ' (--profile: load scenarios only)' : ''}`)
+const dimensions = profiling ? [] : DIMENSIONS.filter((d) => flags.dimensions === true || only?.includes(d.id) === true)
+if (scenarios.length === 0 && transfers.length === 0 && dimensions.length === 0) fail(`no scenario matches ${String(flags.only)}; ids: ${[...SCENARIOS, ...TRANSFERS, ...DIMENSIONS].map((s) => s.id).join(', ')}${profiling ? ' (--profile: load scenarios only)' : ''}`)
+const heapCounts = smoke ? [1000] : [10_000, 100_000]
 
 function positive (name: string, fallback: number, unit = 'seconds', max = 600): number {
   const raw = process.env[name]
@@ -130,7 +143,7 @@ async function main (): Promise<number> {
     users: CONNECTIONS,
     nodeFlags: []
   }
-  const steps = rounds * scenarios.length + transfers.length + (profiling ? 0 : heapCounts.length)
+  const steps = rounds * scenarios.length + transfers.length + dimensions.length + (profiling ? 0 : heapCounts.length)
   const measured = new Map<string, Array<ScenarioResult | ScenarioFailure>>(scenarios.map((s) => [s.id, []]))
   let step = 0
   for (let round = 1; round <= rounds; round++) {
@@ -140,7 +153,7 @@ async function main (): Promise<number> {
       try {
         const profileDir = join(scratch, `profile-${scenario.id}`)
         const scenarioCtx = profiling ? { ...ctx, nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } : ctx
-        result = await measure(scenario, scenarioCtx)
+        result = await measure(scenario, scenarioCtx, timing, progress)
       } catch (err) {
         progress(` FAILED: ${(err as Error).message}\n`)
         result = { id: scenario.id, ref: scenario.ref, title: scenario.title, error: (err as Error).message }
@@ -177,6 +190,18 @@ async function main (): Promise<number> {
     }
   }
 
+  const grown: Array<DimensionResult | DimensionFailure> = []
+  const dimensionCtx: DimensionContext = { ...ctx, timing, smoke, spareMemcached: [], progress }
+  for (const dimension of dimensions) {
+    progress(`[${++step}/${steps}] ${dimension.title}\n`)
+    try {
+      grown.push(await dimension.run(dimensionCtx))
+    } catch (err) {
+      progress(` FAILED: ${(err as Error).message}\n`)
+      grown.push({ id: dimension.id, title: dimension.title, error: (err as Error).message })
+    }
+  }
+
   const heap: HeapResult[] = []
   let heapFailed = false
   for (const n of heapCounts) {
@@ -202,7 +227,7 @@ async function main (): Promise<number> {
   }
   const targets = evaluate(results, heap, moved)
   const peerIds = new Set(SCENARIOS.filter((s) => s.peer === true).map((s) => s.id))
-  const failed = results.filter((r) => 'error' in r).length + moved.filter((r) => 'error' in r).length
+  const failed = results.filter((r) => 'error' in r).length + moved.filter((r) => 'error' in r).length + grown.filter((d) => 'error' in d).length
   const report = [
     '',
     `session-sidecar benchmarks, ${new Date().toISOString()}${smoke ? ' (SMOKE MODE: too short to mean anything)' : ''}`,
@@ -217,6 +242,7 @@ async function main (): Promise<number> {
     '',
     ...(results.length > 0 ? [loadTable(results), ''] : []),
     ...(moved.length > 0 ? [transferTable(moved), ''] : []),
+    ...grown.flatMap((d) => 'error' in d ? [`${d.title}: FAILED: ${d.error}`, ''] : [`${d.title}:`, growthTable(d), ...d.notes.map((n) => `  ${n}`), '']),
     heapTable(heap),
     '',
     targetTable(targets),
@@ -230,40 +256,16 @@ async function main (): Promise<number> {
     date: new Date().toISOString(),
     smoke,
     machine: { ...machine, cpuBusyPercentBeforeRun: busy },
-    settings: { seconds, warmupSeconds: warmup, rounds, connections: CONNECTIONS, pipelining: 1, users: CONNECTIONS, sessionJsonBytes: 1024, heapCounts, balancer: HAPROXY === undefined ? 'node' : 'haproxy', sidecar: 'built CLI child process (dist/cli.js)' },
+    settings: { seconds, warmupSeconds: warmup, rounds, connections: CONNECTIONS, pipelining: 1, users: CONNECTIONS, sessionJsonBytes: 1024, heapCounts, dimensions: dimensions.map((d) => d.id), balancer: HAPROXY === undefined ? 'node' : 'haproxy', sidecar: 'built CLI child process (dist/cli.js)' },
     scenarios: results.filter((r) => !peerIds.has(r.id)),
     peers: results.filter((r) => peerIds.has(r.id)),
     transfers: moved,
+    dimensions: grown,
     heap,
     targets
   }, null, 2)}\n`)
   process.stdout.write(`JSON: ${out}\n`)
   return failed > 0 || heapFailed ? 1 : 0
-}
-
-/** Warm-up, then the measured run with memcached counters around it. */
-async function measure (scenario: Scenario, ctx: BenchContext): Promise<ScenarioResult> {
-  const running = await scenario.start(ctx)
-  try {
-    progress(` warm-up ${warmup} s...`)
-    await run({ url: running.url, seconds: warmup, cookies: running.cookies })
-    await new Promise((resolve) => setTimeout(resolve, 200))
-    await running.settle()
-    const opsBefore = await memcachedOps(ctx.memcached)
-    progress(` measuring ${seconds} s...`)
-    const result = await run({ url: running.url, seconds, cookies: running.cookies })
-    // Requests cut off at the end still finish on the server, and responses can leave async
-    // writes behind: all of it belongs to this run.
-    await new Promise((resolve) => setTimeout(resolve, 200))
-    await running.settle()
-    const ops = await memcachedOps(ctx.memcached) - opsBefore
-    const problems = result.non2xx + result.errors + result.timeouts
-    progress(` ${result.reqPerSec.toLocaleString('en-US')} req/s, p99 ${result.p99Ms} ms${problems > 0 ? `, ${problems} non-2xx/errors` : ''}\n`)
-    if (result.requests === 0) throw new Error('no request completed')
-    return { id: scenario.id, ref: scenario.ref, title: scenario.title, ...result, ratioToBare: NaN, roundsReqPerSec: [result.reqPerSec], memcachedOps: ops, memcachedOpsPerRequest: Math.round((ops / result.requestsSent) * 1000) / 1000 }
-  } finally {
-    await running.stop()
-  }
 }
 
 /** How busy all CPUs were over `ms` (%), before we add any load: someone else's work skews everything. */

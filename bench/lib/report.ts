@@ -1,3 +1,4 @@
+import type { DimensionResult } from './dimension.js'
 import type { LoadResult } from './load.js'
 
 export interface ScenarioResult extends LoadResult {
@@ -75,6 +76,13 @@ export function loadTable (results: ReadonlyArray<ScenarioResult | ScenarioFailu
 export function heapTable (results: readonly HeapResult[]): string {
   return table(['sessions', 'heap bytes per cached 1 KB session', 'bytes cache.maxBytes accounts', 'create s (with memcached writes)'],
     results.map((h) => [num(h.sessions), num(h.heapBytesPerSession), num(h.accountedBytesPerSession), num(h.createSeconds, 1)]))
+}
+
+/** A dimension's table: its value, the workload, the load numbers, x its workload's first row, then its own columns. */
+export function growthTable (d: DimensionResult): string {
+  const extras = [...new Set(d.rows.flatMap((r) => Object.keys(r.extra)))]
+  return table([d.axis, 'workload', 'req/s', 'p50 ms', 'p99 ms', 'x first', 'memcached ops/req', 'non-2xx+errors', ...extras], d.rows.map((r) =>
+    [r.at, r.workload, num(r.reqPerSec), num(r.p50Ms, 2), num(r.p99Ms, 2), num(r.ratioToFirst, 2), num(r.memcachedOpsPerRequest, 3), num(r.failures), ...extras.map((k) => num(r.extra[k] ?? NaN, Number.isInteger(r.extra[k]) ? 0 : 1))]))
 }
 
 export function targetTable (targets: readonly TargetResult[]): string {

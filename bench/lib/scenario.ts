@@ -52,11 +52,24 @@ export interface TransferScenario {
   measure: (ctx: BenchContext, progress: (text: string) => void) => Promise<TransferResult>
 }
 
+export interface OneSidecarOptions {
+  readonly name: string
+  /** Where the load goes. */
+  readonly path: string
+  readonly write?: 'async' | 'sync'
+  /** Create `ctx.users` sessions first, one per connection. */
+  readonly sessions: boolean
+  /** The app's path that creates one (default /login: 1 KB). */
+  readonly loginPath?: string
+  /** session.maxBytes, when sessions are larger than its default allows. */
+  readonly sessionMaxBytes?: number
+}
+
 /** One sidecar (built CLI) in front of the shared app; with `users` sessions created first. */
-export async function oneSidecar (ctx: BenchContext, options: { name: string, path: string, write?: 'async' | 'sync', sessions: boolean }): Promise<Running> {
-  const sidecar = await new SidecarChild(ctx.dir, { name: options.name, upstream: ctx.upstream, nodes: ctx.nodes, write: options.write, nodeFlags: ctx.nodeFlags }).start(ctx.children)
+export async function oneSidecar (ctx: BenchContext, options: OneSidecarOptions): Promise<Running> {
+  const sidecar = await new SidecarChild(ctx.dir, { name: options.name, upstream: ctx.upstream, nodes: ctx.nodes, write: options.write, nodeFlags: ctx.nodeFlags, sessionMaxBytes: options.sessionMaxBytes }).start(ctx.children)
   try {
-    const cookies = options.sessions ? new CookiePool(await login(sidecar.url, ctx.users)) : undefined
+    const cookies = options.sessions ? new CookiePool(await login(sidecar.url, ctx.users, options.loginPath)) : undefined
     return {
       url: sidecar.url + options.path,
       cookies,

@@ -2,10 +2,10 @@
 export const SESSION_JSON_BYTES = 1024
 
 /**
- * A plausible session of exactly SESSION_JSON_BYTES of compact JSON, different for each `i`
- * (so no two cached sessions can share a string).
+ * A plausible session of exactly `bytes` (default SESSION_JSON_BYTES) of compact JSON,
+ * different for each `i` (so no two cached sessions can share a string).
  */
-export function sessionData (i: number): Record<string, unknown> {
+export function sessionData (i: number, bytes = SESSION_JSON_BYTES): Record<string, unknown> {
   const data: Record<string, unknown> = {
     user: `user-${String(i).padStart(8, '0')}`,
     roles: ['reader', 'writer'],
@@ -15,7 +15,8 @@ export function sessionData (i: number): Record<string, unknown> {
     csrf: `csrf-${i.toString(36).padStart(12, '0')}`,
     pad: ''
   }
-  const missing = SESSION_JSON_BYTES - Buffer.byteLength(JSON.stringify(data))
+  const missing = bytes - Buffer.byteLength(JSON.stringify(data))
+  if (missing < 0) throw new Error(`a session needs at least ${bytes - missing} bytes of JSON`)
   data.pad = 'x'.repeat(missing)
   return data
 }

@@ -15,6 +15,8 @@ export interface SidecarOptions {
   readonly write?: 'async' | 'sync'
   /** Extra node flags, e.g. --cpu-prof. */
   readonly nodeFlags?: readonly string[]
+  /** session.maxBytes (default 8192): larger sessions for the session-size dimension. */
+  readonly sessionMaxBytes?: number
 }
 
 /**
@@ -38,13 +40,13 @@ export class SidecarChild {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build`)
     this.port = await freePort()
     this.adminPort = await freePort()
-    const { name, upstream, nodes, write = 'async', nodeFlags = [] } = this.options
+    const { name, upstream, nodes, write = 'async', nodeFlags = [], sessionMaxBytes } = this.options
     const file = join(this.dir, `${name}.yaml`)
     writeFileSync(file, stringify({
       listen: { host: '127.0.0.1', port: this.port },
       admin: { host: '127.0.0.1', port: this.adminPort },
       upstream: { url: upstream, timeoutMs: 10_000 },
-      session: { secrets: ['${BENCH_SECRET}'], cookie: { secure: false } },
+      session: { secrets: ['${BENCH_SECRET}'], cookie: { secure: false }, ...(sessionMaxBytes === undefined ? {} : { maxBytes: sessionMaxBytes }) },
       memcached: { nodes: [...nodes], write, timeoutMs: 250 },
       // Stopped once its scenario has run: no load balancer to wait for.
       shutdown: { delayMs: 0, timeoutMs: 5000 },
