@@ -9,7 +9,8 @@
  * `peers` in the JSON).
  *
  * `npm run bench -- --dimensions` or BENCH_DIMENSIONS=1 adds how cost grows, a table each:
- * session-size (1/4/8 KB, hit and change).
+ * session-size (1/4/8 KB, hit and change), memcached-nodes (the change path with 2 and 8
+ * nodes; 8 memcached processes are started).
  * BENCH_ONLY / --only may also name dimensions, which then run alone.
  *
  * Environment: BENCH_DURATION (s, default 5; smoke 1), BENCH_WARMUP (s, default 2; smoke 0.5),
@@ -37,6 +38,7 @@ import { BENCH_DIR, ROOT } from './lib/root.js'
 import type { DimensionContext, Dimension, DimensionFailure, DimensionResult } from './lib/dimension.js'
 import type { BenchContext, Scenario, TransferScenario } from './lib/scenario.js'
 import { HAPROXY, NGINX, startScript } from './lib/servers.js'
+import memcachedNodes from './dimensions/memcached-nodes.js'
 import sessionSize from './dimensions/session-size.js'
 import bareProxy from './scenarios/bare-proxy.js'
 import expressSessionChange from './scenarios/express-session-change.js'
@@ -59,7 +61,7 @@ const SCENARIOS: readonly Scenario[] = [
 /** Opt-in, after the load scenarios: only when --only names them (each moves GiBs, once). */
 const TRANSFERS: readonly TransferScenario[] = [largeUpload]
 /** Opt-in, after the transfers: with --dimensions (all), or those --only names. The largest last. */
-const DIMENSIONS: readonly Dimension[] = [sessionSize]
+const DIMENSIONS: readonly Dimension[] = [sessionSize, memcachedNodes]
 
 const { values: flags } = parseArgs({
   options: {
@@ -83,6 +85,8 @@ const transfers = profiling || only === undefined ? [] : TRANSFERS.filter((s) =>
 const dimensions = profiling ? [] : DIMENSIONS.filter((d) => flags.dimensions === true || only?.includes(d.id) === true)
 if (scenarios.length === 0 && transfers.length === 0 && dimensions.length === 0) fail(`no scenario matches ${String(flags.only)}; ids: ${[...SCENARIOS, ...TRANSFERS, ...DIMENSIONS].map((s) => s.id).join(', ')}${profiling ? ' (--profile: load scenarios only)' : ''}`)
 const heapCounts = smoke ? [1000] : [10_000, 100_000]
+/** memcached processes: 2, or 8 for the memcached-nodes dimension (the scenarios use the first 2). */
+const memcachedCount = dimensions.includes(memcachedNodes) ? 8 : 2
 
 function positive (name: string, fallback: number, unit = 'seconds', max = 600): number {
   const raw = process.env[name]
@@ -122,13 +126,13 @@ async function main (): Promise<number> {
   const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryGiB: Math.round(totalmem() / 1024 ** 3), node: process.version, platform: `${process.platform} ${process.arch}` }
   const generatorNote = `load: autocannon in the runner process, ${CONNECTIONS} connections, pipelining 1, warm-up ${warmup} s then ${seconds} s per scenario${rounds > 1 ? `, ${rounds} rounds (median round shown)` : ''}`
   const serverNote = 'servers: each in its own process (the sidecar is the built CLI, dist/cli.js, with a YAML config), so the load generator never shares their event loop'
-  const cpuNote = `machine: ${machine.cpus} CPUs shared by the load generator, the proxies, the app and 2 memcached processes (${machine.cpuModel}); compare rows with each other, not with other machines`
+  const cpuNote = `machine: ${machine.cpus} CPUs shared by the load generator, the proxies, the app and ${memcachedCount} memcached processes (${machine.cpuModel}); compare rows with each other, not with other machines`
   const busy = await cpuBusy(1000)
   const loadNote = busy > 25 ? `WARNING: the CPUs were ${busy}% busy before the run started: other work is competing, numbers will be low and noisy` : undefined
   progress(`session-sidecar benchmarks${smoke ? ' (smoke mode: short runs, numbers not meaningful)' : ''}\n  ${generatorNote}\n  ${serverNote}\n  ${cpuNote}\n${loadNote === undefined ? '' : `  ${loadNote}\n`}`)
 
   const memcached: MemcachedProcess[] = []
-  for (let i = 0; i < 2; i++) {
+  for (let i = 0; i < memcachedCount; i++) {
     const m = await MemcachedProcess.start()
     children.adopt('memcached', m.pid)
     memcached.push(m)
@@ -138,8 +142,8 @@ async function main (): Promise<number> {
     children,
     dir: scratch,
     upstream: app.url,
-    memcached,
-    nodes: memcached.map((m) => m.address),
+    memcached: memcached.slice(0, 2),
+    nodes: memcached.slice(0, 2).map((m) => m.address),
     users: CONNECTIONS,
     nodeFlags: []
   }
@@ -191,7 +195,7 @@ async function main (): Promise<number> {
   }
 
   const grown: Array<DimensionResult | DimensionFailure> = []
-  const dimensionCtx: DimensionContext = { ...ctx, timing, smoke, spareMemcached: [], progress }
+  const dimensionCtx: DimensionContext = { ...ctx, timing, smoke, spareMemcached: memcached.slice(2), progress }
   for (const dimension of dimensions) {
     progress(`[${++step}/${steps}] ${dimension.title}\n`)
     try {
@@ -234,7 +238,7 @@ async function main (): Promise<number> {
     `  ${generatorNote}`,
     `  ${serverNote}`,
     `  ${cpuNote}`,
-    `  memcached: 2 real memcached ${memcachedVersion()} processes; ops/req = (cmd_get+cmd_set+cmd_touch+delete_hits+delete_misses over both nodes) / requests sent`,
+    `  memcached: ${memcachedCount} real memcached ${memcachedVersion()} processes (the scenarios use 2); ops/req = (cmd_get+cmd_set+cmd_touch+delete_hits+delete_misses over all nodes) / requests sent`,
     `  sessions: 1 KB of JSON each, one per connection (${CONNECTIONS} users); the sidecar revalidates a cached session once per cache.revalidateMs (30 s)`,
     ...(loadNote === undefined ? [] : [`  ${loadNote}`]),
     `  peers: (i) ${nginxVersion()}, one process (as one worker), keepalive 64 to the app; (j) node:http + undici Pool (bench/servers/minimal-proxy.ts)`,
@@ -256,7 +260,7 @@ async function main (): Promise<number> {
     date: new Date().toISOString(),
     smoke,
     machine: { ...machine, cpuBusyPercentBeforeRun: busy },
-    settings: { seconds, warmupSeconds: warmup, rounds, connections: CONNECTIONS, pipelining: 1, users: CONNECTIONS, sessionJsonBytes: 1024, heapCounts, dimensions: dimensions.map((d) => d.id), balancer: HAPROXY === undefined ? 'node' : 'haproxy', sidecar: 'built CLI child process (dist/cli.js)' },
+    settings: { seconds, warmupSeconds: warmup, rounds, connections: CONNECTIONS, pipelining: 1, users: CONNECTIONS, sessionJsonBytes: 1024, heapCounts, dimensions: dimensions.map((d) => d.id), memcachedProcesses: memcachedCount, balancer: HAPROXY === undefined ? 'node' : 'haproxy', sidecar: 'built CLI child process (dist/cli.js)' },
     scenarios: results.filter((r) => !peerIds.has(r.id)),
     peers: results.filter((r) => peerIds.has(r.id)),
     transfers: moved,

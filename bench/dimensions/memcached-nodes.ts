@@ -1,0 +1,38 @@
+import { growthRow, withRatios, type Dimension, type GrowthRow } from '../lib/dimension.js'
+import { measure } from '../lib/measure.js'
+import { oneSidecar } from '../lib/scenario.js'
+
+const NODE_COUNTS = [2, 8]
+
+/**
+ * The change path, (e) write async, with the sidecar configured with 2 and with 8 memcached
+ * nodes (replicas 2 either way: each session on 2 of them). Commands are counted on all 8.
+ */
+export default {
+  id: 'memcached-nodes',
+  title: 'memcached nodes: change as (e) write async',
+  run: async (ctx) => {
+    const all = [...ctx.memcached, ...ctx.spareMemcached]
+    const top = NODE_COUNTS[NODE_COUNTS.length - 1] as number
+    if (all.length < top) throw new Error(`needs ${top} memcached processes, the runner started ${all.length}`)
+    const rows: GrowthRow[] = []
+    for (const n of NODE_COUNTS) {
+      ctx.progress(`  change, ${n} nodes:`)
+      const nodes = all.slice(0, n).map((m) => m.address)
+      const m = await measure({
+        id: 'memcached-nodes',
+        ref: '',
+        title: `change, ${n} nodes`,
+        start: async (c) => await oneSidecar({ ...c, nodes }, { name: `nodes-${n}`, path: '/merge', write: 'async', sessions: true })
+      }, { ...ctx, memcached: all }, ctx.timing, ctx.progress)
+      rows.push(growthRow(`${n} nodes`, 'change, write async', m))
+    }
+    return {
+      id: 'memcached-nodes',
+      title: 'How cost grows with memcached nodes',
+      axis: 'memcached',
+      rows: withRatios(rows),
+      notes: [`${ctx.users} sessions of 1 KB, placed by rendezvous hashing over the configured nodes, 2 copies each; ${top} memcached processes run in both rows`]
+    }
+  }
+} satisfies Dimension
