@@ -10,7 +10,7 @@
  *
  * `npm run bench -- --dimensions` or BENCH_DIMENSIONS=1 adds how cost grows, a table each:
  * session-size (1/4/8 KB, hit and change), memcached-nodes (the change path with 2 and 8
- * nodes; 8 memcached processes are started).
+ * nodes; 8 memcached processes are started), miss-load (first requests on a cold sidecar).
  * BENCH_ONLY / --only may also name dimensions, which then run alone.
  *
  * Environment: BENCH_DURATION (s, default 5; smoke 1), BENCH_WARMUP (s, default 2; smoke 0.5),
@@ -39,6 +39,7 @@ import type { DimensionContext, Dimension, DimensionFailure, DimensionResult } f
 import type { BenchContext, Scenario, TransferScenario } from './lib/scenario.js'
 import { HAPROXY, NGINX, startScript } from './lib/servers.js'
 import memcachedNodes from './dimensions/memcached-nodes.js'
+import missLoad from './dimensions/miss-load.js'
 import sessionSize from './dimensions/session-size.js'
 import bareProxy from './scenarios/bare-proxy.js'
 import expressSessionChange from './scenarios/express-session-change.js'
@@ -61,7 +62,7 @@ const SCENARIOS: readonly Scenario[] = [
 /** Opt-in, after the load scenarios: only when --only names them (each moves GiBs, once). */
 const TRANSFERS: readonly TransferScenario[] = [largeUpload]
 /** Opt-in, after the transfers: with --dimensions (all), or those --only names. The largest last. */
-const DIMENSIONS: readonly Dimension[] = [sessionSize, memcachedNodes]
+const DIMENSIONS: readonly Dimension[] = [sessionSize, memcachedNodes, missLoad]
 
 const { values: flags } = parseArgs({
   options: {

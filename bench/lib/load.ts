@@ -16,8 +16,14 @@ export async function memcachedOps (nodes: readonly MemcachedProcess[]): Promise
 
 export interface LoadOptions {
   readonly url: string
+  /** How long (ignored with `amount`). */
   readonly seconds: number
+  /** Stop after this many requests instead of after `seconds`. */
+  readonly amount?: number
+  /** One user per connection, its cookie kept current (a browser each). */
   readonly cookies?: CookiePool | undefined
+  /** Or a cookie chosen for every request (many users, each request someone's). */
+  readonly cookieFor?: () => string
 }
 
 export interface LoadResult {
@@ -39,7 +45,7 @@ export interface LoadResult {
  * come from every response's own timer (float ms): autocannon's histogram rounds to 1 ms,
  * too coarse for a 1 ms target.
  */
-export async function run ({ url, seconds, cookies }: LoadOptions): Promise<LoadResult> {
+export async function run ({ url, seconds, amount, cookies, cookieFor }: LoadOptions): Promise<LoadResult> {
   cookies?.rewind()
   let latencies = new Float64Array(1 << 16)
   let count = 0
@@ -52,9 +58,10 @@ export async function run ({ url, seconds, cookies }: LoadOptions): Promise<Load
     url,
     connections: CONNECTIONS,
     pipelining: 1,
-    duration: seconds,
+    ...(amount === undefined ? { duration: seconds } : { amount }),
     timeout: 10,
-    ...(cookies === undefined ? {} : { setupClient: cookies.setupClient })
+    ...(cookies === undefined ? {} : { setupClient: cookies.setupClient }),
+    ...(cookieFor === undefined ? {} : { requests: [{ setupRequest: (req: autocannon.Request) => ({ ...req, headers: { ...req.headers, cookie: cookieFor() } }) }] })
   }, (err, result) => finished(err, result))
   instance.on('response', (_client, _status, _bytes, ms) => {
     if (count === latencies.length) {

@@ -31,7 +31,7 @@ export async function measure (scenario: Scenario, ctx: BenchContext, timing: Ti
  * Throws when no request completed.
  */
 export async function measureRunning (running: Running, nodes: readonly MemcachedProcess[], { seconds, warmup }: Timing, progress: (text: string) => void): Promise<Measured> {
-  const load = { url: running.url, cookies: running.cookies }
+  const load = { url: running.url, cookies: running.cookies, cookieFor: running.cookieFor }
   progress(` warm-up ${warmup} s...`)
   await run({ ...load, seconds: warmup })
   await new Promise((resolve) => setTimeout(resolve, 200))

@@ -25,6 +25,8 @@ export interface Running {
   /** Where the load goes, path included. */
   readonly url: string
   readonly cookies?: CookiePool
+  /** Or a cookie for every request, from many sessions (the miss-load dimension). */
+  readonly cookieFor?: () => string
   /** Resolves once work a response left behind (async writes) is done: counters are complete. */
   settle: () => Promise<void>
   stop: () => Promise<void>

@@ -54,7 +54,7 @@ export async function login (url: string, n: number, path = '/login', concurrenc
   return (await createSessions(url, n, { path, concurrency })).cookies
 }
 
-/** As `login`, timed, 64 in flight by default. */
+/** As `login`, timed, 64 in flight by default: the miss-load dimension creates thousands this way. */
 export async function createSessions (url: string, n: number, { path = '/login', concurrency = 64 } = {}): Promise<{ cookies: string[], seconds: number }> {
   const pool = new Pool(url, { connections: concurrency, pipelining: 1 })
   const cookies = new Array<string>(n)
@@ -77,4 +77,10 @@ export async function createSessions (url: string, n: number, { path = '/login',
     await pool.destroy()
   }
   return { cookies, seconds: (performance.now() - started) / 1000 }
+}
+
+/** A cookie for every request: each of `cookies` in turn (a pass over `cookies.length` requests uses each once). */
+export function inTurn (cookies: readonly string[]): () => string {
+  let next = 0
+  return () => cookies[next++ % cookies.length] as string
 }

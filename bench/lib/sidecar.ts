@@ -73,9 +73,16 @@ export class SidecarChild {
 
   /** Queued or in-flight memcached writes, from /metrics. */
   async pendingWrites (): Promise<number> {
+    return (await this.metrics(['sidecar_pending_writes']))[0] ?? 0
+  }
+
+  /** Values of unlabelled metrics from /metrics, in the order asked (0 for one not there). */
+  async metrics (names: readonly string[]): Promise<number[]> {
     const text = await (await fetch(`${this.adminUrl}/metrics`)).text()
-    const m = /^sidecar_pending_writes (\d+)$/m.exec(text)
-    return m === null ? 0 : Number(m[1])
+    return names.map((name) => {
+      const m = new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(text)
+      return m === null ? 0 : Number(m[1])
+    })
   }
 
   /** Waits (at most `ms`) until no write is pending, so memcached counters are complete. */
