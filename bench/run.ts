@@ -8,10 +8,12 @@
  * proxy_pass with upstream keepalive and (j) node:http + undici with no framework (kept under
  * `peers` in the JSON).
  *
- * `npm run bench -- --dimensions` or BENCH_DIMENSIONS=1 adds how cost grows, a table each:
- * session-size (1/4/8 KB, hit and change), memcached-nodes (the change path with 2 and 8
- * nodes; 8 memcached processes are started), miss-load (first requests on a cold sidecar).
- * BENCH_ONLY / --only may also name dimensions, which then run alone.
+ * `npm run bench -- --dimensions` or BENCH_DIMENSIONS=1 adds how cost grows, a table each
+ * (about 6 more minutes; with --smoke, tiny counts in about 45 s): session-size (1/4/8 KB, hit
+ * and change), memcached-nodes (the change path with 2 and 8 nodes; 8 memcached processes are
+ * started), miss-load (first requests on a cold sidecar), cached-sessions (hits with 10k, 100k
+ * and 1M sessions cached, scaled down when creating them would pass 3 minutes; and the heap
+ * measured at 1M too). BENCH_ONLY / --only may also name dimensions, which then run alone.
  *
  * Environment: BENCH_DURATION (s, default 5; smoke 1), BENCH_WARMUP (s, default 2; smoke 0.5),
  * BENCH_ROUNDS (default 1: run the whole list N times, report each scenario's median round),
@@ -38,6 +40,7 @@ import { BENCH_DIR, ROOT } from './lib/root.js'
 import type { DimensionContext, Dimension, DimensionFailure, DimensionResult } from './lib/dimension.js'
 import type { BenchContext, Scenario, TransferScenario } from './lib/scenario.js'
 import { HAPROXY, NGINX, startScript } from './lib/servers.js'
+import cachedSessions from './dimensions/cached-sessions.js'
 import memcachedNodes from './dimensions/memcached-nodes.js'
 import missLoad from './dimensions/miss-load.js'
 import sessionSize from './dimensions/session-size.js'
@@ -62,7 +65,7 @@ const SCENARIOS: readonly Scenario[] = [
 /** Opt-in, after the load scenarios: only when --only names them (each moves GiBs, once). */
 const TRANSFERS: readonly TransferScenario[] = [largeUpload]
 /** Opt-in, after the transfers: with --dimensions (all), or those --only names. The largest last. */
-const DIMENSIONS: readonly Dimension[] = [sessionSize, memcachedNodes, missLoad]
+const DIMENSIONS: readonly Dimension[] = [sessionSize, memcachedNodes, missLoad, cachedSessions]
 
 const { values: flags } = parseArgs({
   options: {
@@ -85,7 +88,8 @@ const scenarios = profiling && only === undefined ? [sidecarHit] : SCENARIOS.fil
 const transfers = profiling || only === undefined ? [] : TRANSFERS.filter((s) => only.includes(s.id))
 const dimensions = profiling ? [] : DIMENSIONS.filter((d) => flags.dimensions === true || only?.includes(d.id) === true)
 if (scenarios.length === 0 && transfers.length === 0 && dimensions.length === 0) fail(`no scenario matches ${String(flags.only)}; ids: ${[...SCENARIOS, ...TRANSFERS, ...DIMENSIONS].map((s) => s.id).join(', ')}${profiling ? ' (--profile: load scenarios only)' : ''}`)
-const heapCounts = smoke ? [1000] : [10_000, 100_000]
+/** Heap per session at these counts; a million too when the cached-sessions dimension runs (not in smoke mode). */
+const heapCounts = smoke ? [1000] : [10_000, 100_000, ...(dimensions.includes(cachedSessions) ? [1_000_000] : [])]
 /** memcached processes: 2, or 8 for the memcached-nodes dimension (the scenarios use the first 2). */
 const memcachedCount = dimensions.includes(memcachedNodes) ? 8 : 2
 
@@ -212,8 +216,10 @@ async function main (): Promise<number> {
   for (const n of heapCounts) {
     progress(`[${++step}/${steps}] heap per cached 1 KB session, ${n.toLocaleString('en-US')} sessions (node --expose-gc, store API): creating...`)
     try {
-      const child = children.spawn('heap', process.execPath, ['--expose-gc', join(BENCH_DIR, 'heap.js'), String(n), ctx.nodes.join(',')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
-      const h = await announced<HeapResult>('heap measurement', child, 300_000)
+      // A million sessions need more than Node's default heap limit leaves room for.
+      const big = n > 300_000 ? ['--max-old-space-size=6144'] : []
+      const child = children.spawn('heap', process.execPath, ['--expose-gc', ...big, join(BENCH_DIR, 'heap.js'), String(n), ctx.nodes.join(',')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+      const h = await announced<HeapResult>('heap measurement', child, Math.max(300_000, n))
       heap.push(h)
       progress(` ${h.heapBytesPerSession.toLocaleString('en-US')} bytes/session\n`)
     } catch (err) {

@@ -25,7 +25,7 @@ export interface Running {
   /** Where the load goes, path included. */
   readonly url: string
   readonly cookies?: CookiePool
-  /** Or a cookie for every request, from many sessions (the miss-load dimension). */
+  /** Or a cookie for every request, from many sessions (the cached-sessions and miss-load dimensions). */
   readonly cookieFor?: () => string
   /** Resolves once work a response left behind (async writes) is done: counters are complete. */
   settle: () => Promise<void>

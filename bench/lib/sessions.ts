@@ -54,7 +54,7 @@ export async function login (url: string, n: number, path = '/login', concurrenc
   return (await createSessions(url, n, { path, concurrency })).cookies
 }
 
-/** As `login`, timed, 64 in flight by default: the miss-load dimension creates thousands this way. */
+/** As `login`, timed: the cached-sessions dimension creates up to a million this way. */
 export async function createSessions (url: string, n: number, { path = '/login', concurrency = 64 } = {}): Promise<{ cookies: string[], seconds: number }> {
   const pool = new Pool(url, { connections: concurrency, pipelining: 1 })
   const cookies = new Array<string>(n)
@@ -83,4 +83,9 @@ export async function createSessions (url: string, n: number, { path = '/login',
 export function inTurn (cookies: readonly string[]): () => string {
   let next = 0
   return () => cookies[next++ % cookies.length] as string
+}
+
+/** A cookie for every request: any of `cookies`, uniformly at random. */
+export function atRandom (cookies: readonly string[]): () => string {
+  return () => cookies[Math.floor(Math.random() * cookies.length)] as string
 }

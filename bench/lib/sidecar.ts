@@ -17,6 +17,10 @@ export interface SidecarOptions {
   readonly nodeFlags?: readonly string[]
   /** session.maxBytes (default 8192): larger sessions for the session-size dimension. */
   readonly sessionMaxBytes?: number
+  /** cache.maxBytes (default 64 MiB): room for every session of the cached-sessions dimension. */
+  readonly cacheMaxBytes?: number
+  /** cache.revalidateMs (default 30 s). */
+  readonly revalidateMs?: number
 }
 
 /**
@@ -40,13 +44,14 @@ export class SidecarChild {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build`)
     this.port = await freePort()
     this.adminPort = await freePort()
-    const { name, upstream, nodes, write = 'async', nodeFlags = [], sessionMaxBytes } = this.options
+    const { name, upstream, nodes, write = 'async', nodeFlags = [], sessionMaxBytes, cacheMaxBytes, revalidateMs } = this.options
     const file = join(this.dir, `${name}.yaml`)
     writeFileSync(file, stringify({
       listen: { host: '127.0.0.1', port: this.port },
       admin: { host: '127.0.0.1', port: this.adminPort },
       upstream: { url: upstream, timeoutMs: 10_000 },
       session: { secrets: ['${BENCH_SECRET}'], cookie: { secure: false }, ...(sessionMaxBytes === undefined ? {} : { maxBytes: sessionMaxBytes }) },
+      ...(cacheMaxBytes === undefined && revalidateMs === undefined ? {} : { cache: { maxBytes: cacheMaxBytes, revalidateMs } }),
       memcached: { nodes: [...nodes], write, timeoutMs: 250 },
       // Stopped once its scenario has run: no load balancer to wait for.
       shutdown: { delayMs: 0, timeoutMs: 5000 },
