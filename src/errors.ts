@@ -21,7 +21,6 @@ export const codes = {
   /** A memcached node failed or timed out: it is marked down for a backoff window. */
   MEMCACHED_UNAVAILABLE: 'SIDECAR_ERR_MEMCACHED_UNAVAILABLE',
   /** The memcached client library reported a reply it did not expect (a wrong port, a broken node). */
-  MEMCACHED_CLIENT_WARNING: 'SIDECAR_ERR_MEMCACHED_CLIENT_WARNING',
   /** Session writes reach no memcached node: kept locally (one per session, within cache.maxBytes) and retried. */
   SESSION_WRITE_FAILED: 'SIDECAR_ERR_SESSION_WRITE_FAILED',
   /** A copy read from memcached did not open (forged, another secret, moved, damaged): treated as missing. */

@@ -92,9 +92,6 @@ export function readNodes (texts: readonly string[], allowList: AddressAllowList
     const address = parseAddress(text)
     if (address === undefined) {
       problems.push(`memcached.nodes[${i}]: "${text}" is not host:port or [ipv6]:port`)
-    } else if (address.family === 6) {
-      // memcache-client 1.0.5 splits the server string on ':' and cannot reach IPv6 literals.
-      problems.push(`memcached.nodes[${i}]: "${text}": IPv6 literals are not supported by the memcached client; use a hostname`)
     } else if (allowList !== undefined && !allowList.allows(address)) {
       problems.push(`memcached.nodes[${i}]: "${text}" is not permitted by memcached.allow`)
     } else if (nodes.includes(address.text)) {

@@ -1,5 +1,6 @@
 import { promises as dns } from 'node:dns'
 import type { Logger } from 'pino'
+import { parseAddress } from './address.js'
 
 /** The two lookups discovery needs; injectable so tests need no DNS server. */
 export interface Resolver {
@@ -12,7 +13,7 @@ export interface DiscoveryOptions {
   readonly target: string
   readonly intervalMs: number
   readonly log: Logger
-  /** Called with the sorted `ip:port` list whenever it changes (never with an empty list). */
+  /** Called with the sorted `ip:port` / `[ipv6]:port` list whenever it changes (never with an empty list). */
   readonly onChange: (addresses: string[]) => void
   readonly resolver?: Resolver
 }
@@ -30,7 +31,6 @@ export class DnsDiscovery {
   readonly #resolver: Resolver
   #current = ''
   #timer: NodeJS.Timeout | undefined
-  #warnedV6 = false
 
   constructor (options: DiscoveryOptions) {
     const colon = options.target.lastIndexOf(':')
@@ -58,13 +58,9 @@ export class DnsDiscovery {
   async refresh (): Promise<void> {
     const [v4, v6] = await Promise.all([this.#lookup('A', this.#resolver.resolve4), this.#lookup('AAAA', this.#resolver.resolve6)])
     if (v4 === undefined && v6 === undefined) return
-    if ((v6 ?? []).length > 0 && !this.#warnedV6) {
-      this.#warnedV6 = true
-      this.#options.log.warn({ name: this.#name, addresses: v6 }, 'AAAA records ignored: the memcached client cannot connect to IPv6 literals')
-    }
-    const addresses = [...new Set(v4 ?? [])].map((ip) => `${ip}:${this.#port}`).sort()
+    const addresses = [...new Set([...(v4 ?? []).map((ip) => `${ip}:${this.#port}`), ...(v6 ?? []).map((ip) => parseAddress(`[${ip}]:${this.#port}`)?.text ?? `[${ip}]:${this.#port}`)])].sort()
     if (addresses.length === 0) {
-      this.#options.log.warn({ name: this.#name }, 'memcached discovery found no IPv4 address; keeping the last known nodes')
+      this.#options.log.warn({ name: this.#name }, 'memcached discovery found no address; keeping the last known nodes')
       return
     }
     const key = addresses.join(',')

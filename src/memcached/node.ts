@@ -1,7 +1,7 @@
-import { MemcacheClient, MemcacheConnection } from 'memcache-client'
 import type { Logger } from 'pino'
-import { codes, NodeUnavailable, type MemcachedCommand } from '../errors.js'
+import { NodeUnavailable, type MemcachedCommand } from '../errors.js'
 import type { Address } from './address.js'
+import { MetaConnection, MetaConnectionError, type MetaStore } from './meta-connection.js'
 import type { MemcachedOps } from '../metrics.js'
 
 /** A stored copy as read with `gets`. */
@@ -28,53 +28,19 @@ export interface NodeOptions {
   readonly onRecovered?: (address: string) => void
 }
 
-/**
- * memcache-client parses replies inside the socket's 'data' handler, where a malformed reply
- * (a broken node, a wrong port, a middlebox) throws and would crash the process. Contain it:
- * the connection is shut down, its pending commands fail, and the node is marked down.
- */
-const connection = MemcacheConnection.prototype as unknown as {
-  onData: (data: Buffer) => void
-  _shutdown: (msg: string, keepSocket?: boolean) => void
-  isShutdown: () => boolean
-  client?: { emit: (event: string, ...args: unknown[]) => boolean }
-}
-const parseReply = connection.onData
-connection.onData = function onData (this: typeof connection, data: Buffer): void {
-  try {
-    parseReply.call(this, data)
-  } catch (err) {
-    this._shutdown(`unparseable reply (${(err as Error).name})`)
-  }
-}
-/**
- * memcache-client reconnects silently on the next command. A connection that ends without our
- * asking (the server restarted, or died) is announced on the client, so the node can tell that
- * memcached may have come back empty even when no command was in flight to fail.
- */
-const shutdownConnection = connection._shutdown
-connection._shutdown = function shutdown (this: typeof connection, msg: string, keepSocket?: boolean): void {
-  if (!this.isShutdown() && msg !== SHUTDOWN_REQUESTED) this.client?.emit(CONNECTION_LOST, msg)
-  shutdownConnection.call(this, msg, keepSocket)
-}
-
-// memcache-client's reason when we close a connection ourselves.
-const SHUTDOWN_REQUESTED = 'Shutdown requested'
-const CONNECTION_LOST = 'session-sidecar:connection-lost'
 const BACKOFF_MIN_MS = 500
 // Short and capped: a node back from a restart is noticed within seconds by the next command.
 const BACKOFF_MAX_MS = 2_000
-// memcached's replies to a store that did not happen: protocol outcomes, not node failures.
-const PROTOCOL_REPLIES = new Set(['NOT_STORED', 'EXISTS', 'NOT_FOUND'])
 
 /**
- * One memcached server: its own client (memcache-client fails over randomly between servers,
- * so it must never hold more than one), a hard deadline on every command, and a down mark with
- * exponential backoff that steers writes and placement away while the node is failing.
+ * One memcached server: one pipelined connection speaking the meta protocol (every store
+ * returns the item's new CAS, so a later change can skip its read), a hard deadline on every
+ * command, and a down mark with exponential backoff that steers writes and placement away
+ * while the node is failing.
  */
 export class MemcachedNode {
   readonly address: string
-  readonly #client: MemcacheClient
+  readonly #connection: MetaConnection
   readonly #options: NodeOptions
   #downUntil = 0
   #failures = 0
@@ -92,19 +58,13 @@ export class MemcachedNode {
     this.#options = options
     this.#now = options.now ?? performance.now.bind(performance)
     this.#lastUsedAt = this.#now()
-    this.#client = new MemcacheClient({
-      server: { server: `${address.host}:${address.port}`, maxConnections: 1 },
-      // Without connectTimeout a black-holed connect never settles.
-      connectTimeout: options.timeoutMs,
-      cmdTimeout: options.timeoutMs,
-      // After a connect timeout the library drops the socket's error listener; a dangling
-      // socket keeps one, so a late ECONNREFUSED cannot crash the process.
-      keepDangleSocket: true,
-      dangleSocketWaitTimeout: 1000,
-      lifetime: options.ttl,
-      logger: quietLogger(options.log)
+    this.#connection = new MetaConnection({
+      host: address.host,
+      port: address.port,
+      connectTimeoutMs: options.timeoutMs,
+      commandTimeoutMs: options.timeoutMs,
+      onLost: () => { this.#lost() }
     })
-    ;(this.#client as unknown as NodeJS.EventEmitter).on(CONNECTION_LOST, () => { this.#lost() })
   }
 
   get lastUsedAt (): number {
@@ -125,32 +85,30 @@ export class MemcachedNode {
   }
 
   async gets (key: string): Promise<StoredValue | undefined> {
-    return storedValue(await this.#run('gets', () => this.#client.gets<string>(key)))
+    return await this.#run('gets', async () => await this.#connection.get(key))
   }
 
   /**
-   * `gats`: reads the copy (with its CAS token) and refreshes its TTL in one command, so a
-   * revalidation learns what is stored, not only that something is. memcache-client has no
-   * method for it, but its generic retrieve sends `<cmd> <key>` and parses the VALUE reply,
-   * which for `gats <exptime>` has the same shape as for `gets`.
+   * Reads the copy (with its CAS token) and refreshes its TTL in one command (`mg v c T`), so a
+   * revalidation learns what is stored, not only that something is.
    */
   async gats (key: string): Promise<StoredValue | undefined> {
-    return storedValue(await this.#run('gats', () => this.#client.retrieve<RetrievedValue | undefined>(`gats ${this.#options.ttl}`, key)))
+    return await this.#run('gats', async () => await this.#connection.get(key, this.#options.ttl))
   }
 
-  /** Stores only if absent. Resolves false when the key exists. `ttl` (seconds) overrides the item TTL. */
-  async add (key: string, value: string, ttl = this.#options.ttl): Promise<boolean> {
-    return await this.#store('add', () => this.#client.add(key, value, { lifetime: ttl }))
+  /** Stores only if absent: the new item's CAS, or undefined when the key exists. `ttl` (seconds) overrides the item TTL. */
+  async add (key: string, value: string, ttl = this.#options.ttl): Promise<string | undefined> {
+    return await this.#store('add', { mode: 'add', ttl }, key, value)
   }
 
-  /** Stores only if unchanged since `gets`. Resolves false on EXISTS / NOT_FOUND. */
-  async cas (key: string, value: string, cas: string, ttl = this.#options.ttl): Promise<boolean> {
-    return await this.#store('cas', () => this.#client.cas(key, value, { casUniq: cas, lifetime: ttl }))
+  /** Stores only if the item still has CAS `cas`: its new CAS, or undefined (changed or gone since). */
+  async cas (key: string, value: string, cas: string, ttl = this.#options.ttl): Promise<string | undefined> {
+    return await this.#store('cas', { mode: 'set', ttl, cas }, key, value)
   }
 
   /** Resolves false when there was nothing to delete. */
   async delete (key: string): Promise<boolean> {
-    return await this.#store('delete', () => this.#client.delete(key))
+    return await this.#run('delete', async () => await this.#connection.delete(key))
   }
 
   /**
@@ -159,12 +117,12 @@ export class MemcachedNode {
    * the node down like any command.
    */
   async probe (): Promise<boolean> {
-    return await this.#run('version', async () => await this.#client.version(), false).then(() => true, () => false)
+    return await this.#run('version', async () => await this.#connection.version(), false).then(() => true, () => false)
   }
 
   close (): void {
     clearTimeout(this.#probe)
-    this.#client.shutdown()
+    this.#connection.close()
   }
 
   /**
@@ -184,46 +142,28 @@ export class MemcachedNode {
     this.#probe.unref()
   }
 
-  async #store (command: Command, send: () => Promise<unknown>): Promise<boolean> {
-    try {
-      await this.#run(command, send)
-      return true
-    } catch (err) {
-      if (err instanceof NodeUnavailable) throw err
-      return false
-    }
+  async #store (command: Command, options: { readonly mode: 'add' | 'set', readonly ttl: number, readonly cas?: string }, key: string, value: string): Promise<string | undefined> {
+    const outcome: MetaStore = await this.#run(command, async () => await this.#connection.store(key, value, options))
+    return outcome.stored ? outcome.cas : undefined
   }
 
   async #run<T> (command: Command, send: () => Promise<T>, use = true): Promise<T> {
     const started = performance.now()
     if (use) this.#lastUsedAt = this.#now()
-    let timer: NodeJS.Timeout | undefined
-    const deadline = new Promise<never>((_resolve, reject) => {
-      // memcache-client checks its own timeout on a coarse interval: this bound is exact.
-      timer = setTimeout(() => reject(new NodeUnavailable(this.address, command, `timed out after ${this.#options.timeoutMs} ms`)), this.#options.timeoutMs)
-    })
     try {
-      const result = await Promise.race([send(), deadline])
+      // The connection's own deadline (timeoutMs, connect included) fails the command and
+      // resets the connection, whose stream can no longer be trusted.
+      const result = await send()
       this.#succeeded()
-      this.#options.ops.observe(this.address, command, result === undefined && (command === 'gets' || command === 'gats') ? 'miss' : 'ok', performance.now() - started)
+      this.#options.ops.observe(this.address, command, isMiss(result) ? 'miss' : 'ok', performance.now() - started)
       return result
     } catch (err) {
-      const message = (err as Error).message
-      if (!(err instanceof NodeUnavailable) && PROTOCOL_REPLIES.has(message)) {
-        this.#succeeded()
-        this.#options.ops.observe(this.address, command, 'miss', performance.now() - started)
-        throw err
-      }
-      // memcache-client's own timers may fire first ("Command timeout", "connect timeout"):
-      // one wording for every timeout keeps the log line greppable.
-      const failure = err instanceof NodeUnavailable
-        ? err
-        : new NodeUnavailable(this.address, command, /timeout/i.test(message) ? `timed out after ${this.#options.timeoutMs} ms` : message)
+      // An invalid key is a bug of ours, not a node failure.
+      if (!(err instanceof MetaConnectionError)) throw err
+      const failure = new NodeUnavailable(this.address, command, err.message)
       this.#failed(failure)
       this.#options.ops.observe(this.address, command, 'error', performance.now() - started)
       throw failure
-    } finally {
-      clearTimeout(timer)
     }
   }
 
@@ -261,18 +201,8 @@ export class MemcachedNode {
   }
 }
 
-interface RetrievedValue { readonly value: unknown, readonly casUniq?: unknown }
-
-function storedValue (hit: RetrievedValue | undefined): StoredValue | undefined {
-  return hit === undefined ? undefined : { value: String(hit.value), cas: String(hit.casUniq) }
-}
-
-/**
- * memcache-client prints unexpected replies with console.log unless given a logger. Its
- * messages can quote reply lines, which may hold session data: log that it happened, not what.
- */
-function quietLogger (log: Logger): Record<'error' | 'warn' | 'info' | 'debug', () => void> {
-  const report = (): void => log.warn({ code: codes.MEMCACHED_CLIENT_WARNING }, 'memcache-client reported an unexpected reply')
-  const ignore = (): void => {}
-  return { error: report, warn: report, info: ignore, debug: ignore }
+/** A read that found nothing, a store that did not happen, a delete of nothing: answered, but a miss. */
+function isMiss (result: unknown): boolean {
+  if (result === undefined || result === false) return true
+  return typeof result === 'object' && result !== null && 'stored' in result && result.stored === false
 }

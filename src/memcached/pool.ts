@@ -75,7 +75,7 @@ export class NodePool {
     if (known !== undefined) return known
     const address = parseAddress(text)
     // Only the canonical spelling is accepted, so one node never gets two clients.
-    if (address === undefined || address.text !== text || address.family === 6 || !this.#allow.allows(address)) return undefined
+    if (address === undefined || address.text !== text || !this.#allow.allows(address)) return undefined
     const options: NodeOptions = { ...this.#options, onRecovered: (a) => { for (const listener of this.#recovered) listener(a) } }
     const node = (this.#options.createNode ?? ((a, o) => new MemcachedNode(a, o)))(address, options)
     this.#nodes.set(text, node)

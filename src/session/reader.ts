@@ -1,4 +1,4 @@
-import type { MemcachedNode } from '../memcached/node.js'
+import type { MemcachedNode, StoredValue } from '../memcached/node.js'
 import type { NodePool } from '../memcached/pool.js'
 import type { StoredCopy } from './record.js'
 import type { CopySeal } from './sealed-copy.js'
@@ -12,6 +12,8 @@ export interface ReaderOptions {
   readonly seal: CopySeal
   /** A copy sealed by a retiring secret (or an older format) was read at `address`: reseal it there. */
   readonly reseal: (key: string, address: string) => void
+  /** A copy was read at `address` with its CAS: the writer can apply the next change to it without reading it again. */
+  readonly seen?: (key: string, address: string, cas: string, copy: StoredCopy) => void
   /** Monotonic milliseconds; tests pass a fake clock. */
   readonly now: () => number
 }
@@ -51,7 +53,7 @@ export class CopyReader {
     return await Promise.all(addresses.map(async (address): Promise<ReadResult> => {
       const node = this.#options.pool.node(address)
       if (node === undefined || node.down) return 'error'
-      return await node.gats(mkey).then((hit) => hit === undefined ? null : this.#opened(key, address, hit.value), () => 'error' as const)
+      return await node.gats(mkey).then((hit) => hit === undefined ? null : this.#opened(key, address, hit), () => 'error' as const)
     }))
   }
 
@@ -91,10 +93,11 @@ export class CopyReader {
   }
 
   /** Opens a copy read from `address`; one sealed by a retiring secret is resealed there. */
-  #opened (key: string, address: string, value: string): StoredCopy | null {
-    const copy = this.#options.seal.open(this.#options.keyPrefix + key, value)
+  #opened (key: string, address: string, hit: StoredValue): StoredCopy | null {
+    const copy = this.#options.seal.open(this.#options.keyPrefix + key, hit.value)
     if (copy === undefined) return null
     if (!copy.current) this.#options.reseal(key, address)
+    else this.#options.seen?.(key, address, hit.cas, copy)
     return copy
   }
 
@@ -132,7 +135,7 @@ export class CopyReader {
         if (rest.length === 0 || (satisfied && (graceOver || rest.every((n) => n.down)))) finish()
       }
       const ask = (node: MemcachedNode, wait: number): void => {
-        node.gets(mkey).then((hit) => hit === undefined ? null : this.#opened(key, node.address, hit.value), () => 'error' as const).then((result) => {
+        node.gets(mkey).then((hit) => hit === undefined ? null : this.#opened(key, node.address, hit), () => 'error' as const).then((result) => {
           if (done) return
           latest.set(node, result)
           if (result !== null && result !== 'error') {

@@ -117,6 +117,7 @@ export class SessionStore {
       keyPrefix: options.keyPrefix,
       seal: options.seal,
       reseal: (key, address) => { void this.#writer.reseal(key, [address]) },
+      seen: (key, address, cas, copy) => { this.#writer.remember(address, key, cas, copy) },
       now: this.#now
     })
   }

@@ -2,7 +2,7 @@ import { LRUCache } from 'lru-cache'
 import type { Logger } from 'pino'
 import { codes, NodeUnavailable } from '../errors.js'
 import type { Metrics } from '../metrics.js'
-import type { MemcachedNode } from '../memcached/node.js'
+import type { MemcachedNode, StoredValue } from '../memcached/node.js'
 import type { NodePool } from '../memcached/pool.js'
 import { encodeObject, isObject, mergePatch, parseStored, setMember, type SessionObject } from './data.js'
 import type { StoredCopy } from './record.js'
@@ -106,12 +106,20 @@ export class SessionWriter {
    * sidecar still holding the session would otherwise store it again).
    */
   readonly #ends: LRUCache<string, PendingDelete>
+  /**
+   * Per `address memcachedKey`, the copy this sidecar last stored or read there and its CAS: a
+   * change is applied to it and stored with one command, no read first. Anything written there
+   * since changes the CAS, the store is refused, and the copy is read as before.
+   */
+  readonly #known: LRUCache<string, KnownCopy>
   #pending = 0
   #retryTimer: NodeJS.Timeout | undefined
 
   constructor (options: WriterOptions) {
     this.#options = options
     this.#ends = new LRUCache<string, PendingDelete>({ max: 100_000, ttl: options.tombstoneTtl * 1000 })
+    // Bounded like the cache: at most one more copy of each session it holds, per node.
+    this.#known = new LRUCache<string, KnownCopy>({ maxSize: Math.max(1, 2 * options.maxPendingBytes), sizeCalculation: (k) => k.copy.header.length + KNOWN_OVERHEAD })
     options.pool.onRecovered((address) => this.#reassert(address))
   }
 
@@ -338,10 +346,14 @@ export class SessionWriter {
   async #addEarly (address: string, mkey: string, copy: StoredCopy): Promise<boolean> {
     const node = this.#options.pool.node(address)
     if (node === undefined || node.down) return false
-    return await node.add(mkey, this.#options.seal.seal(mkey, copy)).catch((err: unknown) => {
+    try {
+      const cas = await node.add(mkey, this.#options.seal.seal(mkey, copy))
+      if (cas !== undefined) this.#know(address, mkey, cas, copy)
+      return cas !== undefined
+    } catch (err) {
       if (err instanceof NodeUnavailable) return false
       throw err
-    })
+    }
   }
 
   /** The copy another node holds, when the primary has none; undefined when that node has none or fails. */
@@ -370,7 +382,20 @@ export class SessionWriter {
     // gets the next request (round-robin) then finds it.
     if (job.fresh) {
       const mine = nextCopy(undefined, job, maxBytes) as StoredCopy
-      if (await node.add(mkey, seal.seal(mkey, mine), ttl(mine))) return mine
+      const cas = await node.add(mkey, seal.seal(mkey, mine), ttl(mine))
+      if (cas !== undefined) return this.#know(node.address, mkey, cas, mine)
+    }
+    // The common case, one command: the copy this sidecar last saw here is still there.
+    const known = this.#known.get(`${node.address} ${mkey}`)
+    if (known !== undefined) {
+      const next = nextCopy(known.copy, job, maxBytes)
+      const cas = typeof next === 'object' ? await node.cas(mkey, seal.seal(mkey, next), known.cas, ttl(next)) : undefined
+      if (cas !== undefined) {
+        replaced?.(known.copy)
+        return this.#know(node.address, mkey, cas, next as StoredCopy)
+      }
+      // Changed since (or it holds what decides without a write): read it.
+      this.#known.delete(`${node.address} ${mkey}`)
     }
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const stored = await node.gets(mkey)
@@ -383,12 +408,13 @@ export class SessionWriter {
       if (next === 'ended') throw new SessionEnded((basis as StoredCopy).version + 1)
       if (next === 'stands' && current !== undefined) {
         replaced?.(current)
-        return current
+        return this.#know(node.address, mkey, (stored as StoredValue).cas, current)
       }
       const write = next === 'stands' ? basis as StoredCopy : next
-      if (stored === undefined ? await node.add(mkey, seal.seal(mkey, write), ttl(write)) : await node.cas(mkey, seal.seal(mkey, write), stored.cas, ttl(write))) {
+      const cas = stored === undefined ? await node.add(mkey, seal.seal(mkey, write), ttl(write)) : await node.cas(mkey, seal.seal(mkey, write), stored.cas, ttl(write))
+      if (cas !== undefined) {
         replaced?.(current)
-        return write
+        return this.#know(node.address, mkey, cas, write)
       }
     }
     // Persistent contention: someone else keeps winning. A copy or a tombstone yields to what is
@@ -401,6 +427,17 @@ export class SessionWriter {
       return current
     }
     throw new NodeUnavailable(node.address, 'cas', 'gave up after repeated conflicts')
+  }
+
+  /** What `address` holds for `key`, read just now with its CAS: the next change there skips its read. */
+  remember (address: string, key: string, cas: string, copy: StoredCopy): void {
+    this.#know(address, this.#options.keyPrefix + key, cas, copy)
+  }
+
+  /** Remembers what `address` holds under `mkey` (stored or read just now, with its CAS); returns the copy. */
+  #know (address: string, mkey: string, cas: string, copy: StoredCopy): StoredCopy {
+    this.#known.set(`${address} ${mkey}`, { cas, copy })
+    return copy
   }
 
   /**
@@ -437,7 +474,8 @@ export class SessionWriter {
       const stored = await node.gets(mkey)
       const copy = stored === undefined ? undefined : seal.open(mkey, stored.value)
       if (stored === undefined || copy === undefined || copy.current) return
-      await node.cas(mkey, seal.seal(mkey, copy), stored.cas, copy.ended ? this.#options.tombstoneTtl : undefined)
+      const cas = await node.cas(mkey, seal.seal(mkey, copy), stored.cas, copy.ended ? this.#options.tombstoneTtl : undefined)
+      if (cas !== undefined) this.#know(address, mkey, cas, copy)
     } catch (err) {
       // The next read of it tries again.
       if (!(err instanceof NodeUnavailable)) throw err
@@ -458,6 +496,7 @@ export class SessionWriter {
         // A tombstone stays: it is what keeps a replayed cookie out.
         if (copy === undefined || copy.version > upTo || copy.ended) return
       }
+      this.#known.delete(`${address} ${mkey}`)
       await node.delete(mkey)
     } catch (err) {
       if (!(err instanceof NodeUnavailable)) throw err
@@ -660,6 +699,14 @@ class SessionEnded extends Error {
     super('session ended')
   }
 }
+
+interface KnownCopy {
+  readonly cas: string
+  readonly copy: StoredCopy
+}
+
+// What a remembered copy costs beyond its data (key, CAS, the entry itself), for the LRU's bound.
+const KNOWN_OVERHEAD = 160
 
 interface PendingDelete {
   readonly key: string

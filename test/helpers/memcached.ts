@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { connect } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { CopySeal } from '../../src/session/sealed-copy.js'
 import { freePort, until } from './ports.js'
 import { SECRET } from './sidecar.js'
@@ -126,3 +126,14 @@ export class MemcachedProcess {
 
 /** The `stats` counters the tests read; memcached always reports these. */
 export type Stats = Record<string, number> & { cmd_get: number, cmd_set: number, cmd_touch: number, get_hits: number, get_misses: number }
+
+/** Whether this machine can listen on ::1 (containers may have IPv6 off). */
+export async function hasIpv6Loopback (): Promise<boolean> {
+  const probe = createServer()
+  const listening = await new Promise<boolean>((resolve) => {
+    probe.once('error', () => resolve(false))
+    probe.listen(0, '::1', () => resolve(true))
+  })
+  if (listening) await new Promise((resolve) => probe.close(resolve))
+  return listening
+}

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
 import { connect, createServer, type Server, type Socket } from 'node:net'
-import { MemcachedProcess } from '../helpers/memcached.js'
+import { hasIpv6Loopback, MemcachedProcess } from '../helpers/memcached.js'
 import { closeServer, freePort, listenOnLoopback, until } from '../helpers/ports.js'
 import { SilentServer } from '../helpers/tcp.js'
 import { MetaConnection, MetaConnectionError, type MetaConnectionOptions } from '../../src/memcached/meta-connection.js'
@@ -100,16 +100,6 @@ t.test('3000 commands issued at once share one connection and are answered in or
   t.equal(after - before, 1, 'no new connection but the stats request\'s own')
 })
 
-/** Whether this machine can listen on ::1 (containers may have IPv6 off). */
-async function hasIpv6Loopback (): Promise<boolean> {
-  const probe = createServer()
-  const listening = await new Promise<boolean>((resolve) => {
-    probe.once('error', () => resolve(false))
-    probe.listen(0, '::1', () => resolve(true))
-  })
-  if (listening) await new Promise((resolve) => probe.close(resolve))
-  return listening
-}
 
 t.test('an IPv6 memcached is reached with host ::1', { skip: await hasIpv6Loopback() ? false : 'this machine has no ::1' }, async (t) => {
   const v6 = await MemcachedProcess.start('::1')

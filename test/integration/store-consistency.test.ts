@@ -120,3 +120,41 @@ t.test('replicas: 2 keeps a backup copy on a second node and names it in the coo
   for (const n of nodes) if (await n.get(`sess:${parts[1]}`) !== undefined) holders.push(n.address)
   t.same(holders.sort(), [parts[2], parts[3]].sort(), 'exactly the primary and the backup hold it')
 })
+
+/** Every command a node answered: reads, stores (add, cas, set), touches and deletes. */
+const commands = (s: Record<string, number>): number => (s.cmd_get ?? 0) + (s.cmd_set ?? 0) + (s.cmd_touch ?? 0) + (s.delete_hits ?? 0) + (s.delete_misses ?? 0)
+
+t.test('a change costs two memcached commands when nothing else changed the session: one store on the primary, one on the backup, no read', async (t) => {
+  const { nodes, sidecar, browser } = await setup(t, { memcached: { write: 'sync' } }, 2)
+  await browser.get(sidecar.url, '/?set={"n":0}')
+  await sidecar.store.flush(2000)
+  const before = await Promise.all(nodes.map(async (m) => await m.stats()))
+  const CHANGES = 20
+  for (let n = 1; n <= CHANGES; n++) await browser.get(sidecar.url, `/?merge={"n":${n}}`)
+  await sidecar.store.flush(2000)
+  const after = await Promise.all(nodes.map(async (m) => await m.stats()))
+  const total = nodes.reduce((sum, _m, i) => sum + commands(after[i] as Record<string, number>) - commands(before[i] as Record<string, number>), 0)
+  const reads = nodes.reduce((sum, _m, i) => sum + (after[i]?.cmd_get ?? 0) - (before[i]?.cmd_get ?? 0), 0)
+  t.equal(total, 2 * CHANGES, `${CHANGES} changes cost ${total} commands`)
+  t.equal(reads, 0, 'none of them a read')
+  const [, , primary, backup] = (browser.sid as string).split('~')
+  for (const address of [primary, backup]) {
+    const node = nodes.find((m) => m.address === address)
+    t.match(await node?.copy(keyOf(browser.sid)), new RegExp(`^${CHANGES + 1} ${b64({ n: CHANGES })}$`), `${String(address)} holds the last change`)
+  }
+})
+
+t.test('a change after another sidecar changed the session reads the copy first and keeps both changes', async (t) => {
+  const { m, sidecar, browser } = await setup(t, { memcached: { write: 'sync' } })
+  await browser.get(sidecar.url, '/?set={"mine":0}')
+  await sidecar.store.flush(2000)
+  const key = keyOf(browser.sid)
+  // Another sidecar's change, stored on the primary behind this sidecar's back (version 2).
+  await m.putCopy(key, 2, b64({ mine: 0, theirs: 1 }))
+  const before = await m.stats()
+  await browser.get(sidecar.url, '/?merge={"mine":1}')
+  await sidecar.store.flush(2000)
+  const after = await m.stats()
+  t.equal(after.cmd_get - before.cmd_get, 1, 'the refused store is followed by one read')
+  t.match(await m.copy(key), new RegExp(`^3 ${b64({ mine: 1, theirs: 1 })}$`), 'the change is applied to the other sidecar\'s copy: both kept')
+})

@@ -22,12 +22,10 @@ t.test('A records become sorted ip:port nodes; an unchanged answer is not a chan
   t.same(changes, [['10.0.0.5:11211', '10.0.0.7:11211']])
 })
 
-t.test('AAAA records are ignored with one warning (the memcached client cannot reach IPv6)', async (t) => {
-  const { d, changes, log } = discovery({ resolve4: async () => ['10.0.0.5'], resolve6: async () => ['fd00::5'] })
+t.test('AAAA records become [ipv6]:port nodes in their canonical spelling, beside the A records', async (t) => {
+  const { d, changes } = discovery({ resolve4: async () => ['10.0.0.5'], resolve6: async () => ['FD00:0:0::5'] })
   await d.refresh()
-  await d.refresh()
-  t.same(changes, [['10.0.0.5:11211']])
-  t.equal(log.entries.filter((e) => String(e.msg).startsWith('AAAA records ignored')).length, 1)
+  t.same(changes, [['10.0.0.5:11211', '[fd00::5]:11211']])
 })
 
 t.test('no records, or a failing resolver, keep the last known nodes', async (t) => {
@@ -42,7 +40,7 @@ t.test('no records, or a failing resolver, keep the last known nodes', async (t)
   mode = 'fail'
   await d.refresh()
   t.same(changes, [['10.0.0.5:11211']], 'never an empty placement')
-  t.ok(log.entries.some((e) => e.msg === 'memcached discovery found no IPv4 address; keeping the last known nodes'))
+  t.ok(log.entries.some((e) => e.msg === 'memcached discovery found no address; keeping the last known nodes'))
   t.ok(log.entries.some((e) => e.code === 'ETIMEOUT' && e.type === 'A'))
 })
 

@@ -128,10 +128,11 @@ t.test('node: refuses addresses outside memcached.allow', async (t) => {
   t.equal(p.node('cache.internal:11211'), undefined)
 })
 
-t.test('node: refuses IPv6 literals (the memcached client cannot reach them)', async (t) => {
+t.test('node: IPv6 literals in their canonical spelling, like any address', async (t) => {
   const p = pool(t)
-  t.equal(p.node('[::1]:11211'), undefined)
-  t.equal(p.node('[fd00::5]:11211'), undefined)
+  t.equal(p.node('[::1]:11211')?.address, '[::1]:11211')
+  t.equal(p.node('[fd00::5]:11211')?.address, '[fd00::5]:11211')
+  t.equal(p.node('[FD00:0::5]:11211'), undefined, 'another spelling of a known node is not a second node')
 })
 
 t.test('allows: true exactly for addresses node() accepts', async (t) => {
