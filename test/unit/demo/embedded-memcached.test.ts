@@ -1,29 +1,28 @@
 import { connect } from 'node:net'
 import t, { type Test } from 'tap'
-import { MemcacheClient } from 'memcache-client'
 import { EMBEDDED_VERSION, EmbeddedMemcached, validKey } from '../../../demo/embedded-memcached.js'
+import { MetaConnection } from '../../../src/memcached/meta-connection.js'
 
 // The demo's embedded memcached-protocol server (used by `npm run demo` when memcached is not
-// installed), driven by memcache-client, the library the sidecar uses, with the sidecar's
-// commands and options (src/memcached/node.ts), and by raw protocol text for the edges.
+// installed). The sidecar talks to memcached with meta commands (mg, ms, md) and `version`,
+// through its own client, MetaConnection (src/memcached/meta-connection.ts): its path is driven
+// with that client. The classic text commands (get/gets, gat/gats, set/add/cas, touch, delete)
+// stay for operators' tools and compatibility: they are driven with raw protocol text and their
+// replies checked byte for byte, as are the edges of both protocols.
 
 
-/** A server with a clock the test moves, and a client like the sidecar's. */
-async function setup (t: Test): Promise<{ server: EmbeddedMemcached, client: MemcacheClient, clock: { now: number } }> {
+/** A server with a clock the test moves, and a MetaConnection to it like the sidecar's. */
+async function setup (t: Test): Promise<{ server: EmbeddedMemcached, port: number, connection: MetaConnection, clock: { now: number } }> {
   const clock = { now: 1_700_000_000_000 }
   const server = new EmbeddedMemcached({ now: () => clock.now })
-  await server.listen(0)
-  const client = new MemcacheClient({ server: { server: server.address, maxConnections: 1 }, cmdTimeout: 2000, connectTimeout: 2000, lifetime: 60 })
+  const port = await server.listen(0)
+  // Opened on its first command, so a test that does not use it opens no connection.
+  const connection = new MetaConnection({ host: '127.0.0.1', port, connectTimeoutMs: 2000, commandTimeoutMs: 2000 })
   t.teardown(async () => {
-    client.shutdown()
+    connection.close()
     await server.close()
   })
-  return { server, client, clock }
-}
-
-/** memcache-client rejects protocol replies (NOT_STORED, EXISTS, NOT_FOUND) with the reply as message. */
-async function reply (p: Promise<unknown>): Promise<string> {
-  return await p.then(() => 'OK', (err: Error) => err.message)
+  return { server, port, connection, clock }
 }
 
 /** Writes `chunks` one by one (each flushed separately) and collects the reply until `done` matches. */
@@ -49,84 +48,132 @@ async function exchange (port: number, chunks: Array<string | Buffer>, done: Reg
   })
 }
 
+/**
+ * A classic command's reply ends with one of these lines: a retrieval's at END, a storage's at
+ * STORED, NOT_STORED, EXISTS or NOT_FOUND, and so on.
+ */
+const REPLY_END = /(?:^|\r\n)(?:END|STORED|NOT_STORED|EXISTS|NOT_FOUND|TOUCHED|DELETED|OK|ERROR|(?:VERSION|CLIENT_ERROR|SERVER_ERROR) [^\r\n]*)\r\n$/
+
+/** Sends one classic command (with its data block) on a new connection; its complete reply, read as latin1. */
+async function classic (port: number, command: string | Buffer): Promise<string> {
+  return await exchange(port, [command], REPLY_END)
+}
+
 t.test('version', async (t) => {
-  const { client } = await setup(t)
-  t.same(await client.version(), ['VERSION', EMBEDDED_VERSION])
+  const { port, connection } = await setup(t)
+  t.equal(await classic(port, 'version\r\n'), `VERSION ${EMBEDDED_VERSION}\r\n`, 'the classic reply')
+  t.equal(await connection.version(), EMBEDDED_VERSION, 'as MetaConnection reads it')
 })
 
-t.test('the sidecar\'s write path: add, gets, cas, touch, delete', async (t) => {
-  const { client } = await setup(t)
-  t.equal(await client.gets('sess:a'), undefined, 'a miss')
-  t.equal(await reply(client.add('sess:a', '{"v":1}', { lifetime: 1800 })), 'OK', 'add a new key: STORED')
-  t.equal(await reply(client.add('sess:a', '{"v":9}', { lifetime: 1800 })), 'NOT_STORED', 'add an existing key: NOT_STORED')
-  const first = await client.gets<string>('sess:a')
-  t.equal(first?.value, '{"v":1}', 'the first add won')
-  t.match(first?.casUniq, /^\d+$/, 'gets returns a cas unique')
-  t.equal(await reply(client.cas('sess:a', '{"v":2}', { casUniq: first?.casUniq as string, lifetime: 1800 })), 'OK', 'cas with the current unique: STORED')
-  t.equal(await reply(client.cas('sess:a', '{"v":3}', { casUniq: first?.casUniq as string, lifetime: 1800 })), 'EXISTS', 'cas with a stale unique: EXISTS')
-  const second = await client.gets<string>('sess:a')
-  t.equal(second?.value, '{"v":2}', 'the stale cas changed nothing')
-  t.not(second?.casUniq, first?.casUniq, 'every store gets a new unique')
-  t.equal(await reply(client.cas('sess:none', 'x', { casUniq: '1', lifetime: 1800 })), 'NOT_FOUND', 'cas on a missing key: NOT_FOUND')
-  t.equal(await reply(client.touch('sess:a', 1800)), 'OK', 'touch an existing key: TOUCHED')
-  t.equal((await client.gets<string>('sess:a'))?.casUniq, second?.casUniq, 'touch keeps the cas unique (a later cas still applies)')
-  t.equal(await reply(client.touch('sess:none', 1800)), 'NOT_FOUND', 'touch a missing key: NOT_FOUND')
-  const touched = await client.retrieve<{ value: string, casUniq: string } | undefined>('gats 1800', 'sess:a')
-  t.same([touched?.value, touched?.casUniq], ['{"v":2}', second?.casUniq], 'gats (the sidecar\'s revalidation) reads value and cas unique while it touches')
-  t.equal(await client.retrieve('gats 1800', 'sess:none'), undefined, 'gats on a missing key: a miss')
-  t.equal(await reply(client.delete('sess:a')), 'OK', 'delete: DELETED')
-  t.equal(await reply(client.delete('sess:a')), 'NOT_FOUND', 'delete again: NOT_FOUND')
-  t.equal(await client.gets('sess:a'), undefined, 'gone')
-  t.equal(await reply(client.add('sess:a', 'again', { lifetime: 1800 })), 'OK', 'add after delete: STORED')
+t.test('the sidecar\'s write path: add, cas, touch, delete (MetaConnection: ms, mg, md)', async (t) => {
+  const { connection, clock } = await setup(t)
+  t.equal(await connection.get('sess:a'), undefined, 'a miss')
+  const added = await connection.store('sess:a', '{"v":1}', { mode: 'add', ttl: 1800 })
+  t.same(added, { stored: true, cas: '1' }, 'add a new key: stored, with its CAS (a fresh server\'s first item gets 1)')
+  t.same(await connection.store('sess:a', '{"v":9}', { mode: 'add', ttl: 1800 }), { stored: false, reason: 'not-stored' }, 'add an existing key: not stored')
+  t.same(await connection.get('sess:a'), { value: '{"v":1}', cas: '1' }, 'the first add won; get returns its CAS')
+  t.same(await connection.store('sess:a', '{"v":2}', { mode: 'set', ttl: 1800, cas: '1' }), { stored: true, cas: '2' }, 'set with the current CAS: stored, a new CAS')
+  t.same(await connection.store('sess:a', '{"v":3}', { mode: 'set', ttl: 1800, cas: '1' }), { stored: false, reason: 'exists' }, 'set with a stale CAS: exists')
+  t.same(await connection.get('sess:a'), { value: '{"v":2}', cas: '2' }, 'the stale CAS changed nothing')
+  t.same(await connection.store('sess:none', 'x', { mode: 'set', ttl: 1800, cas: '1' }), { stored: false, reason: 'not-found' }, 'set with a CAS on a missing key: not found')
+  t.same(await connection.get('sess:a', 1800), { value: '{"v":2}', cas: '2' }, 'get with a touch TTL (the sidecar\'s revalidation) reads value and CAS while it touches')
+  t.equal(await connection.get('sess:none', 1800), undefined, 'get with a touch TTL on a missing key: a miss')
+  t.same(await connection.store('sess:a', '{"v":4}', { mode: 'set', ttl: 1800, cas: '2' }), { stored: true, cas: '3' }, 'the touch kept the CAS: a later set with it still applies')
+  t.same(await connection.store('sess:a', '{"v":5}', { mode: 'set', ttl: 1800 }), { stored: true, cas: '4' }, 'set without a CAS overwrites')
+
+  t.same(await connection.store('sess:t', 'x', { mode: 'add', ttl: 10 }), { stored: true, cas: '5' })
+  clock.now += 9_000
+  t.same(await connection.get('sess:t', 10), { value: 'x', cas: '5' }, 'alive before its TTL, touched')
+  clock.now += 9_000
+  t.same(await connection.get('sess:t'), { value: 'x', cas: '5' }, 'the touch restarted the TTL')
+  clock.now += 1_000
+  t.equal(await connection.get('sess:t', 10), undefined, 'expired at its TTL: cannot be touched')
+  t.same(await connection.store('sess:t', 'y', { mode: 'add', ttl: 10 }), { stored: true, cas: '6' }, 'add over an expired key')
+
+  t.equal(await connection.delete('sess:a'), true, 'delete: true')
+  t.equal(await connection.delete('sess:a'), false, 'delete again: false')
+  t.equal(await connection.get('sess:a'), undefined, 'gone')
+  t.same(await connection.store('sess:a', 'again', { mode: 'add', ttl: 1800 }), { stored: true, cas: '7' }, 'add after delete: stored')
+  t.equal(await connection.version(), EMBEDDED_VERSION, 'version (the sidecar\'s probe) on the same connection')
+})
+
+t.test('the classic write path: add, gets, cas, touch, gat, gats, delete', async (t) => {
+  const { port } = await setup(t)
+  t.equal(await classic(port, 'gets sess:a\r\n'), 'END\r\n', 'a miss')
+  t.equal(await classic(port, 'add sess:a 0 1800 7\r\n{"v":1}\r\n'), 'STORED\r\n', 'add a new key: STORED')
+  t.equal(await classic(port, 'add sess:a 0 1800 7\r\n{"v":9}\r\n'), 'NOT_STORED\r\n', 'add an existing key: NOT_STORED')
+  t.equal(await classic(port, 'gets sess:a\r\n'), 'VALUE sess:a 0 7 1\r\n{"v":1}\r\nEND\r\n', 'the first add won; gets returns its cas unique')
+  t.equal(await classic(port, 'cas sess:a 0 1800 7 1\r\n{"v":2}\r\n'), 'STORED\r\n', 'cas with the current unique: STORED')
+  t.equal(await classic(port, 'cas sess:a 0 1800 7 1\r\n{"v":3}\r\n'), 'EXISTS\r\n', 'cas with a stale unique: EXISTS')
+  t.equal(await classic(port, 'gets sess:a\r\n'), 'VALUE sess:a 0 7 2\r\n{"v":2}\r\nEND\r\n', 'the stale cas changed nothing; every store gets a new unique')
+  t.equal(await classic(port, 'cas sess:none 0 1800 1 1\r\nx\r\n'), 'NOT_FOUND\r\n', 'cas on a missing key: NOT_FOUND')
+  t.equal(await classic(port, 'touch sess:a 1800\r\n'), 'TOUCHED\r\n', 'touch an existing key: TOUCHED')
+  t.equal(await classic(port, 'gets sess:a\r\n'), 'VALUE sess:a 0 7 2\r\n{"v":2}\r\nEND\r\n', 'touch keeps the cas unique (a later cas still applies)')
+  t.equal(await classic(port, 'touch sess:none 1800\r\n'), 'NOT_FOUND\r\n', 'touch a missing key: NOT_FOUND')
+  t.equal(await classic(port, 'gats 1800 sess:a\r\n'), 'VALUE sess:a 0 7 2\r\n{"v":2}\r\nEND\r\n', 'gats reads value and cas unique while it touches')
+  t.equal(await classic(port, 'gat 1800 sess:a\r\n'), 'VALUE sess:a 0 7\r\n{"v":2}\r\nEND\r\n', 'gat: the same without the unique')
+  t.equal(await classic(port, 'gats 1800 sess:none\r\n'), 'END\r\n', 'gats on a missing key: a miss')
+  t.equal(await classic(port, 'delete sess:a\r\n'), 'DELETED\r\n', 'delete: DELETED')
+  t.equal(await classic(port, 'delete sess:a\r\n'), 'NOT_FOUND\r\n', 'delete again: NOT_FOUND')
+  t.equal(await classic(port, 'gets sess:a\r\n'), 'END\r\n', 'gone')
+  t.equal(await classic(port, 'add sess:a 0 1800 5\r\nagain\r\n'), 'STORED\r\n', 'add after delete: STORED')
 })
 
 t.test('set overwrites; flags and binary values come back as stored', async (t) => {
-  const { client } = await setup(t)
-  await client.set('k', 'one')
-  const one = await client.gets<string>('k')
-  await client.set('k', 'two')
-  const two = await client.gets<string>('k')
-  t.equal(two?.value, 'two')
-  t.not(two?.casUniq, one?.casUniq, 'set bumps the unique')
-  await client.set('json', { a: [1, 2] })
-  t.same((await client.get<unknown>('json'))?.value, { a: [1, 2] }, 'a JSON value: its flags round-trip')
+  const { port } = await setup(t)
+  t.equal(await classic(port, 'set k 0 0 3\r\none\r\n'), 'STORED\r\n')
+  t.equal(await classic(port, 'gets k\r\n'), 'VALUE k 0 3 1\r\none\r\nEND\r\n')
+  t.equal(await classic(port, 'set k 0 0 3\r\ntwo\r\n'), 'STORED\r\n', 'set over an existing key')
+  t.equal(await classic(port, 'gets k\r\n'), 'VALUE k 0 3 2\r\ntwo\r\nEND\r\n', 'overwritten; set bumps the unique')
+  t.equal(await classic(port, 'get k\r\n'), 'VALUE k 0 3\r\ntwo\r\nEND\r\n', 'get: no unique')
+  t.equal(await classic(port, 'set json 2 0 11\r\n{"a":[1,2]}\r\n'), 'STORED\r\n')
+  t.equal(await classic(port, 'get json\r\n'), 'VALUE json 2 11\r\n{"a":[1,2]}\r\nEND\r\n', 'the flags round-trip')
+  t.equal(await classic(port, 'set top 4294967295 0 1\r\n!\r\n'), 'STORED\r\n')
+  t.equal(await classic(port, 'get top\r\n'), 'VALUE top 4294967295 1\r\n!\r\nEND\r\n', 'flags up to 32 bits')
   const binary = Buffer.from([0, 13, 10, 255, 13, 10])
-  await client.set('bin', binary)
-  t.same((await client.get<Buffer>('bin'))?.value, binary, 'a binary value with CR LF inside')
-  await client.set('empty', '')
-  t.equal((await client.get<string>('empty'))?.value, '', 'an empty value')
+  t.equal(await classic(port, Buffer.concat([Buffer.from('set bin 0 0 6\r\n'), binary, Buffer.from('\r\n')])), 'STORED\r\n')
+  t.equal(await classic(port, 'get bin\r\n'), `VALUE bin 0 6\r\n${binary.toString('latin1')}\r\nEND\r\n`, 'a binary value with CR LF inside')
+  t.equal(await classic(port, 'set empty 0 0 0\r\n\r\n'), 'STORED\r\n')
+  t.equal(await classic(port, 'get empty\r\n'), 'VALUE empty 0 0\r\n\r\nEND\r\n', 'an empty value')
 })
 
 t.test('exptime: relative seconds, touch extends, absolute Unix time above 30 days, negative, 0 never', async (t) => {
-  const { server, client, clock } = await setup(t)
-  await client.add('rel', 'x', { lifetime: 10 })
+  const { server, port, clock } = await setup(t)
+  const alive = (key: string): string => `VALUE ${key} 0 1\r\nx\r\nEND\r\n`
+  t.equal(await classic(port, 'add rel 0 10 1\r\nx\r\n'), 'STORED\r\n')
   clock.now += 9_000
-  t.ok(await client.gets('rel'), 'alive before its TTL')
-  await client.touch('rel', 10)
+  t.equal(await classic(port, 'get rel\r\n'), alive('rel'), 'alive before its TTL')
+  t.equal(await classic(port, 'touch rel 10\r\n'), 'TOUCHED\r\n')
   clock.now += 9_000
-  t.ok(await client.gets('rel'), 'touch restarted the TTL')
+  t.equal(await classic(port, 'get rel\r\n'), alive('rel'), 'touch restarted the TTL')
   clock.now += 1_000
-  t.equal(await client.gets('rel'), undefined, 'expired at its TTL')
-  t.equal(await reply(client.touch('rel', 10)), 'NOT_FOUND', 'an expired key cannot be touched')
-  t.equal(await reply(client.cas('rel', 'y', { casUniq: '1', lifetime: 10 })), 'NOT_FOUND', 'nor cas-ed')
-  t.equal(await reply(client.add('rel', 'new', { lifetime: 10 })), 'OK', 'add succeeds over an expired key')
+  t.equal(await classic(port, 'get rel\r\n'), 'END\r\n', 'expired at its TTL')
+  t.equal(await classic(port, 'touch rel 10\r\n'), 'NOT_FOUND\r\n', 'an expired key cannot be touched')
+  t.equal(await classic(port, 'cas rel 0 10 1 1\r\ny\r\n'), 'NOT_FOUND\r\n', 'nor cas-ed')
+  t.equal(await classic(port, 'add rel 0 10 3\r\nnew\r\n'), 'STORED\r\n', 'add succeeds over an expired key')
+
+  t.equal(await classic(port, 'set gat 0 10 1\r\nx\r\n'), 'STORED\r\n')
+  clock.now += 9_000
+  t.equal(await classic(port, 'gat 10 gat\r\n'), alive('gat'), 'gat reads the item before its TTL')
+  clock.now += 9_000
+  t.equal(await classic(port, 'get gat\r\n'), alive('gat'), 'and restarted its TTL')
 
   const at = Math.floor(clock.now / 1000) + 5
-  await client.set('abs', 'x', { lifetime: at })
+  t.equal(await classic(port, `set abs 0 ${at} 1\r\nx\r\n`), 'STORED\r\n')
   clock.now += 4_000
-  t.ok(await client.gets('abs'), 'an absolute exptime in the future')
+  t.equal(await classic(port, 'get abs\r\n'), alive('abs'), 'an absolute exptime in the future')
   clock.now += 1_000
-  t.equal(await client.gets('abs'), undefined, 'expires at that Unix time')
+  t.equal(await classic(port, 'get abs\r\n'), 'END\r\n', 'expires at that Unix time')
 
-  await client.set('never', 'x', { lifetime: 0 })
-  await client.set('past', 'x', { lifetime: -1 })
-  t.equal(await client.gets('past'), undefined, 'a negative exptime is expired at once')
-  await client.set('soon', 'x', { lifetime: 1 })
-  await client.touch('never', 0)
-  await client.touch('soon', -1)
-  t.equal(await client.gets('soon'), undefined, 'touch with a negative exptime expires the item')
+  t.equal(await classic(port, 'set never 0 0 1\r\nx\r\n'), 'STORED\r\n')
+  t.equal(await classic(port, 'set past 0 -1 1\r\nx\r\n'), 'STORED\r\n', 'a negative exptime is STORED')
+  t.equal(await classic(port, 'get past\r\n'), 'END\r\n', 'but expired at once')
+  t.equal(await classic(port, 'set soon 0 1 1\r\nx\r\n'), 'STORED\r\n')
+  t.equal(await classic(port, 'touch never 0\r\n'), 'TOUCHED\r\n')
+  t.equal(await classic(port, 'touch soon -1\r\n'), 'TOUCHED\r\n')
+  t.equal(await classic(port, 'get soon\r\n'), 'END\r\n', 'touch with a negative exptime expires the item')
   clock.now += 365 * 24 * 3600 * 1000
-  t.ok(await client.gets('never'), '0 never expires')
+  t.equal(await classic(port, 'get never\r\n'), alive('never'), '0 never expires')
   t.equal(server.size, 1, 'expired items are dropped: only "never" is left')
 })
 
