@@ -2,10 +2,11 @@ import { createServer, type Server, type Socket } from 'node:net'
 
 /**
  * A memcached text-protocol server for the demo and the unit tests, used when no memcached
- * binary is installed. It implements the classic commands memcache-client sends and the demo's
- * readiness probe: get, gets, gat, gats, set, add, cas, touch, delete, version; and the meta
- * commands (for a meta-protocol client) as memcached 1.6.18 answers them, byte for byte (test/
- * integration/embedded-memcached-conformance compares the two), one CAS counter for both:
+ * binary is installed. It implements the meta commands the sidecar sends (src/memcached/
+ * meta-connection.ts), as memcached 1.6.18 answers them, byte for byte (test/
+ * integration/embedded-memcached-conformance compares the two), and the classic commands
+ * operators' tools send (get, gets, gat, gats, set, add, cas, touch, delete, version), one CAS
+ * counter for both:
  *   ms <key> <datalen> <flags>*  set; M mode E add, S set, R replace, A append, P prepend;
  *                                C compare-and-swap; T TTL; F client flags; q; O opaque; k; c (new CAS)
  *   mg <key> <flags>*            v value, c CAS, t TTL left (-1: none), f flags, s size, k key,
