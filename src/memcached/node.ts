@@ -48,6 +48,7 @@ export class MemcachedNode {
   #lastUsedAt: number
   /** The connection ended unasked: the next answer may come from a restarted (empty) memcached. */
   #connectionLost = false
+  #connectionsLost = 0
   #failingSince: number | undefined
   #probe: NodeJS.Timeout | undefined
   /** Backoff windows and idle time; command latencies are always measured on performance.now. */
@@ -65,6 +66,15 @@ export class MemcachedNode {
       commandTimeoutMs: options.timeoutMs,
       onLost: () => { this.#lost() }
     })
+  }
+
+  /**
+   * Counts the connections that ended unasked: a CAS learnt before is not trusted after, since
+   * a memcached restarted empty counts CAS values from 1 again and one may come back on another
+   * copy of the same key.
+   */
+  get connection (): number {
+    return this.#connectionsLost
   }
 
   get lastUsedAt (): number {
@@ -133,6 +143,7 @@ export class MemcachedNode {
    */
   #lost (): void {
     this.#connectionLost = true
+    this.#connectionsLost++
     if (this.#probe !== undefined) return
     // Not before the backoff window ends: a dead node is probed at the backoff's pace.
     this.#probe = setTimeout(() => {

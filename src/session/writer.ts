@@ -348,7 +348,7 @@ export class SessionWriter {
     if (node === undefined || node.down) return false
     try {
       const cas = await node.add(mkey, this.#options.seal.seal(mkey, copy))
-      if (cas !== undefined) this.#know(address, mkey, cas, copy)
+      if (cas !== undefined) this.#know(node, mkey, cas, copy)
       return cas !== undefined
     } catch (err) {
       if (err instanceof NodeUnavailable) return false
@@ -383,16 +383,16 @@ export class SessionWriter {
     if (job.fresh) {
       const mine = nextCopy(undefined, job, maxBytes) as StoredCopy
       const cas = await node.add(mkey, seal.seal(mkey, mine), ttl(mine))
-      if (cas !== undefined) return this.#know(node.address, mkey, cas, mine)
+      if (cas !== undefined) return this.#know(node, mkey, cas, mine)
     }
     // The common case, one command: the copy this sidecar last saw here is still there.
     const known = this.#known.get(`${node.address} ${mkey}`)
-    if (known !== undefined) {
+    if (known !== undefined && known.connection === node.connection) {
       const next = nextCopy(known.copy, job, maxBytes)
       const cas = typeof next === 'object' ? await node.cas(mkey, seal.seal(mkey, next), known.cas, ttl(next)) : undefined
       if (cas !== undefined) {
         replaced?.(known.copy)
-        return this.#know(node.address, mkey, cas, next as StoredCopy)
+        return this.#know(node, mkey, cas, next as StoredCopy)
       }
       // Changed since (or it holds what decides without a write): read it.
       this.#known.delete(`${node.address} ${mkey}`)
@@ -408,13 +408,13 @@ export class SessionWriter {
       if (next === 'ended') throw new SessionEnded((basis as StoredCopy).version + 1)
       if (next === 'stands' && current !== undefined) {
         replaced?.(current)
-        return this.#know(node.address, mkey, (stored as StoredValue).cas, current)
+        return this.#know(node, mkey, (stored as StoredValue).cas, current)
       }
       const write = next === 'stands' ? basis as StoredCopy : next
       const cas = stored === undefined ? await node.add(mkey, seal.seal(mkey, write), ttl(write)) : await node.cas(mkey, seal.seal(mkey, write), stored.cas, ttl(write))
       if (cas !== undefined) {
         replaced?.(current)
-        return this.#know(node.address, mkey, cas, write)
+        return this.#know(node, mkey, cas, write)
       }
     }
     // Persistent contention: someone else keeps winning. A copy or a tombstone yields to what is
@@ -431,12 +431,13 @@ export class SessionWriter {
 
   /** What `address` holds for `key`, read just now with its CAS: the next change there skips its read. */
   remember (address: string, key: string, cas: string, copy: StoredCopy): void {
-    this.#know(address, this.#options.keyPrefix + key, cas, copy)
+    const node = this.#options.pool.node(address)
+    if (node !== undefined) this.#know(node, this.#options.keyPrefix + key, cas, copy)
   }
 
-  /** Remembers what `address` holds under `mkey` (stored or read just now, with its CAS); returns the copy. */
-  #know (address: string, mkey: string, cas: string, copy: StoredCopy): StoredCopy {
-    this.#known.set(`${address} ${mkey}`, { cas, copy })
+  /** Remembers what `node` holds under `mkey` (stored or read just now, with its CAS); returns the copy. */
+  #know (node: MemcachedNode, mkey: string, cas: string, copy: StoredCopy): StoredCopy {
+    this.#known.set(`${node.address} ${mkey}`, { cas, copy, connection: node.connection })
     return copy
   }
 
@@ -475,7 +476,7 @@ export class SessionWriter {
       const copy = stored === undefined ? undefined : seal.open(mkey, stored.value)
       if (stored === undefined || copy === undefined || copy.current) return
       const cas = await node.cas(mkey, seal.seal(mkey, copy), stored.cas, copy.ended ? this.#options.tombstoneTtl : undefined)
-      if (cas !== undefined) this.#know(address, mkey, cas, copy)
+      if (cas !== undefined) this.#know(node, mkey, cas, copy)
     } catch (err) {
       // The next read of it tries again.
       if (!(err instanceof NodeUnavailable)) throw err
@@ -703,6 +704,8 @@ class SessionEnded extends Error {
 interface KnownCopy {
   readonly cas: string
   readonly copy: StoredCopy
+  /** The node's connection count when it was learnt (see MemcachedNode.connection). */
+  readonly connection: number
 }
 
 // What a remembered copy costs beyond its data (key, CAS, the entry itself), for the LRU's bound.

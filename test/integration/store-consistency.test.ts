@@ -158,3 +158,18 @@ t.test('a change after another sidecar changed the session reads the copy first 
   t.equal(after.cmd_get - before.cmd_get, 1, 'the refused store is followed by one read')
   t.match(await m.copy(key), new RegExp(`^3 ${b64({ mine: 1, theirs: 1 })}$`), 'the change is applied to the other sidecar\'s copy: both kept')
 })
+
+t.test('after memcached restarts, a CAS learnt before is not trusted: the restarted server counts CAS values from 1 again', async (t) => {
+  const { m, sidecar, browser } = await setup(t, { memcached: { write: 'sync' } })
+  await browser.get(sidecar.url, '/?set={"mine":0}')
+  await sidecar.store.flush(2000)
+  const key = keyOf(browser.sid)
+  await m.stop('SIGKILL')
+  await m.start() // empty, its CAS counter back at 1
+  // Another sidecar stores the session there first: the item gets CAS 1 again, the value this
+  // sidecar learnt from its own add before the restart.
+  await m.putCopy(key, 5, b64({ mine: 0, theirs: 1 }))
+  await browser.get(sidecar.url, '/?merge={"mine":1}')
+  await sidecar.store.flush(2000)
+  t.match(await m.copy(key), new RegExp(`^6 ${b64({ mine: 1, theirs: 1 })}$`), 'the change is applied to the copy memcached holds now: both kept')
+})
