@@ -43,10 +43,16 @@ abstract class Managed {
   /** Starts a server and waits until `probe` answers; fails early if the process exits. */
   protected async launchAndWait (what: string, command: string, args: string[], probe: () => Promise<boolean>, env?: NodeJS.ProcessEnv): Promise<void> {
     this.launch(command, args, env)
-    await until(async () => {
-      if (!this.running) throw new Error(`${what} exited: ${this.output}`)
-      return await probe()
-    }, 10_000, what)
+    try {
+      await until(async () => {
+        if (!this.running) throw new Error(`${what} exited: ${this.output}`)
+        return await probe()
+      }, 10_000, what)
+    } catch (err) {
+      // Not ready in time: killed, so a retry (or the end of the run) leaves no orphan behind.
+      if (this.running) process.kill(this.child?.pid as number, 'SIGKILL')
+      throw err
+    }
   }
 
   /** Sends `signal` and resolves with the exit code (null when killed by the signal). */
