@@ -2,7 +2,9 @@
  * Heap bytes per cached 1 KB session, in a process of its own (`node --expose-gc`): creates
  * N sessions through the store API exactly as the proxy does for an X-Session-Set (apply,
  * then the issued cookie memoised on the record), lets every memcached write finish, and
- * divides the growth of heapUsed by N. argv: <N> <memcached node,...>. Prints one JSON line.
+ * divides the growth of heapUsed by N. argv: <N> <memcached node,...> [budget s]: with a budget,
+ * creation stops at the first batch that ends past it and N is what was created by then (a
+ * million sessions take minutes on a small machine). Prints one JSON line.
  */
 import { pino } from 'pino'
 import { createLogger } from '../src/logger.js'
@@ -18,7 +20,8 @@ const gc = (globalThis as { gc?: () => void }).gc
 if (gc === undefined) throw new Error('run with node --expose-gc')
 const n = Number(process.argv[2])
 const nodes = (process.argv[3] ?? '').split(',').filter((a) => a !== '')
-if (!Number.isInteger(n) || n <= 0 || nodes.length === 0) throw new Error('usage: heap <sessions> <memcached node,...>')
+const budgetMs = process.argv[4] === undefined ? Infinity : Number(process.argv[4]) * 1000
+if (!Number.isInteger(n) || n <= 0 || nodes.length === 0 || !(budgetMs > 0)) throw new Error('usage: heap <sessions> <memcached node,...> [budget s]')
 
 const BATCH = 1000
 
@@ -54,7 +57,8 @@ store.close() // clears the cache; the writer's timers are idle
 const fresh = new SessionStore({ pool, keyPrefix: 'bench-heap:', seal, idleTimeout: 1800, revalidateMs: 30_000, cacheMaxBytes: 4 * 1024 ** 3, maxBytes: 8192, log, metrics })
 const before = settle()
 const started = Date.now()
-for (let done = 0; done < n; done += BATCH) {
+let created = 0
+for (let done = 0; done < n && Date.now() - started < budgetMs; done += BATCH) {
   const end = Math.min(n, done + BATCH)
   for (let i = done; i < end; i++) {
     const applied = fresh.apply(undefined, 0, change(i))
@@ -64,17 +68,19 @@ for (let done = 0; done < n; done += BATCH) {
   }
   const left = await fresh.flush(30_000)
   if (left > 0) throw new Error(`${left} memcached writes still pending after 30 s`)
+  created = end
 }
 const after = settle()
-if (fresh.size !== n) throw new Error(`expected ${n} cached sessions, found ${fresh.size}`)
+if (fresh.size !== created) throw new Error(`expected ${created} cached sessions, found ${fresh.size}`)
 process.stdout.write(`${JSON.stringify({
-  sessions: n,
+  sessions: created,
+  requested: n,
   sessionJsonBytes: SESSION_JSON_BYTES,
   heapBefore: before,
   heapAfter: after,
-  heapBytesPerSession: Math.round((after - before) / n),
+  heapBytesPerSession: Math.round((after - before) / created),
   // What cache.maxBytes accounting charges per session (header length + 160).
-  accountedBytesPerSession: Math.round(fresh.bytes / n),
+  accountedBytesPerSession: Math.round(fresh.bytes / created),
   createSeconds: (Date.now() - started) / 1000
 })}\n`)
 fresh.close()

@@ -22,7 +22,9 @@ export interface ScenarioFailure {
 }
 
 export interface HeapResult {
+  /** Sessions created and measured: fewer than `requested` when its time budget ran out. */
   readonly sessions: number
+  readonly requested: number
   readonly sessionJsonBytes: number
   readonly heapBytesPerSession: number
   readonly accountedBytesPerSession: number
