@@ -1,16 +1,28 @@
 import { createServer, type Server } from 'node:net'
 
-/** A TCP port free on 127.0.0.1 right now (the kernel picks it). */
+/** A TCP port free on 127.0.0.1 right now, for a server another process will bind. */
 export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
+  // Below Linux's ephemeral range (32768-60999), where the kernel picks the source ports of
+  // outgoing connections and the ports of listen(0): a port handed out here and bound a moment
+  // later cannot meanwhile become some busy test's client socket, and random picks keep two
+  // parallel test files from being handed the same recycled port. Below the range the chaos
+  // checker reserves for nodes it restarts (chaos/lib/ports.ts: the 12000 ports under it).
+  for (let attempt = 0; ; attempt++) {
+    const port = PORT_FLOOR + Math.floor(Math.random() * (PORT_CEILING - PORT_FLOOR))
+    if (await bindable(port)) return port
+    if (attempt >= 50) throw new Error('no free port found below the ephemeral range')
+  }
+}
+
+const PORT_FLOOR = 10_000
+const PORT_CEILING = 20_000
+
+async function bindable (port: number): Promise<boolean> {
+  return await new Promise((resolve) => {
     const server = createServer()
     server.unref()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
+    server.once('error', () => resolve(false))
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
   })
 }
 
