@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 
-const FLOOR = { lines: 96, branches: 92, functions: 98 }
+const FLOOR = { lines: 97, branches: 92.5, functions: 98.5 }
 
 execFileSync('npx', ['tap', 'report', 'json-summary'], { stdio: 'ignore' })
 const { total } = JSON.parse(readFileSync('.tap/report/coverage-summary.json', 'utf8'))
