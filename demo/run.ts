@@ -395,7 +395,7 @@ async function walkthrough (topo: Topology): Promise<void> {
   expect(after.instance === survivor.instance, `${after.instance} answered, expected ${survivor.instance}`)
   const loadedAfter = await counterAbove(survivor, LOADED, loadedBefore)
   say(`   ${victim.name} is dead, so the load balancer sent the request to ${survivor.name}, whose`)
-  say(`   copy was older than alice's cookie: it loaded her session from memcached (its`)
+  say('   copy was older than alice\'s cookie: it loaded her session from memcached (its')
   say(`   ${LOADED} went ${loadedBefore} -> ${loadedAfter}). visits=${visits}, same key: nothing lost.`)
 
   say()
@@ -438,8 +438,8 @@ async function walkthrough (topo: Topology): Promise<void> {
   const anon = await step(alice, '/whoami')
   expect(anon.saw === null, 'the session is still there after logout')
   say()
-  say(`Walk-through complete: alice's session survived kill -9 of the sidecar about to serve her,`)
-  say(`that sidecar's restart with an empty cache, and kill -9 of her primary memcached node.`)
+  say('Walk-through complete: alice\'s session survived kill -9 of the sidecar about to serve her,')
+  say('that sidecar\'s restart with an empty cache, and kill -9 of her primary memcached node.')
   say(`(${primary.name} stays down: new sessions go to ${backup.name}.)`)
 }
 
@@ -537,6 +537,7 @@ async function main (): Promise<number> {
     // sidecars
     const secret = randomBytes(32).toString('base64url')
     say('[3/4] sidecars: the built CLI, one beside each app instance (node dist/cli.js --config <yaml>)')
+    // eslint-disable-next-line no-template-curly-in-string -- prints the config's own ${VAR} syntax
     say('      secret: 32 random bytes in SESSION_SECRET, read by the YAML as secrets: ["${SESSION_SECRET}"]')
     say('      memcached.write: sync, so that each response waits until memcached stored its change: a')
     say('      sidecar killed right after answering loses nothing. (The default, async, answers first')
@@ -623,7 +624,7 @@ main().then((code) => {
   process.exitCode = code
   // Everything is closed; a lingering keep-alive timer must not hold the exit.
   setTimeout(() => process.exit(code), 500).unref()
-},  (err: unknown) => {
+}, (err: unknown) => {
   process.stderr.write(`demo: ${(err as Error).stack ?? String(err)}\n`)
   for (const c of children) c.killNow()
   process.exitCode = 1

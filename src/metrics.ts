@@ -44,6 +44,7 @@ export class Metrics implements MemcachedOps {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers: [this.registry]
   })
+
   readonly rejectedCopies = new Counter({ name: 'sidecar_rejected_copies_total', help: 'Copies read from memcached that did not open (forged, sealed by an unknown secret, moved to another key, damaged): treated as missing', registers: [this.registry] })
   readonly restoredCopies = new Counter({ name: 'sidecar_restored_copies_total', help: 'Sessions stored again because memcached had lost their copy (restart, eviction) while this sidecar held them', registers: [this.registry] })
   readonly droppedWrites = new Counter({ name: 'sidecar_dropped_writes_total', help: 'Writes kept during a memcached outage that were dropped because they exceeded cache.maxBytes (oldest first)', registers: [this.registry] })

@@ -51,7 +51,7 @@ export async function run ({ url, seconds, amount, cookies, cookieFor }: LoadOpt
   let count = 0
   let finished: (err: unknown, result: autocannon.Result) => void = () => {}
   const done = new Promise<autocannon.Result>((resolve, reject) => {
-    finished = (err, result) => { if (err !== null && err !== undefined) reject(err as Error); else resolve(result) }
+    finished = (err, result) => { if (err !== null && err !== undefined) reject(err); else resolve(result) }
   })
   // The callback form returns the instance, whose events the promise form hides.
   const instance = autocannon({

@@ -50,6 +50,7 @@ export class SidecarChild {
       listen: { host: '127.0.0.1', port: this.port },
       admin: { host: '127.0.0.1', port: this.adminPort },
       upstream: { url: upstream, timeoutMs: 10_000 },
+      // eslint-disable-next-line no-template-curly-in-string -- the config's ${VAR} substitution: the sidecar reads BENCH_SECRET from its environment
       session: { secrets: ['${BENCH_SECRET}'], cookie: { secure: false }, ...(sessionMaxBytes === undefined ? {} : { maxBytes: sessionMaxBytes }) },
       ...(cacheMaxBytes === undefined && revalidateMs === undefined ? {} : { cache: { maxBytes: cacheMaxBytes, revalidateMs } }),
       memcached: { nodes: [...nodes], write, timeoutMs: 250 },

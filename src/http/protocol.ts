@@ -1,4 +1,3 @@
-
 /** The session headers an app response carried, still encoded. */
 export interface AppUpdates {
   set: string | undefined

@@ -50,6 +50,7 @@ const MAX_LINE = 8192
 const MAX_VALUE = 1024 * 1024 * 1024
 const DIGITS = /^[0-9]+$/
 // memcached splits commands on spaces and ends them at \r\n: a key holding either would inject a command.
+// eslint-disable-next-line no-control-regex -- control characters are what this pattern exists to refuse
 const INVALID_KEY_CHAR = /[\s\x00-\x1f\x7f]/
 const NOT_STORED: MetaStore = Object.freeze({ stored: false, reason: 'not-stored' })
 const EXISTS: MetaStore = Object.freeze({ stored: false, reason: 'exists' })

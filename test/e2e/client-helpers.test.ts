@@ -1,4 +1,4 @@
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { copyFileSync, mkdirSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { AppProcess, fails, Jar, PYTHON, ROOT, type AppCommand } from '../helpers/apps.js'

@@ -43,6 +43,7 @@ t.test('a rolling restart of every sidecar under load through HAProxy: 0 non-2xx
   let answered = 0
   const failures: string[] = []
   const load = users.map(async (u) => {
+    // eslint-disable-next-line no-unmodified-loop-condition -- `running` is cleared by the test body while this loop awaits
     for (let n = 1; running && n <= MAX_ITEMS; n++) {
       const item = n.toString(36)
       try {

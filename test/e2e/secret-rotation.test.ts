@@ -113,6 +113,7 @@ t.test('secret rotation in two phases, each rolled across two sidecars one at a 
   let stopping = false
   let requests = 0
   const loops = users.map(async (user) => {
+    // eslint-disable-next-line no-unmodified-loop-condition -- `stopping` is set by the test body while this loop awaits
     while (!stopping) {
       const item = String(user.items.length)
       let res

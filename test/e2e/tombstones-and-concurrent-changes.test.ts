@@ -220,6 +220,7 @@ function watchCopies (t: Test, m: MemcachedProcess, key: string): { states: stri
   const states: string[] = []
   let running = true
   const loop = (async () => {
+    // eslint-disable-next-line no-unmodified-loop-condition -- `running` is cleared by stop() while this loop awaits
     while (running) {
       const copy = await m.copy(key).catch(() => 'unreachable')
       const state = copy === undefined ? 'none' : isLive(copy) ? `${copy.split(' ')[0] ?? ''} live` : copy

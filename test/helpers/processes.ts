@@ -106,6 +106,7 @@ export class SidecarProcess extends Managed {
       listen: { host: '127.0.0.1', port: this.port },
       admin: { host: '127.0.0.1', port: this.adminPort },
       upstream: { url: upstream, timeoutMs: 10000 },
+      // eslint-disable-next-line no-template-curly-in-string -- the config's ${VAR} substitution: the sidecar reads E2E_SECRET from its environment
       session: { secrets: ['${E2E_SECRET}'], cookie: { secure: false } },
       cache: { revalidateMs },
       // Above the 250 ms default: CI runs several topologies at once on two cores, and these

@@ -24,7 +24,7 @@ export const DIFFS: Array<[string, SessionData, SessionData, SessionData]> = [
   ['types that look alike differ', { a: 1, b: '1', c: true, d: 0, e: '' }, { a: '1', b: 1, c: 1, d: false, e: 0 }, { a: '1', b: 1, c: 1, d: false, e: 0 }],
   ['null inside an array is data', { a: [1] }, { a: [null, { b: null }] }, { a: [null, { b: null }] }],
   ['a null that was there stays unmentioned', { a: null, b: 1 }, { a: null, b: 2 }, { b: 2 }],
-  ['unicode members and values', { 'é': 'ü' }, { 'é': '€', '日本': '語' }, { 'é': '€', '日本': '語' }],
+  ['unicode members and values', { é: 'ü' }, { é: '€', 日本: '語' }, { é: '€', 日本: '語' }],
   ['a member named __proto__', { ['__proto__' as string]: 1 }, JSON.parse('{"__proto__":2}') as SessionData, JSON.parse('{"__proto__":2}') as SessionData]
 ]
 

@@ -9,8 +9,7 @@ import { CopySeal } from '../../src/session/sealed-copy.js'
 // The session cookie's attributes, the app's own cookies (cookies.domain / cookies.names) and
 // secret rotation (SPEC "The session cookie", "Upstream's own cookies").
 
-
-const { m, app, sidecar: start } = await startStack(t)
+const { m, sidecar: start } = await startStack(t)
 const sidecarFor = async (t: Test, overrides: Record<string, Record<string, unknown>> = {}): Promise<Sidecar> => await start(t, overrides)
 
 /** The Set-Cookie lines of a response for one cookie name, parsed. */

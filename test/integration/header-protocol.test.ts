@@ -7,7 +7,6 @@ import type { Sidecar } from '../../src/sidecar.js'
 
 // The header protocol between sidecar and app (SPEC "Header protocol with the app").
 
-
 const { m, app, sidecar: start } = await startStack(t)
 const sidecarFor = async (t: Test, overrides: Record<string, Record<string, unknown>> = {}): Promise<Sidecar> => await start(t, overrides)
 

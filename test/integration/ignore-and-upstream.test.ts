@@ -1,13 +1,12 @@
 import t, { type Test } from 'tap'
 import { b64, prefixedAtApp } from '../helpers/upstream.js'
 import { LogCapture, startStack } from '../helpers/sidecar.js'
-import { Browser, keyOf, PREFIXED, q, rawRequest } from '../helpers/client.js'
+import { Browser, keyOf, q, rawRequest } from '../helpers/client.js'
 import { freePort } from '../helpers/ports.js'
 import type { Sidecar } from '../../src/sidecar.js'
 
 // session.ignore, upstream failures (SPEC "Header protocol with the app", "Operations") and
 // what the logs may never hold (SPEC "Logs").
-
 
 const { m, app, sidecar: start } = await startStack(t)
 const sidecarFor = async (t: Test, overrides: Record<string, Record<string, unknown>> = {}, upstreamUrl = app.url, logs?: LogCapture): Promise<Sidecar> => await start(t, overrides, { upstreamUrl, logs })

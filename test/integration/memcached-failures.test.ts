@@ -6,7 +6,6 @@ import { Browser, keyOf } from '../helpers/client.js'
 import { until } from '../helpers/ports.js'
 import { SilentServer } from '../helpers/tcp.js'
 
-
 async function metric (adminUrl: string, name: string): Promise<number> {
   const text = await (await fetch(`${adminUrl}/metrics`)).text()
   let sum = 0

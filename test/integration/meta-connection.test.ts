@@ -100,7 +100,6 @@ t.test('3000 commands issued at once share one connection and are answered in or
   t.equal(after - before, 1, 'no new connection but the stats request\'s own')
 })
 
-
 t.test('an IPv6 memcached is reached with host ::1', { skip: await hasIpv6Loopback() ? false : 'this machine has no ::1' }, async (t) => {
   const v6 = await MemcachedProcess.start('::1')
   t.teardown(() => v6.stop())

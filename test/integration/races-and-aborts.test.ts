@@ -6,7 +6,6 @@ import { LogCapture, startTestSidecar, testConfig } from '../helpers/sidecar.js'
 import { Browser, keyOf } from '../helpers/client.js'
 import { until } from '../helpers/ports.js'
 
-
 async function setup (t: any, overrides: Record<string, Record<string, unknown>> = {}) {
   const m = await MemcachedProcess.start()
   t.teardown(() => m.stop())

@@ -15,7 +15,6 @@ async function setup (t: any, overrides: Record<string, Record<string, unknown>>
   return { nodes, m: nodes[0] as MemcachedProcess, app, sidecar, browser: new Browser() }
 }
 
-
 t.test('reads never write: an unchanged session costs no store command until revalidation is due', async (t) => {
   const { m, sidecar, browser } = await setup(t)
   await browser.get(sidecar.url, '/?set={"a":1}')

@@ -91,7 +91,6 @@ function chunked (body: Buffer | string, size = 8192, trailers: string[] = []): 
 
 const len = (body: Buffer | string): number => Buffer.byteLength(body)
 
-
 const transparent = (options: Omit<Extract<Expectation, { kind: 'transparent' }>, 'kind'> = {}): Expectation => ({ kind: 'transparent', ...options })
 
 // Bodies

@@ -49,7 +49,6 @@ function yamlFile (t: TestLike, text: string): string {
   return file
 }
 
-
 t.test('defaults: every key not given takes the documented default', async (t) => {
   const config = buildConfig(minimal(), {})
   t.same(config.listen, LISTEN_DEFAULTS)

@@ -126,7 +126,7 @@ t.test('deploy/k8s: every ${VAR} of the config is in the sidecar\'s environment;
   // Comments included: an example an operator follows must work too.
   const referenced = [...text.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}/g)]
   t.ok(referenced.length > 0)
-  const mapped = ((sidecar.env ?? []) as Obj[])
+  const mapped = (sidecar.env ?? []) as Obj[]
   for (const [ref, name, fallback] of referenced) {
     const entry = mapped.find((e) => e.name === name)
     t.ok(entry, `${ref} is mapped in the sidecar container's env`)

@@ -10,7 +10,6 @@ import { MetaConnection } from '../../../src/memcached/meta-connection.js'
 // stay for operators' tools and compatibility: they are driven with raw protocol text and their
 // replies checked byte for byte, as are the edges of both protocols.
 
-
 /** A server with a clock the test moves, and a MetaConnection to it like the sidecar's. */
 async function setup (t: Test): Promise<{ server: EmbeddedMemcached, port: number, connection: MetaConnection, clock: { now: number } }> {
   const clock = { now: 1_700_000_000_000 }
@@ -198,7 +197,7 @@ t.test('raw protocol: keys validated, errors, oversized items swallowed, overlon
   const port = server.port
   const long = 'k'.repeat(250)
   t.equal(await exchange(port, [`set ${long} 0 0 1\r\n1\r\nget ${long}\r\n`], /END\r\n$/), `STORED\r\nVALUE ${long} 0 1\r\n1\r\nEND\r\n`, 'a 250-byte key is fine')
-  const bad = `CLIENT_ERROR bad command line format\r\n`
+  const bad = 'CLIENT_ERROR bad command line format\r\n'
   t.equal(await exchange(port, [`get ${long}k\r\n`], /\r\n$/), bad, 'a 251-byte key is refused')
   t.equal(await exchange(port, ['get a\x01b\r\n'], /\r\n$/), bad, 'a control character in a key is refused')
   t.equal(await exchange(port, ['get\r\n'], /\r\n$/), bad, 'get without a key')

@@ -27,7 +27,7 @@ t.test('what does not open is undefined and reported: forged, tampered, moved, a
     'sealed by a secret not configured here': new CopySeal(['other-fleet-secret-0123456'], true).seal(MKEY, COPY),
     'the plain format of earlier versions': `7 ${COPY.header}`,
     'what an attacker writes': `99 ${Buffer.from('{"user":"admin"}').toString('base64url')}`,
-    'truncated': value.slice(0, 30),
+    truncated: value.slice(0, 30),
     empty: ''
   }
   for (const [what, v] of Object.entries(cases)) {
