@@ -16,7 +16,8 @@
  * measured at 1M too). BENCH_ONLY / --only may also name dimensions, which then run alone.
  *
  * Environment: BENCH_DURATION (s, default 5; smoke 1), BENCH_WARMUP (s, default 2; smoke 0.5),
- * BENCH_ROUNDS (default 1: run the whole list N times, report each scenario's median round),
+ * BENCH_ROUNDS (default 1: run the whole list N times, report each scenario's median round;
+ * each dimension's points too, a round over all of them in turn, except miss-load's single pass),
  * BENCH_OUT (JSON path, default bench/results/latest.json), BENCH_ONLY (scenario ids, comma
  * separated), BENCH_SMOKE=1, BENCH_PROFILE=1, BENCH_DIMENSIONS=1. Transfer scenarios
  * (large-upload: 1 GiB through the sidecar, throughput and RSS) run only when BENCH_ONLY /
@@ -204,7 +205,7 @@ async function main (): Promise<number> {
   }
 
   const grown: Array<DimensionResult | DimensionFailure> = []
-  const dimensionCtx: DimensionContext = { ...ctx, timing, smoke, spareMemcached: memcached.slice(2), progress }
+  const dimensionCtx: DimensionContext = { ...ctx, timing, rounds, smoke, spareMemcached: memcached.slice(2), progress }
   for (const dimension of dimensions) {
     progress(`[${++step}/${steps}] ${dimension.title}\n`)
     try {

@@ -1,4 +1,4 @@
-import { count, growthRow, withRatios, type Dimension, type GrowthRow } from '../lib/dimension.js'
+import { count, growthRow, inRounds, withRatios, type Dimension, type GrowthRow, type Rounds } from '../lib/dimension.js'
 import { measureRunning } from '../lib/measure.js'
 import type { Running } from '../lib/scenario.js'
 import { atRandom, createSessions } from '../lib/sessions.js'
@@ -52,10 +52,13 @@ export default {
         createSeconds += made.seconds
         await running.settle()
         ctx.progress(` ${made.seconds.toFixed(1)} s;`)
-        const m = await measureRunning({ ...running, cookieFor: atRandom(cookies) }, ctx.memcached, ctx.timing, ctx.progress)
+        const [m] = await inRounds([target], ctx.rounds, async () => {
+          ctx.progress(ctx.rounds > 1 ? '\n   ' : '')
+          return await measureRunning({ ...running, cookieFor: atRandom(cookies) }, ctx.memcached, ctx.timing, ctx.progress)
+        })
         const [cached = 0, rss = 0, heap = 0] = await sidecar.metrics(['sidecar_cached_sessions', 'process_resident_memory_bytes', 'nodejs_heap_size_used_bytes'])
         if (cached < target) notes.push(`at ${count(target)} the sidecar held only ${count(cached)}: some hits were loads`)
-        rows.push(growthRow(count(target), 'hit, random session', m, {
+        rows.push(growthRow(count(target), 'hit, random session', m as Rounds, {
           'create s': Math.round(made.seconds * 10) / 10,
           'created/s': rate(made.cookies.length, made.seconds),
           'sidecar RSS MB': Math.round(rss / MB),

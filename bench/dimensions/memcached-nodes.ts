@@ -1,4 +1,4 @@
-import { growthRow, withRatios, type Dimension, type GrowthRow } from '../lib/dimension.js'
+import { growthRow, inRounds, withRatios, type Dimension, type Rounds } from '../lib/dimension.js'
 import { measure } from '../lib/measure.js'
 import { oneSidecar } from '../lib/scenario.js'
 
@@ -15,18 +15,17 @@ export default {
     const all = [...ctx.memcached, ...ctx.spareMemcached]
     const top = NODE_COUNTS[NODE_COUNTS.length - 1] as number
     if (all.length < top) throw new Error(`needs ${top} memcached processes, the runner started ${all.length}`)
-    const rows: GrowthRow[] = []
-    for (const n of NODE_COUNTS) {
+    const measured = await inRounds(NODE_COUNTS, ctx.rounds, async (n) => {
       ctx.progress(`  change, ${n} nodes:`)
       const nodes = all.slice(0, n).map((m) => m.address)
-      const m = await measure({
+      return await measure({
         id: 'memcached-nodes',
         ref: '',
         title: `change, ${n} nodes`,
         start: async (c) => await oneSidecar({ ...c, nodes }, { name: `nodes-${n}`, path: '/merge', write: 'async', sessions: true })
       }, { ...ctx, memcached: all }, ctx.timing, ctx.progress)
-      rows.push(growthRow(`${n} nodes`, 'change, write async', m))
-    }
+    })
+    const rows = NODE_COUNTS.map((n, i) => growthRow(`${n} nodes`, 'change, write async', measured[i] as Rounds))
     return {
       id: 'memcached-nodes',
       title: 'How cost grows with memcached nodes',

@@ -1,4 +1,4 @@
-import { growthRow, kb, withRatios, type Dimension, type GrowthRow } from '../lib/dimension.js'
+import { growthRow, inRounds, kb, withRatios, type Dimension, type Rounds } from '../lib/dimension.js'
 import { measure } from '../lib/measure.js'
 import { oneSidecar } from '../lib/scenario.js'
 
@@ -17,19 +17,17 @@ export default {
   id: 'session-size',
   title: 'session size: hit as (d), change as (e) write async',
   run: async (ctx) => {
-    const rows: GrowthRow[] = []
-    for (const workload of WORKLOADS) {
-      for (const bytes of SIZES) {
-        ctx.progress(`  ${workload.name}, ${kb(bytes)}:`)
-        const m = await measure({
-          id: 'session-size',
-          ref: '',
-          title: `${workload.name}, ${kb(bytes)}`,
-          start: async (c) => await oneSidecar(c, { name: `size-${bytes}`, path: workload.path, sessions: true, loginPath: `/login?bytes=${bytes}`, sessionMaxBytes: 16_384 })
-        }, ctx, ctx.timing, ctx.progress)
-        rows.push(growthRow(kb(bytes), workload.name, m))
-      }
-    }
+    const points = WORKLOADS.flatMap((workload) => SIZES.map((bytes) => ({ workload, bytes })))
+    const measured = await inRounds(points, ctx.rounds, async ({ workload, bytes }) => {
+      ctx.progress(`  ${workload.name}, ${kb(bytes)}:`)
+      return await measure({
+        id: 'session-size',
+        ref: '',
+        title: `${workload.name}, ${kb(bytes)}`,
+        start: async (c) => await oneSidecar(c, { name: `size-${bytes}`, path: workload.path, sessions: true, loginPath: `/login?bytes=${bytes}`, sessionMaxBytes: 16_384 })
+      }, ctx, ctx.timing, ctx.progress)
+    })
+    const rows = points.map(({ workload, bytes }, i) => growthRow(kb(bytes), workload.name, measured[i] as Rounds))
     return {
       id: 'session-size',
       title: 'How cost grows with session size',

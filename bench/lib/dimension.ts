@@ -5,6 +5,8 @@ import type { BenchContext } from './scenario.js'
 /** What a dimension gets from the runner besides the shared servers. */
 export interface DimensionContext extends BenchContext {
   readonly timing: Timing
+  /** BENCH_ROUNDS: each point measured this many times, its median round kept. */
+  readonly rounds: number
   /** Smoke mode: tiny counts, the numbers mean nothing. */
   readonly smoke: boolean
   /** memcached processes started beyond `memcached` (the memcached-nodes dimension's), empty when it does not run. */
@@ -28,6 +30,8 @@ export interface GrowthRow {
   readonly failures: number
   /** req/s relative to the table's first row of the same workload: how cost grows. */
   readonly ratioToFirst: number
+  /** req/s of every round (BENCH_ROUNDS); the row is the median one. */
+  readonly roundsReqPerSec: readonly number[]
   /** The dimension's own numbers (a column each), e.g. seconds to create the sessions. */
   readonly extra: Readonly<Record<string, number>>
 }
@@ -56,9 +60,31 @@ export interface Dimension {
   run: (ctx: DimensionContext) => Promise<DimensionResult>
 }
 
-/** A row from a measured load; its ratio is filled in by `withRatios`. */
-export function growthRow (at: string, workload: string, m: Measured, extra: Record<string, number> = {}): GrowthRow {
-  return { at, workload, reqPerSec: m.reqPerSec, p50Ms: m.p50Ms, p99Ms: m.p99Ms, memcachedOpsPerRequest: m.memcachedOpsPerRequest, requests: m.requests, failures: m.non2xx + m.errors + m.timeouts, ratioToFirst: NaN, extra }
+/** A row from a measured load (its median round, with every round's req/s); its ratio is filled in by `withRatios`. */
+export function growthRow (at: string, workload: string, m: Measured | Rounds, extra: Record<string, number> = {}): GrowthRow {
+  const { median, reqPerSec } = 'median' in m ? m : { median: m, reqPerSec: [m.reqPerSec] }
+  return { at, workload, reqPerSec: median.reqPerSec, p50Ms: median.p50Ms, p99Ms: median.p99Ms, memcachedOpsPerRequest: median.memcachedOpsPerRequest, requests: median.requests, failures: median.non2xx + median.errors + median.timeouts, ratioToFirst: NaN, roundsReqPerSec: reqPerSec, extra }
+}
+
+/** A point measured in several rounds: the round with the median req/s, and every round's req/s. */
+export interface Rounds {
+  readonly median: Measured
+  readonly reqPerSec: readonly number[]
+}
+
+/**
+ * Measures each point `rounds` times, a round going over all points in turn (so a slow spell
+ * of a shared machine touches every point, not one), and keeps each point's median round.
+ */
+export async function inRounds<P> (points: readonly P[], rounds: number, measureOne: (point: P) => Promise<Measured>): Promise<Rounds[]> {
+  const all = points.map((): Measured[] => [])
+  for (let round = 0; round < rounds; round++) {
+    for (const [i, point] of points.entries()) all[i]?.push(await measureOne(point))
+  }
+  return all.map((ms) => {
+    const sorted = ms.slice().sort((a, b) => a.reqPerSec - b.reqPerSec)
+    return { median: sorted[Math.floor((sorted.length - 1) / 2)] as Measured, reqPerSec: ms.map((m) => m.reqPerSec) }
+  })
 }
 
 /** Each row's req/s relative to the first row of its workload (or, `byWorkload` false, to the first row). */

@@ -83,8 +83,9 @@ export function heapTable (results: readonly HeapResult[]): string {
 /** A dimension's table: its value, the workload, the load numbers, x its workload's first row, then its own columns. */
 export function growthTable (d: DimensionResult): string {
   const extras = [...new Set(d.rows.flatMap((r) => Object.keys(r.extra)))]
-  return table([d.axis, 'workload', 'req/s', 'p50 ms', 'p99 ms', 'x first', 'memcached ops/req', 'non-2xx+errors', ...extras], d.rows.map((r) =>
-    [r.at, r.workload, num(r.reqPerSec), num(r.p50Ms, 2), num(r.p99Ms, 2), num(r.ratioToFirst, 2), num(r.memcachedOpsPerRequest, 3), num(r.failures), ...extras.map((k) => num(r.extra[k] ?? NaN, Number.isInteger(r.extra[k]) ? 0 : 1))]))
+  const rounds = d.rows.some((r) => r.roundsReqPerSec.length > 1)
+  return table([d.axis, 'workload', 'req/s', ...(rounds ? ['rounds min-max'] : []), 'p50 ms', 'p99 ms', 'x first', 'memcached ops/req', 'non-2xx+errors', ...extras], d.rows.map((r) =>
+    [r.at, r.workload, num(r.reqPerSec), ...(rounds ? [`${num(Math.min(...r.roundsReqPerSec))}-${num(Math.max(...r.roundsReqPerSec))}`] : []), num(r.p50Ms, 2), num(r.p99Ms, 2), num(r.ratioToFirst, 2), num(r.memcachedOpsPerRequest, 3), num(r.failures), ...extras.map((k) => num(r.extra[k] ?? NaN, Number.isInteger(r.extra[k]) ? 0 : 1))]))
 }
 
 export function targetTable (targets: readonly TargetResult[]): string {
