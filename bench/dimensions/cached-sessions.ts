@@ -47,15 +47,26 @@ export default {
         }
         if (target !== step) notes.push(`${count(target)} measured instead of ${count(step)}: creating ${count(step)} would take about ${Math.round(projected(step, cookies.length, createSeconds))} s at the ${rate(cookies.length, createSeconds)} sessions/s so far (budget ${CREATE_BUDGET_S} s)`)
         ctx.progress(`  ${count(target)} sessions: creating ${count(target - cookies.length)}...`)
-        const made = await createSessions(sidecar.url, target - cookies.length)
-        cookies = cookies.concat(made.cookies)
-        createSeconds += made.seconds
-        await running.settle()
-        ctx.progress(` ${made.seconds.toFixed(1)} s;`)
-        const [m] = await inRounds([target], ctx.rounds, async () => {
-          ctx.progress(ctx.rounds > 1 ? '\n   ' : '')
-          return await measureRunning({ ...running, cookieFor: atRandom(cookies) }, ctx.memcached, ctx.timing, ctx.progress)
-        })
+        let made: Awaited<ReturnType<typeof createSessions>>
+        let m: Rounds | undefined
+        try {
+          made = await createSessions(sidecar.url, target - cookies.length)
+          cookies = cookies.concat(made.cookies)
+          createSeconds += made.seconds
+          await running.settle()
+          ctx.progress(` ${made.seconds.toFixed(1)} s;${ctx.rounds > 1 ? '\n' : ''}`)
+          ;[m] = await inRounds([target], ctx.rounds, async () => {
+            ctx.progress(ctx.rounds > 1 ? '   ' : '')
+            return await measureRunning({ ...running, cookieFor: atRandom(cookies) }, ctx.memcached, ctx.timing, ctx.progress)
+          })
+        } catch (err) {
+          // The rows so far stand; what the sidecar said and counted is the lead.
+          const [pending = 0, cached = 0] = await sidecar.metrics(['sidecar_pending_writes', 'sidecar_cached_sessions']).catch(() => [])
+          const said = sidecar.output.trim().split('\n').pop()?.slice(0, 300) ?? ''
+          ctx.progress(` FAILED: ${(err as Error).message}\n`)
+          notes.push(`${count(target)} FAILED: ${(err as Error).message}; the sidecar then held ${count(cached)} sessions with ${count(pending)} writes pending${said === '' ? '' : `; its last log line: ${said}`}`)
+          break
+        }
         const [cached = 0, rss = 0, heap = 0] = await sidecar.metrics(['sidecar_cached_sessions', 'process_resident_memory_bytes', 'nodejs_heap_size_used_bytes'])
         if (cached < target) notes.push(`at ${count(target)} the sidecar held only ${count(cached)}: some hits were loads`)
         rows.push(growthRow(count(target), 'hit, random session', m as Rounds, {
