@@ -267,18 +267,21 @@ export class SessionStore {
     const sweep = { again: false }
     this.#rechecks.set(address, sweep)
     const records = [...this.#cache.values()].filter((r) => r.primary === address || r.backup === address)
-    const next = (): void => {
-      for (const record of records.splice(0, RECHECK_BATCH)) {
-        if (this.#cache.peek(record.key) === record) this.#revalidate(record).catch((err: unknown) => { this.#options.log.warn({ err, session: keyHash(record.key) }, 'checking a session after its memcached node came back failed') })
-      }
+    const next = async (): Promise<void> => {
+      // A batch at a time, each awaited: under load the sweep slows down with memcached instead
+      // of piling reads on it (timeouts would mark the node down and start the sweep again).
+      const batch = records.splice(0, RECHECK_BATCH).filter((record) => this.#cache.peek(record.key) === record)
+      await Promise.all(batch.map(async (record) => await this.#revalidate(record).catch((err: unknown) => { this.#options.log.warn({ err, session: keyHash(record.key) }, 'checking a session after its memcached node came back failed') })))
+      // Failing again: stop here; its next recovery starts a new sweep.
+      if (this.#options.pool.node(address)?.down === true) records.length = 0
       if (records.length > 0) {
-        setTimeout(next, RECHECK_TICK_MS).unref()
+        setTimeout(() => { void next() }, RECHECK_TICK_MS).unref()
         return
       }
       this.#rechecks.delete(address)
       if (sweep.again) this.#recheck(address)
     }
-    next()
+    void next()
   }
 
   /** Brings the local record up to what memcached now holds, unless a newer local change exists. */
