@@ -1,8 +1,8 @@
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { randomInt } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { bindable } from '../../test/helpers/ports.js'
 
 /**
  * Ports for processes the run restarts on the same address (memcached nodes, sidecars), and
@@ -20,14 +20,6 @@ function ephemeralStart (): number {
   } catch {
     return 32768
   }
-}
-
-async function bindable (port: number): Promise<boolean> {
-  return await new Promise((resolve) => {
-    const server = createServer()
-    server.once('error', () => resolve(false))
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
-  })
 }
 
 /** Signal 0 only checks that the process exists. */

@@ -17,7 +17,8 @@ export async function freePort (): Promise<number> {
 const PORT_FLOOR = 10_000
 const PORT_CEILING = 20_000
 
-async function bindable (port: number): Promise<boolean> {
+/** Whether 127.0.0.1:`port` can be bound right now. */
+export async function bindable (port: number): Promise<boolean> {
   return await new Promise((resolve) => {
     const server = createServer()
     server.unref()
