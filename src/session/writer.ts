@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { LRUCache } from 'lru-cache'
 import type { Logger } from 'pino'
 import { codes, NodeUnavailable } from '../errors.js'
@@ -190,13 +191,15 @@ export class SessionWriter {
   /** Resolves when every queued write has settled, or after `ms`; returns what is left. */
   async flush (ms: number): Promise<number> {
     const deadline = performance.now() + ms
+    // One timer for the whole flush, not one per round.
+    const timeUp = sleep(ms, undefined, { ref: false })
     while (this.pending > 0 && performance.now() < deadline) {
       // Shutting down or told to wait: no pacing.
       if (this.#failed.size + this.#tombstones.size + this.#deletes.size > 0) this.#retryFailed(Infinity)
-      await Promise.race([Promise.all(this.#chains.values()), sleep(deadline - performance.now(), false)])
+      await Promise.race([Promise.all(this.#chains.values()), timeUp])
       // A pause between rounds, on the timer queue: retries against a node still down fail at
       // once, and a loop of microtasks would starve the timers and sockets that see it return.
-      if (this.pending > 0) await sleep(Math.min(FLUSH_ROUND_MS, deadline - performance.now()), true)
+      if (this.pending > 0) await sleep(Math.max(0, Math.min(FLUSH_ROUND_MS, deadline - performance.now())))
     }
     return this.pending
   }
@@ -653,13 +656,6 @@ function carryOver (job: WriteJob, newer: StoredCopy, maxBytes: number): WriteJo
     default:
       return job
   }
-}
-
-function sleep (ms: number, ref: boolean): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, Math.max(0, ms))
-    if (!ref) timer.unref()
-  })
 }
 
 /** The data of a tombstone: `{}` (the state says it ended). */
