@@ -4,6 +4,7 @@ import { TestApp, b64 } from '../helpers/upstream.js'
 import { startTestSidecar, testConfig } from '../helpers/sidecar.js'
 import { Browser, keyOf } from '../helpers/client.js'
 import { until } from '../helpers/ports.js'
+import { monotonicClock } from '../../harness/clock.js'
 
 async function setup (t: any, overrides: Record<string, Record<string, unknown>> = {}, nodeCount = 1) {
   const nodes = await Promise.all(Array.from({ length: nodeCount }, async () => await MemcachedProcess.start()))
@@ -33,16 +34,22 @@ t.test('reads never write: an unchanged session costs no store command until rev
 })
 
 t.test('a touch, not a rewrite, keeps an accessed session alive, once per cache.revalidateMs', async (t) => {
+  // cache.revalidateMs runs on the sidecar's monotonic clock, which the test moves: 50 ms of it
+  // per request, so every 6th request is due (one touch per 300 ms over 3 s: 10), however long a
+  // request takes on a busy machine. Real time passes too (50 ms between requests), so the copy's
+  // 2 s TTL in memcached runs out unless the touches renew it.
+  const clock = monotonicClock()
+  t.teardown(() => clock.restore())
   const { m, sidecar, browser } = await setup(t, { session: { idleTimeout: 2 }, cache: { revalidateMs: 300 } })
+  clock.freeze()
   await browser.get(sidecar.url, '/?set={"a":1}')
   await sidecar.store.flush(2000)
   const before = await m.stats()
-  const started = Date.now()
   let served = 0
-  let requests = 0
+  const requests = 60
   // Keep using the session for longer than its 2 s TTL: touches must keep the copy alive.
-  while (Date.now() - started < 3000) {
-    requests++
+  for (let i = 0; i < requests; i++) {
+    clock.advance(50)
     if ((await browser.get(sidecar.url, '/')).body.session?.a === 1) served++
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
@@ -50,6 +57,7 @@ t.test('a touch, not a rewrite, keeps an accessed session alive, once per cache.
   const after = await m.stats()
   const touches = after.cmd_touch - before.cmd_touch
   t.ok(touches >= 5 && touches <= 11, `about one touch per 300 ms over 3 s (got ${touches})`)
+  t.equal(touches, 10, 'exactly one per 300 ms of the sidecar\'s clock: the 6th, 12th, ... 60th request')
   t.equal(after.cmd_set - before.cmd_set, 0, 'no rewrites')
   t.match(await m.copy(keyOf(browser.sid)), /^1 /, 'the copy outlived its 2 s TTL thanks to the touches')
 })
