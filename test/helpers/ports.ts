@@ -27,13 +27,30 @@ export async function bindable (port: number): Promise<boolean> {
   })
 }
 
-/** Polls `check` until it returns true or `ms` pass. */
-export async function until (check: () => boolean | Promise<boolean>, ms = 5000, what = 'condition'): Promise<void> {
+/**
+ * Polls `check` until it returns true, and throws once `ms` pass: every wait of the tests has a
+ * deadline. The pause between checks grows from 5 ms to 100 ms; `intervalMs` fixes it (0: check
+ * again as soon as the last check has answered, for a window measured in milliseconds).
+ */
+export async function until (check: () => boolean | Promise<boolean>, ms = 5000, what = 'condition', options: { intervalMs?: number } = {}): Promise<void> {
   const deadline = Date.now() + ms
-  for (let wait = 5; ; wait = Math.min(wait * 2, 100)) {
+  for (let wait = options.intervalMs ?? 5; ; wait = options.intervalMs ?? Math.min(wait * 2, 100)) {
     if (await check()) return
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, wait))
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
+  }
+}
+
+/** Resolves as `event` does, or throws once `ms` pass without it. */
+export async function within<T> (event: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
+  })
+  try {
+    return await Promise.race([event, timeout])
+  } finally {
+    clearTimeout(timer)
   }
 }
 

@@ -2,6 +2,7 @@ import t from 'tap'
 import { pino } from 'pino'
 import { DnsDiscovery, type Resolver } from '../../../src/memcached/discovery.js'
 import { LogCapture } from '../../helpers/sidecar.js'
+import { within } from '../../helpers/ports.js'
 
 function fail (code: string): never {
   const err = new Error(code) as NodeJS.ErrnoException
@@ -47,18 +48,19 @@ t.test('no records, or a failing resolver, keep the last known nodes', async (t)
 t.test('start resolves at once and then on the interval until stop', async (t) => {
   let lookups = 0
   const changes: string[][] = []
+  // The third lookup is an event the test waits for (with a deadline), not a state it polls.
+  let third: () => void = () => {}
+  const thirdLookup = new Promise<void>((resolve) => { third = resolve })
   const d = new DnsDiscovery({
     target: 'cache.test.internal:11211',
     intervalMs: 20,
     log: pino({ level: 'silent' }),
     onChange: (a) => changes.push(a),
-    resolver: { resolve4: async () => { lookups++; return [`10.0.0.${lookups}`] }, resolve6: async () => [] }
+    resolver: { resolve4: async () => { if (++lookups === 3) third(); return [`10.0.0.${lookups}`] }, resolve6: async () => [] }
   })
   await d.start()
   t.equal(lookups, 1, 'the first lookup happens before start resolves')
-  await new Promise<void>((resolve) => {
-    const poll = setInterval(() => { if (lookups >= 3) { clearInterval(poll); resolve() } }, 5)
-  })
+  await within(thirdLookup, 5000, 'the third lookup')
   d.stop()
   const stoppedAt = lookups
   await new Promise((resolve) => setTimeout(resolve, 80))
