@@ -6,6 +6,8 @@ import { createServer, type Server, type Socket } from 'node:net'
  */
 export class SilentServer {
   connections = 0
+  /** Bytes received on every connection: what it was asked (and never answered, or answered with garbage). */
+  received = 0
   readonly #sockets = new Set<Socket>()
   #server: Server | undefined
   port = 0
@@ -20,6 +22,7 @@ export class SilentServer {
       this.#sockets.add(socket)
       socket.on('close', () => this.#sockets.delete(socket))
       socket.on('error', () => {})
+      socket.on('data', (chunk: Buffer) => { this.received += chunk.length })
       if (this.reply !== undefined) socket.on('data', () => socket.write(this.reply as string))
     })
     await new Promise<void>((resolve) => this.#server?.listen(0, '127.0.0.1', resolve))
