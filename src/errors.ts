@@ -20,7 +20,6 @@ export const codes = {
   SESSION_LOAD_FAILED: 'SIDECAR_ERR_SESSION_LOAD_FAILED',
   /** A memcached node failed or timed out: it is marked down for a backoff window. */
   MEMCACHED_UNAVAILABLE: 'SIDECAR_ERR_MEMCACHED_UNAVAILABLE',
-  /** The memcached client library reported a reply it did not expect (a wrong port, a broken node). */
   /** Session writes reach no memcached node: kept locally (one per session, within cache.maxBytes) and retried. */
   SESSION_WRITE_FAILED: 'SIDECAR_ERR_SESSION_WRITE_FAILED',
   /** A copy read from memcached did not open (forged, another secret, moved, damaged): treated as missing. */

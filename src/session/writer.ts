@@ -90,6 +90,8 @@ const FLUSH_ROUND_MS = 10
 export class SessionWriter {
   readonly #options: WriterOptions
   readonly #chains = new Map<string, Promise<unknown>>()
+  /** Backup copies being written outside their key's queue (see #copyToBackup). */
+  readonly #detached = new Set<Promise<void>>()
   /** Per key, the write that reached no node, waiting for a retry (later failures combined in). */
   readonly #failed = new Map<string, WriteJob>()
   #failedBytes = 0
@@ -196,7 +198,7 @@ export class SessionWriter {
     while (this.pending > 0 && performance.now() < deadline) {
       // Shutting down or told to wait: no pacing.
       if (this.#failed.size + this.#tombstones.size + this.#deletes.size > 0) this.#retryFailed(Infinity)
-      await Promise.race([Promise.all(this.#chains.values()), timeUp])
+      await Promise.race([Promise.all([...this.#chains.values(), ...this.#detached]), timeUp])
       // A pause between rounds, on the timer queue: retries against a node still down fail at
       // once, and a loop of microtasks would starve the timers and sockets that see it return.
       if (this.pending > 0) await sleep(Math.max(0, Math.min(FLUSH_ROUND_MS, deadline - performance.now())))
@@ -283,37 +285,13 @@ export class SessionWriter {
         return undefined
       }
       const addedEarly = early !== undefined && placement.backup === earlyBackup && copy.version === job.version && copy.header === job.header && await early
-      if (placement.backup !== undefined && !addedEarly) {
-        const result: StoredCopy = copy
-        const asCopy: WriteJob = { ...job, kind: copy.ended ? { type: 'end' } : { type: 'copy' }, version: copy.version, header: copy.header, base: copy.version }
-        try {
-          await this.#writeCopy(pool.node(placement.backup) as MemcachedNode, mkey, asCopy)
-        } catch (err) {
-          if (!(err instanceof NodeUnavailable)) throw err
-          const again = this.#placement(job.key, placement.primary, placement.backup)
-          if (again?.primary === placement.primary && again.backup !== undefined && again.backup !== placement.backup) {
-            await this.#writeCopy(pool.node(again.backup) as MemcachedNode, mkey, asCopy)
-              .then(() => { placement = again }, (e: unknown) => { if (!(e instanceof NodeUnavailable)) throw e })
-          }
-        }
-        copy = result
-      }
+      if (placement.backup !== undefined && !addedEarly) this.#detach(this.#copyToBackup(job, mkey, copy, placement))
     } catch (err) {
       if (!(err instanceof SessionEnded)) throw err
-      // A tombstone on either node: destroyed elsewhere. It wins; the other node gets one too.
-      this.#options.log.info({ session: keyHash(job.key) }, 'session was destroyed elsewhere; the change is not stored')
-      this.#options.onSettled(job, 'ended')
-      for (const a of [job.primary, job.backup]) if (a !== undefined) void this.#endCopy(job.key, a, err.version)
+      this.#endedElsewhere(job, err.version)
       return undefined
     }
-    if (placement.primary !== job.primary || placement.backup !== job.backup) {
-      this.#options.metrics.relocations.inc()
-      // The nodes left behind may come back holding this version: a replayed old cookie
-      // naming them must not find it, so their copies go once they answer again.
-      for (const left of [job.primary, job.backup]) {
-        if (left !== undefined && left !== placement.primary && left !== placement.backup) this.#queueDelete(job.key, left, copy.version)
-      }
-    }
+    this.#relocated(job.key, job, placement, copy.version)
     const result = { copy, primary: placement.primary, backup: placement.backup }
     this.#options.onSettled(job, result)
     if (this.#outage !== undefined && this.#failed.size === 0) {
@@ -325,11 +303,79 @@ export class SessionWriter {
   }
 
   /**
+   * The backup gets the primary's result outside the key's queue: the next change of the key
+   * (and a sync response) waits for the primary only, so a backup that hangs delays nobody. A
+   * copy never lowers a version, so two of these landing out of order leave the newer; a
+   * tombstone already there wins over them.
+   */
+  async #copyToBackup (job: WriteJob, mkey: string, copy: StoredCopy, placement: Placement): Promise<void> {
+    const { pool } = this.#options
+    const asCopy: WriteJob = { ...job, kind: copy.ended ? { type: 'end' } : { type: 'copy' }, version: copy.version, header: copy.header, base: copy.version }
+    try {
+      try {
+        await this.#writeCopy(pool.node(placement.backup as string) as MemcachedNode, mkey, asCopy)
+        return
+      } catch (err) {
+        if (!(err instanceof NodeUnavailable)) throw err
+      }
+      // The backup failed and is now marked down: the next live node takes its role, and the
+      // cookie names it from the next response on.
+      const again = this.#placement(job.key, placement.primary, placement.backup)
+      if (again?.primary !== placement.primary || again.backup === undefined || again.backup === placement.backup) return
+      try {
+        await this.#writeCopy(pool.node(again.backup) as MemcachedNode, mkey, asCopy)
+      } catch (err) {
+        if (!(err instanceof NodeUnavailable)) throw err
+        return
+      }
+      this.#relocated(job.key, placement, again, copy.version)
+      this.#options.onSettled(job, { copy, primary: again.primary, backup: again.backup })
+    } catch (err) {
+      if (!(err instanceof SessionEnded)) throw err
+      this.#endedElsewhere(job, err.version)
+    }
+  }
+
+  /** Tracks a write that runs outside its key's queue, so `pending` and `flush()` see it. */
+  #detach (write: Promise<void>): void {
+    this.#pending++
+    this.#options.metrics.pendingWrites.inc()
+    const settled: Promise<void> = write.catch((err: unknown) => {
+      this.#options.log.error({ err: { type: (err as Error).name, message: (err as Error).message }, code: codes.SESSION_WRITE_FAILED }, 'a backup copy write failed unexpectedly')
+    }).finally(() => {
+      this.#pending--
+      this.#options.metrics.pendingWrites.dec()
+      this.#detached.delete(settled)
+    })
+    this.#detached.add(settled)
+  }
+
+  /** A tombstone on a node of the key: destroyed elsewhere. It wins; the key's other nodes get one too. */
+  #endedElsewhere (job: WriteJob, version: number): void {
+    this.#options.log.info({ session: keyHash(job.key) }, 'session was destroyed elsewhere; the change is not stored')
+    this.#options.onSettled(job, 'ended')
+    for (const a of [job.primary, job.backup]) if (a !== undefined) void this.#endCopy(job.key, a, version)
+  }
+
+  /**
+   * A session moved off nodes that failed: counted, and the nodes left behind may come back
+   * holding this version: a replayed old cookie naming them must not find it, so their copies
+   * go once they answer again.
+   */
+  #relocated (key: string, from: Placement, to: Placement, version: number): void {
+    if (to.primary === from.primary && to.backup === from.backup) return
+    this.#options.metrics.relocations.inc()
+    for (const left of [from.primary, from.backup]) {
+      if (left !== undefined && left !== to.primary && left !== to.backup) this.#queueDelete(key, left, version)
+    }
+  }
+
+  /**
    * Where a session should live now: the nodes it names while they are live, the next live
    * configured nodes in its placement order for those that are down. Undefined when no
    * node is live (the write waits for a retry).
    */
-  #placement (key: string, primary: string, backup: string | undefined): { primary: string, backup: string | undefined } | undefined {
+  #placement (key: string, primary: string, backup: string | undefined): Placement | undefined {
     const { pool } = this.#options
     // As many copies as configured (a session that lost its backup while a node was down gets
     // one again), never fewer than it has.
@@ -587,6 +633,11 @@ export class SessionWriter {
     const { pool } = this.#options
     if (this.#failed.size > 0 && pool.placement.some((a) => pool.isLive(a))) this.#scheduleRetry(DRAIN_TICK_MS)
   }
+}
+
+interface Placement {
+  readonly primary: string
+  readonly backup: string | undefined
 }
 
 interface WaitingWrite {

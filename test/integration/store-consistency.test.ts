@@ -180,3 +180,27 @@ t.test('after memcached restarts, a CAS learnt before is not trusted: the restar
   await sidecar.store.flush(2000)
   t.match(await m.copy(key), new RegExp(`^6 ${b64({ mine: 1, theirs: 1 })}$`), 'the change is applied to the copy memcached holds now: both kept')
 })
+
+t.test('a backup that does not answer holds up neither a sync response nor the next change: the primary orders them, the backup gets the newest when it answers', { timeout: 15_000 }, async (t) => {
+  // memcached.timeoutMs far beyond the test's own timeout: a response or a change that waited
+  // for the paused backup would not arrive before the test fails.
+  const { nodes, sidecar, browser } = await setup(t, { memcached: { write: 'sync', timeoutMs: 30_000 } }, 2)
+  await browser.get(sidecar.url, '/?set={"n":0}')
+  await sidecar.store.flush(2000)
+  const [, key, primaryAddress, backupAddress] = (browser.sid as string).split('~')
+  const primary = nodes.find((m) => m.address === primaryAddress) as MemcachedProcess
+  const backup = nodes.find((m) => m.address === backupAddress) as MemcachedProcess
+  process.kill(backup.pid as number, 'SIGSTOP')
+  t.teardown(() => { if (backup.pid !== undefined) process.kill(backup.pid, 'SIGCONT') })
+  const CHANGES = 5
+  for (let n = 1; n <= CHANGES; n++) {
+    const res = await browser.get(sidecar.url, `/?merge={"n":${n}}`)
+    t.equal(res.status, 200)
+    t.match(await primary.copy(key as string), new RegExp(`^${n + 1} ${b64({ n })}$`), `change ${n} is on the primary when it is answered (sync)`)
+  }
+  t.equal(sidecar.store.local(key as string)?.backup, backupAddress, 'the paused backup has not failed yet (no timeout): the cookie still names it')
+  t.ok(await sidecar.store.flush(0) > 0, 'its copies are still on their way')
+  process.kill(backup.pid as number, 'SIGCONT')
+  t.equal(await sidecar.store.flush(5000), 0, 'every write settles once the backup answers')
+  t.match(await backup.copy(key as string), new RegExp(`^${CHANGES + 1} ${b64({ n: CHANGES })}$`), 'the backup holds the newest version, whatever order its copies landed in')
+})
