@@ -97,7 +97,11 @@ export class MetaConnection {
     const link = this.#open()
     const opaque = link.nextOpaque()
     const flags = (options.mode === 'add' ? ' ME' : '') + (cas === undefined ? '' : ` C${cas}`)
-    return await link.send<MetaStore>('store', opaque, `ms ${key} ${Buffer.byteLength(value)} c T${options.ttl}${flags} ${opaque}\r\n${value}\r\n`)
+    const bytes = Buffer.byteLength(value)
+    // An ASCII command (the sidecar's always are: base64url keys and sealed values) is the same
+    // bytes in latin1, which is encoded faster than utf8.
+    const encoding = bytes === value.length && Buffer.byteLength(key) === key.length ? 'latin1' : 'utf8'
+    return await link.send<MetaStore>('store', opaque, `ms ${key} ${bytes} c T${options.ttl}${flags} ${opaque}\r\n${value}\r\n`, encoding)
   }
 
   /** md <key>: true when deleted, false when there was none. */
@@ -155,7 +159,7 @@ class Link {
   #queue: Array<Pending | undefined> = []
   #head = 0
   /** Commands issued before the connect completed, written at once when it does. */
-  #unsent: string[] = []
+  #unsent: Buffer[] = []
   #corked = false
   /** connect() callers waiting for the connect. */
   #waiters: Array<{ resolve: () => void, reject: (err: Error) => void }> = []
@@ -197,14 +201,14 @@ class Link {
     })
   }
 
-  async send<T> (kind: Kind, opaque: string, command: string): Promise<T> {
+  async send<T> (kind: Kind, opaque: string, command: string, encoding: 'utf8' | 'latin1' = 'utf8'): Promise<T> {
     return await new Promise<T>((resolve, reject) => {
       const pending: Pending = { kind, opaque, deadline: performance.now() + this.#options.commandTimeoutMs, resolve: resolve as (value: unknown) => void, reject }
       if (this.#head === this.#queue.length) this.#socket.ref()
       this.#queue.push(pending)
       this.#timer ??= this.#arm(this.#options.commandTimeoutMs)
       if (!this.#established) {
-        this.#unsent.push(command)
+        this.#unsent.push(Buffer.from(command, encoding))
         return
       }
       // Commands issued in the same tick leave in one write (one syscall for a burst).
@@ -216,7 +220,7 @@ class Link {
           this.#socket.uncork()
         })
       }
-      this.#socket.write(command)
+      this.#socket.write(command, encoding)
     })
   }
 
@@ -244,7 +248,7 @@ class Link {
     if (this.#done) return
     this.#established = true
     clearTimeout(this.#connectTimer)
-    if (this.#unsent.length > 0) this.#socket.write(this.#unsent.join(''))
+    if (this.#unsent.length > 0) this.#socket.write(Buffer.concat(this.#unsent))
     this.#unsent = []
     for (const waiter of this.#waiters) waiter.resolve()
     this.#waiters = []

@@ -1,4 +1,5 @@
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomFillSync, timingSafeEqual } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
 import type { StoredCopy } from './record.js'
 
 /** An opened copy; `current` is false when a secret other than the signing one sealed it. */
@@ -47,7 +48,7 @@ export class CopySeal {
       const body = `a2.${keys.id}.${copy.version}.${state}.${copy.header}`
       return `${body}.${mac(keys.authentication, body, mkey).toString('base64url')}`
     }
-    const iv = randomBytes(IV_BYTES)
+    const iv = nextIv()
     const cipher = createCipheriv('aes-256-gcm', itemKey(keys, mkey), iv)
     cipher.setAAD(Buffer.from(mkey, 'latin1'))
     const sealed = Buffer.concat([iv, cipher.update(`${copy.version} ${state} ${copy.header}`, 'latin1'), cipher.final(), cipher.getAuthTag()])
@@ -77,6 +78,8 @@ interface SealKeys {
   readonly id: string
   readonly encryption: Buffer
   readonly authentication: Buffer
+  /** Item keys derived from `encryption`, by memcached key. */
+  readonly items: LRUCache<string, Buffer>
 }
 
 const IV_BYTES = 12
@@ -115,16 +118,40 @@ function deriveKeys (secret: string): SealKeys {
     // Names the secret without revealing it: 48 bits of a derived value.
     id: derive('stored copy secret id', 6).toString('base64url'),
     encryption: derive('stored copy encryption v1', 32),
-    authentication: derive('stored copy authentication v1', 32)
+    authentication: derive('stored copy authentication v1', 32),
+    items: new LRUCache<string, Buffer>({ max: ITEM_KEYS })
   }
 }
 
 /**
  * A key per memcached key: random 96-bit IVs under one key are safe for about 2^32 messages
- * (NIST SP 800-38D), which a busy fleet would reach in days; per session key, never.
+ * (NIST SP 800-38D), which a busy fleet would reach in days; per session key, never. Derived
+ * keys are kept for the sessions in use: HKDF costs more than sealing a 1 KB copy.
  */
 function itemKey (keys: SealKeys, mkey: string): Buffer {
-  return Buffer.from(hkdfSync('sha256', keys.encryption, '', mkey, 32))
+  let key = keys.items.get(mkey)
+  if (key === undefined) {
+    key = Buffer.from(hkdfSync('sha256', keys.encryption, '', mkey, 32))
+    keys.items.set(mkey, key)
+  }
+  return key
+}
+
+// How many derived item keys each secret keeps (about 100 bytes each).
+const ITEM_KEYS = 10_000
+
+// IVs come from a pool filled 256 at a time: one call to the CSPRNG per 256 seals, not one
+// each (its per-call cost is most of a small draw). Used before the next refill, never twice.
+const ivPool = Buffer.alloc(IV_BYTES * 256)
+let ivAt = ivPool.length
+
+function nextIv (): Buffer {
+  if (ivAt === ivPool.length) {
+    randomFillSync(ivPool)
+    ivAt = 0
+  }
+  ivAt += IV_BYTES
+  return ivPool.subarray(ivAt - IV_BYTES, ivAt)
 }
 
 function mac (key: Buffer, body: string, mkey: string): Buffer {

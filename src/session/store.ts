@@ -186,7 +186,7 @@ export class SessionStore {
     }
     this.#cache.set(record.key, record)
     const fresh = record.key !== current?.key
-    const job: WriteJob = { ...this.#job(record, kind, fresh), base }
+    const job: WriteJob = { ...this.#job(record, kind, fresh), base, baseHeader: base === 0 ? undefined : current?.header }
     if (current === undefined || !fresh) return { record, written: this.#writer.write(job) }
     // Regeneration keeps the data but not the key: the old key gets a tombstone.
     this.#end(current.key)

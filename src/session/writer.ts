@@ -34,6 +34,8 @@ export interface WriteJob {
    * (a restart, a failover), and this node's state, which is newer, is written instead.
    */
   readonly base: number
+  /** The data at `base` the change was made on, when known: a stored copy that is exactly it needs no re-merge. */
+  readonly baseHeader?: string
   /** A key minted just now: try `add` before anything else, saving a round trip. */
   readonly fresh: boolean
   /** Regeneration: the old key, which gets a tombstone; already ended elsewhere, the new key ends too. */
@@ -115,6 +117,8 @@ export class SessionWriter {
    * since changes the CAS, the store is refused, and the copy is read as before.
    */
   readonly #known: LRUCache<string, KnownCopy>
+  /** The last copy sealed per memcached key, for the backup's write of the same version (see #seal). */
+  readonly #lastSealed = new LRUCache<string, { readonly copy: StoredCopy, readonly sealed: string }>({ max: 256 })
   #pending = 0
   #retryTimer: NodeJS.Timeout | undefined
 
@@ -396,7 +400,7 @@ export class SessionWriter {
     const node = this.#options.pool.node(address)
     if (node === undefined || node.down) return false
     try {
-      const cas = await node.add(mkey, this.#options.seal.seal(mkey, copy))
+      const cas = await node.add(mkey, this.#seal(mkey, copy))
       if (cas !== undefined) this.#know(node, mkey, cas, copy)
       return cas !== undefined
     } catch (err) {
@@ -431,14 +435,14 @@ export class SessionWriter {
     // gets the next request (round-robin) then finds it.
     if (job.fresh) {
       const mine = nextCopy(undefined, job, maxBytes) as StoredCopy
-      const cas = await node.add(mkey, seal.seal(mkey, mine), ttl(mine))
+      const cas = await node.add(mkey, this.#seal(mkey, mine), ttl(mine))
       if (cas !== undefined) return this.#know(node, mkey, cas, mine)
     }
     // The common case, one command: the copy this sidecar last saw here is still there.
     const known = this.#known.get(`${node.address} ${mkey}`)
     if (known !== undefined && known.connection === node.connection) {
       const next = nextCopy(known.copy, job, maxBytes)
-      const cas = typeof next === 'object' ? await node.cas(mkey, seal.seal(mkey, next), known.cas, ttl(next)) : undefined
+      const cas = typeof next === 'object' ? await node.cas(mkey, this.#seal(mkey, next), known.cas, ttl(next)) : undefined
       if (cas !== undefined) {
         replaced?.(known.copy)
         return this.#know(node, mkey, cas, next as StoredCopy)
@@ -460,7 +464,7 @@ export class SessionWriter {
         return this.#know(node, mkey, (stored as StoredValue).cas, current)
       }
       const write = next === 'stands' ? basis as StoredCopy : next
-      const cas = stored === undefined ? await node.add(mkey, seal.seal(mkey, write), ttl(write)) : await node.cas(mkey, seal.seal(mkey, write), stored.cas, ttl(write))
+      const cas = stored === undefined ? await node.add(mkey, this.#seal(mkey, write), ttl(write)) : await node.cas(mkey, this.#seal(mkey, write), stored.cas, ttl(write))
       if (cas !== undefined) {
         replaced?.(current)
         return this.#know(node, mkey, cas, write)
@@ -476,6 +480,19 @@ export class SessionWriter {
       return current
     }
     throw new NodeUnavailable(node.address, 'cas', 'gave up after repeated conflicts')
+  }
+
+  /**
+   * A copy sealed for `mkey`: the primary's and the backup's copies of one version are the same
+   * bytes (same key, same plaintext), so the backup reuses the primary's seal instead of paying
+   * for the encryption twice.
+   */
+  #seal (mkey: string, copy: StoredCopy): string {
+    const last = this.#lastSealed.get(mkey)
+    if (last !== undefined && last.copy.version === copy.version && last.copy.ended === copy.ended && last.copy.header === copy.header) return last.sealed
+    const sealed = this.#options.seal.seal(mkey, copy)
+    this.#lastSealed.set(mkey, { copy, sealed })
+    return sealed
   }
 
   /** What `address` holds for `key`, read just now with its CAS: the next change there skips its read. */
@@ -654,6 +671,7 @@ export function combine (earlier: WriteJob, later: WriteJob): WriteJob {
     ...later,
     kind: combineKinds(earlier.kind, later.kind),
     base: Math.min(earlier.base, later.base),
+    baseHeader: earlier.base <= later.base ? earlier.baseHeader : later.baseHeader,
     fresh: earlier.fresh,
     replaces: earlier.replaces ?? later.replaces
   }
@@ -733,6 +751,8 @@ export function nextCopy (current: StoredCopy | undefined, job: WriteJob, maxByt
       // Older than what this node changed: the stored copy regressed (lost, replaced by a
       // stale one), and this node's state is the newer of the two.
       if (current.version < job.base) return { version, header: job.header, ended: false }
+      // The very copy the change was made on: re-applying the patch gives this node's result.
+      if (current.version === job.base && current.header === job.baseHeader) return { version, header: job.header, ended: false }
       try {
         return { version, header: encodeObject(mergePatch(parseStored(current.header), job.kind.patch) as SessionObject, 'X-Session-Merge', maxBytes).header, ended: false }
       } catch {

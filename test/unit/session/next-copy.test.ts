@@ -24,6 +24,15 @@ t.test('a merge is re-applied to the stored copy, never this node\'s whole state
   t.equal(nextCopy(live(6, { big: 'x'.repeat(200) }), job({ kind: { type: 'merge', patch: { more: 'y'.repeat(200) } } }), 300), 'stands', 'a re-applied patch over session.maxBytes leaves the stored copy standing')
 })
 
+t.test('a merge onto the very copy it was made on stores this node\'s result; the same version holding other data gets the patch re-applied', async (t) => {
+  const merge = { kind: { type: 'merge', patch: { mine: 1 } } } as const
+  // This node merged {mine: 1} into {a: 1} at version 4; its result is job.header.
+  t.same(nextCopy(live(4, { a: 1 }), job({ ...merge, baseHeader: b64({ a: 1 }), header: b64({ a: 1, mine: 1 }) }), MAX), live(5, { a: 1, mine: 1 }))
+  // Version 4 again, other data (a node restarted and another sidecar's copy took the number):
+  // the change goes onto what is stored, never this node's state over it.
+  t.same(nextCopy(live(4, { b: 2 }), job({ ...merge, baseHeader: b64({ a: 1 }), header: b64({ a: 1, mine: 1 }) }), MAX), live(5, { b: 2, mine: 1 }))
+})
+
 t.test('a set replaces the data at the next version; a copy never lowers a version', async (t) => {
   t.same(nextCopy(live(9, { other: 1 }), job({ kind: { type: 'set' } }), MAX), live(10, { mine: 1 }))
   t.equal(nextCopy(live(5, { other: 1 }), job({ kind: { type: 'copy' } }), MAX), 'stands', 'equal version: the stored copy stands')

@@ -39,9 +39,9 @@ t.test('composePatches(A, B) merges like A then B, for 5000 random documents and
 })
 
 t.test('combining queued writes keeps the later state and what both changed', async (t) => {
-  const base: WriteJob = { key: 'k'.repeat(22), version: 2, header: 'e30', kind: { type: 'merge', patch: { a: 1 } }, primary: 'm:1', backup: undefined, base: 1, fresh: false }
-  const later: WriteJob = { ...base, version: 3, header: 'e31', base: 2, kind: { type: 'merge', patch: { b: 2 } } }
-  t.same(combine(base, later), { ...later, kind: { type: 'merge', patch: { a: 1, b: 2 } }, base: 1, replaces: undefined }, 'the earlier base: both changes were made on it')
+  const base: WriteJob = { key: 'k'.repeat(22), version: 2, header: 'e30', kind: { type: 'merge', patch: { a: 1 } }, primary: 'm:1', backup: undefined, base: 1, baseHeader: 'v1', fresh: false }
+  const later: WriteJob = { ...base, version: 3, header: 'e31', base: 2, baseHeader: 'v2', kind: { type: 'merge', patch: { b: 2 } } }
+  t.same(combine(base, later), { ...later, kind: { type: 'merge', patch: { a: 1, b: 2 } }, base: 1, baseHeader: 'v1', replaces: undefined }, 'the earlier base and its data: both changes were made on it')
   t.same(combine(base, { ...later, kind: { type: 'set' } }).kind, { type: 'set' }, 'a set carries the whole state')
   t.same(combine(base, { ...later, kind: { type: 'copy' } }).kind, { type: 'merge', patch: { a: 1 } }, 'a copy adds no change')
   t.same(combine({ ...base, fresh: true }, later).fresh, true, 'a new key stays new')
