@@ -266,12 +266,21 @@ export class SessionStore {
     }
     const sweep = { again: false }
     this.#rechecks.set(address, sweep)
-    const records = [...this.#cache.values()].filter((r) => r.primary === address || r.backup === address)
+    // Sessions with a copy there, and sessions that lost their backup while nodes were down
+    // (moved to one node): a live node may take the backup's role again now, not only at the
+    // session's next change, which an idle session may never make.
+    const wantBackup = this.#options.pool.replicas > 1
+    const records = [...this.#cache.values()].filter((r) => r.primary === address || r.backup === address || (wantBackup && r.backup === undefined))
     const next = async (): Promise<void> => {
       // A batch at a time, each awaited: under load the sweep slows down with memcached instead
       // of piling reads on it (timeouts would mark the node down and start the sweep again).
       const batch = records.splice(0, RECHECK_BATCH).filter((record) => this.#cache.peek(record.key) === record)
-      await Promise.all(batch.map(async (record) => await this.#revalidate(record).catch((err: unknown) => { this.#options.log.warn({ err, session: keyHash(record.key) }, 'checking a session after its memcached node came back failed') })))
+      await Promise.all(batch.map(async (record) => {
+        // A copy write places the session on as many live nodes as configured: the primary's
+        // copy stands (or a newer one found there is adopted), the new backup gets it.
+        if (wantBackup && record.backup === undefined) return await this.#writer.write(this.#job(record))
+        return await this.#revalidate(record).catch((err: unknown) => { this.#options.log.warn({ err, session: keyHash(record.key) }, 'checking a session after its memcached node came back failed') })
+      }))
       // Failing again: stop here; its next recovery starts a new sweep.
       if (this.#options.pool.node(address)?.down === true) records.length = 0
       if (records.length > 0) {

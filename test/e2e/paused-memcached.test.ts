@@ -314,3 +314,34 @@ t.test('a login stored early on its backup while its primary hangs is not writte
   const c = await sidecar()
   t.same((await user.get(c.url, '/')).body.session, { user: 'ada', cart: 1 }, 'the change made on the login is kept')
 })
+
+t.test('an idle session that lost its backup while a node was down gets it back when the node answers again, with no request in between', async (t) => {
+  const { nodes, sidecar } = await fleet(t)
+  const a = await sidecar()
+  const user = new Browser()
+  await user.get(a.url, `/login?set=${q({ user: 'ada' })}`)
+  await a.store.flush(2000)
+  const [primary, backup] = addressesIn(user.sid)
+  const backupNode = nodes.find((m) => m.address === backup) as MemcachedProcess
+  const primaryNode = nodes.find((m) => m.address === primary) as MemcachedProcess
+  await pause(backupNode)
+  await until(async () => {
+    await user.get(a.url, `/?merge=${q({ n: versionOf(user.sid) })}`)
+    await a.store.flush(3000)
+    return addressesIn(user.sid).length === 1
+  }, 5000, 'the cookie to lose its backup')
+  const version = versionOf(user.sid)
+  const key = keyOf(user.sid)
+  resume(backupNode)
+  // No request from the user: the sidecar notices the node answering again (its probe, within
+  // the 2 s backoff cap) and gives the session its backup back.
+  await until(async () => (await backupNode.copy(key))?.startsWith(`${version} `) === true, 8000, `the returned node to hold version ${version}`)
+  t.pass(`the node back from its pause holds the session's current version ${version}`)
+  const next = await user.get(a.url, '/')
+  t.same(addressesIn(user.sid), [primary, backup], 'the next response\'s cookie names the backup again')
+  t.equal(next.body.session?.user, 'ada')
+  await primaryNode.stop()
+  await primaryNode.start()
+  const b = await sidecar()
+  t.same((await user.get(b.url, '/')).body.session?.user, 'ada', 'another sidecar finds the session on the backup after its primary restarted empty')
+})
