@@ -13,6 +13,18 @@ export type GeneratedReason = 'upstream-unavailable' | 'upstream-bad-response' |
 /** Counts a response the sidecar answered itself. */
 export type Generated = (status: number, reason: GeneratedReason) => void
 
+/**
+ * How a request's session was found or made: the `outcome` of sidecar_requests_total, and the
+ * one vocabulary the request flow and the store use for it. hit: the local copy, fresh;
+ * miss-loaded: read from memcached (or revalidated there); new: created by this request;
+ * none: no session (no cookie, or its session is gone); stale: only copies older than the
+ * cookie were found, served anyway; degraded: memcached did not answer in time (the local copy
+ * served as it is, or the app told the session is unavailable); ignored: a path with no session
+ * work (session.ignore).
+ */
+export const REQUEST_OUTCOMES = ['hit', 'miss-loaded', 'new', 'none', 'stale', 'degraded', 'ignored'] as const
+export type RequestOutcome = typeof REQUEST_OUTCOMES[number]
+
 /** How a request to the app ended, for sidecar_upstream_duration_seconds. */
 export type UpstreamResult = 'response' | 'timeout' | 'error'
 

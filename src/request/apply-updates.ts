@@ -75,7 +75,7 @@ export class UpdateApplier {
       return undefined
     }
     if (applied === undefined) return undefined
-    if (record === undefined) state.outcome = 'created'
+    if (record === undefined) state.outcome = 'new'
     state.record = applied.record
     if (!this.#options.sync || applied.written === undefined) return undefined
     const written = applied.record

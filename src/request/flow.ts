@@ -7,14 +7,14 @@ import { Forwarding } from '../http/forwarding.js'
 import { HeaderProtocol } from '../http/protocol.js'
 import type { HookReply, HookRequest } from '../http/upstream.js'
 import type { NodePool } from '../memcached/pool.js'
-import type { Metrics } from '../metrics.js'
+import { REQUEST_OUTCOMES, type Metrics, type RequestOutcome } from '../metrics.js'
 import { CookieCodec } from '../session/cookie.js'
 import { keyring } from '../session/secrets.js'
 import type { SessionStore } from '../session/store.js'
 import { UpdateApplier } from './apply-updates.js'
 import { SessionLoader } from './load-session.js'
 import { SessionSetCookie } from './set-cookie.js'
-import { IGNORED, MemcachedBudget, type Outcome, type RequestSession } from './state.js'
+import { IGNORED, MemcachedBudget, type RequestSession } from './state.js'
 
 export interface SessionFlowDeps {
   readonly config: SidecarConfig
@@ -36,7 +36,7 @@ export class SessionFlow {
   readonly #headers: AppRequestHeaders
   readonly #updates: UpdateApplier
   readonly #setCookie: SessionSetCookie
-  readonly #outcomes: Readonly<Record<Outcome, { inc: () => void }>>
+  readonly #outcomes: Readonly<Record<RequestOutcome, { inc: () => void }>>
 
   constructor ({ config, store, pool, metrics }: SessionFlowDeps) {
     const { session, memcached, listen } = config
@@ -49,14 +49,7 @@ export class SessionFlow {
     this.#headers = new AppRequestHeaders(this.protocol, cookies, new Forwarding(listen.trustProxies, listen.forwarded))
     this.#updates = new UpdateApplier({ store, maxBytes: session.maxBytes, sync: memcached.write === 'sync', budget, metrics })
     this.#setCookie = new SessionSetCookie(codec, cookies)
-    this.#outcomes = {
-      hit: metrics.requests.labels('hit'),
-      loaded: metrics.requests.labels('miss-loaded'),
-      created: metrics.requests.labels('new'),
-      none: metrics.requests.labels('none'),
-      stale: metrics.requests.labels('stale'),
-      degraded: metrics.requests.labels('degraded')
-    }
+    this.#outcomes = Object.fromEntries(REQUEST_OUTCOMES.map((outcome) => [outcome, metrics.requests.labels(outcome)])) as Record<RequestOutcome, { inc: () => void }>
   }
 
   /** store -> headers to the app: the header lines the app receives (the session's, when there is one). */

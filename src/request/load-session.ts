@@ -109,7 +109,7 @@ export class SessionLoader {
           break
         default:
           state.record = loaded.record as SessionRecord
-          state.outcome = loaded.outcome === 'miss-loaded' ? 'loaded' : loaded.outcome
+          state.outcome = loaded.outcome
       }
       done()
     }, (err: unknown) => {

@@ -1,8 +1,6 @@
+import type { RequestOutcome } from '../metrics.js'
 import type { CookieFields } from '../session/cookie.js'
 import type { SessionRecord } from '../session/record.js'
-
-/** How a request's session was found (or made); counted once the response is under way. */
-export type Outcome = 'hit' | 'loaded' | 'created' | 'none' | 'stale' | 'degraded'
 
 /**
  * What the sidecar knows about one request's session, from the cookie to the response. Facts
@@ -24,7 +22,8 @@ export class RequestSession {
   pending: Promise<void> | undefined = undefined
   /** When the request's memcached budget runs out (monotonic ms); 0 until it first waits on memcached. */
   memcachedDeadline = 0
-  outcome: Outcome | undefined = undefined
+  /** Counted once the response is under way (ignored requests are counted when they arrive). */
+  outcome: RequestOutcome | undefined = undefined
 
   /**
    * Forgets what one cookie led to, before the next of several is tried. (`unavailable` stays:

@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import type { Logger } from 'pino'
-import type { Metrics } from '../metrics.js'
+import type { Metrics, RequestOutcome } from '../metrics.js'
 import type { NodePool } from '../memcached/pool.js'
 import type { CookieFields } from './cookie.js'
 import { encodeObject, mergePatch, parseStored, type SessionObject } from './data.js'
@@ -34,17 +34,15 @@ export interface StoreOptions {
   readonly now?: () => number
 }
 
-/** How a session was found for a request. */
+/**
+ * How a session was found for a request: the request outcomes it decides (see REQUEST_OUTCOMES:
+ * miss-loaded, a copy at least as new as the cookie; stale, only older copies, served anyway;
+ * degraded, memcached did not answer and the local copy is served as it is), or: */
 export type LoadOutcome =
-  /** Read from memcached (or revalidated there): a copy at least as new as the cookie. */
-  | 'miss-loaded'
-  /** Only copies older than the cookie exist (an async write was lost): served anyway. */
-  | 'stale'
-  /** memcached did not answer: the local copy is served as it is. */
-  | 'degraded'
-  /** Found nowhere (expired, destroyed): the session is absent. */
+  | Extract<RequestOutcome, 'miss-loaded' | 'stale' | 'degraded'>
+  /** Found nowhere (expired, destroyed): the session is absent (the request's outcome: none). */
   | 'gone'
-  /** Not local, and memcached did not answer: absent for this request, the cookie is kept. */
+  /** Not local, and memcached did not answer: absent for this request, the cookie is kept (degraded). */
   | 'unavailable'
 
 export interface Loaded {
