@@ -8,6 +8,8 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json tsconfig.demo.json ./
 COPY src ./src
 COPY demo ./demo
+# The demo's helpers (ports, waits, the sidecar config writer): compiled beside it into dist/harness.
+COPY harness ./harness
 # The demo app (dist/demo/app.js) ships too: docker-compose.yml runs it as the app.
 RUN npm run build && npx tsc -p tsconfig.demo.json
 

@@ -19,9 +19,8 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, isAbsolute, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { linkCompiledRoot } from './lib/compiled-root.js'
+import { ROOT } from '../harness/index.js'
 import { runChaos, type ChaosResult } from './lib/experiment.js'
 import { details, summary, timeline } from './lib/report.js'
 
@@ -71,12 +70,10 @@ const options = {
   scaleOut: !flags['no-scale-out'],
   progress: (line: string) => process.stdout.write(`  ${line}\n`)
 } as const
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const out = flags.out === undefined
-  ? join(root, 'chaos', 'results', `${options.seed}-${options.write}${options.overlap ? '-overlap' : ''}.json`)
+  ? join(ROOT, 'chaos', 'results', `${options.seed}-${options.write}${options.overlap ? '-overlap' : ''}.json`)
   : isAbsolute(flags.out) ? flags.out : join(process.cwd(), flags.out)
 
-linkCompiledRoot()
 // Ctrl-C: the run's processes die with us (the cluster's exit hook kills them by pid).
 process.once('SIGINT', () => process.exit(130))
 process.once('SIGTERM', () => process.exit(143))

@@ -37,17 +37,6 @@ export class Children {
   }
 }
 
-/** Sends `signal`, waits up to `ms` for the exit, then SIGKILL. Resolves with the exit code. */
-export async function stopChild (child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', ms = 10_000): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  child.kill(signal)
-  const timer = setTimeout(() => child.kill('SIGKILL'), ms)
-  const code = await exited
-  clearTimeout(timer)
-  return code
-}
-
 /**
  * Waits for the first stdout line of a child that announces itself as JSON
  * (`{"port":1234}`): our servers listen on port 0 and say where.

@@ -1,8 +1,8 @@
 import type { ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { freePort, until } from '../../test/helpers/ports.js'
-import { announced, stopChild, type Children } from './children.js'
+import { onFreePort, stopChild, waitReady } from '../../harness/index.js'
+import { announced, type Children } from './children.js'
 import { BENCH_DIR, ROOT } from './root.js'
 
 /** A server process the benchmark started: where it listens and how to stop it. */
@@ -31,7 +31,11 @@ export const HAPROXY = ['/usr/sbin/haproxy', '/usr/local/sbin/haproxy'].find((p)
  */
 export async function startBalancer (children: Children, dir: string, backends: readonly string[]): Promise<Server & { kind: string }> {
   if (HAPROXY === undefined) return { ...await startScript(children, 'balancer', [backends.join(',')]), kind: 'node:http balancer (no HAProxy)' }
-  const port = await freePort()
+  // HAProxy cannot report a port it picked: a free one, another if it was taken meanwhile.
+  return await onFreePort(async (port) => await haproxyOn(children, dir, backends, port))
+}
+
+async function haproxyOn (children: Children, dir: string, backends: readonly string[], port: number): Promise<Server & { kind: string }> {
   const file = join(dir, 'haproxy.cfg')
   writeFileSync(file, `global
     maxconn 4096
@@ -49,7 +53,7 @@ backend sidecars
     balance roundrobin
 ${backends.map((b, i) => `    server s${i} ${new URL(b).host}`).join('\n')}
 `)
-  return { ...await startConfigured(children, 'haproxy', HAPROXY, ['-f', file, '-db'], `http://127.0.0.1:${port}`), kind: 'HAProxy' }
+  return { ...await startConfigured(children, 'haproxy', HAPROXY as string, ['-f', file, '-db'], `http://127.0.0.1:${port}`), kind: 'HAProxy' }
 }
 
 export const NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx'].find((p) => existsSync(p))
@@ -65,7 +69,11 @@ const TEMP_PATHS = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']
  */
 export async function startNginx (children: Children, dir: string, upstream: string): Promise<Server> {
   if (NGINX === undefined) throw new Error('nginx is not installed (apt-get install nginx-light)')
-  const port = await freePort()
+  // nginx cannot report a port it picked: a free one, another if it was taken meanwhile.
+  return await onFreePort(async (port) => await nginxOn(children, dir, upstream, port))
+}
+
+async function nginxOn (children: Children, dir: string, upstream: string, port: number): Promise<Server> {
   const prefix = join(dir, 'nginx')
   // nginx opens <prefix>/logs/error.log before it reads the config.
   mkdirSync(join(prefix, 'logs'), { recursive: true })
@@ -96,7 +104,7 @@ ${TEMP_PATHS.map((t) => `    ${t}_temp_path ${prefix}/${t};`).join('\n')}
     }
 }
 `)
-  return await startConfigured(children, 'nginx', NGINX, ['-c', file, '-p', prefix], `http://127.0.0.1:${port}`)
+  return await startConfigured(children, 'nginx', NGINX as string, ['-c', file, '-p', prefix], `http://127.0.0.1:${port}`)
 }
 
 /** A server binary with a generated config: started, and ready once `url` answers (it fails early if the process exits). */
@@ -105,9 +113,6 @@ async function startConfigured (children: Children, what: string, command: strin
   let output = ''
   child.stdout?.on('data', (c: Buffer) => { output += c.toString() })
   child.stderr?.on('data', (c: Buffer) => { output += c.toString() })
-  await until(async () => {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what} exited: ${output}`)
-    return await fetch(`${url}/`).then(() => true, () => false)
-  }, 10_000, what)
+  await waitReady(child, what, async () => await fetch(`${url}/`).then(() => true, () => false), 10_000, () => output)
   return serverOf(child, url)
 }

@@ -1,10 +1,9 @@
 import type { ChildProcess } from 'node:child_process'
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { stringify } from 'yaml'
-import { freePort, until } from '../../test/helpers/ports.js'
-import { stopChild, type Children } from './children.js'
-import { CLI, ROOT } from './root.js'
+import { createInterface } from 'node:readline'
+import { CLI, ROOT, listeningPorts, sidecarYaml, stopChild, until, waitReady } from '../../harness/index.js'
+import type { Children } from './children.js'
 
 export const SECRET = 'bench-secret-0123456789abcdef'
 
@@ -42,21 +41,26 @@ export class SidecarChild {
 
   async start (children: Children): Promise<this> {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build`)
-    this.port = await freePort()
-    this.adminPort = await freePort()
     const { name, upstream, nodes, write = 'async', nodeFlags = [], sessionMaxBytes, cacheMaxBytes, revalidateMs } = this.options
     const file = join(this.dir, `${name}.yaml`)
-    writeFileSync(file, stringify({
-      listen: { host: '127.0.0.1', port: this.port },
-      admin: { host: '127.0.0.1', port: this.adminPort },
-      upstream: { url: upstream, timeoutMs: 10_000 },
-      // eslint-disable-next-line no-template-curly-in-string -- the config's ${VAR} substitution: the sidecar reads BENCH_SECRET from its environment
-      session: { secrets: ['${BENCH_SECRET}'], cookie: { secure: false }, ...(sessionMaxBytes === undefined ? {} : { maxBytes: sessionMaxBytes }) },
-      ...(cacheMaxBytes === undefined && revalidateMs === undefined ? {} : { cache: { maxBytes: cacheMaxBytes, revalidateMs } }),
-      memcached: { nodes: [...nodes], write, timeoutMs: 250 },
+    // Port 0: never restarted, so it listens where the kernel says and reports it (the
+    // "listening" line, at log level info: request logging is off, so that is a few lines a run).
+    writeFileSync(file, sidecarYaml({
+      port: 0,
+      adminPort: 0,
+      upstream,
+      // The config's ${VAR} substitution: the sidecar reads BENCH_SECRET from its environment.
+      secretEnv: 'BENCH_SECRET',
+      nodes,
+      write,
+      timeoutMs: 250,
       // Stopped once its scenario has run: no load balancer to wait for.
       shutdown: { delayMs: 0, timeoutMs: 5000 },
-      log: { level: 'warn' }
+      logLevel: 'info',
+      extra: {
+        session: { maxBytes: sessionMaxBytes },
+        ...(cacheMaxBytes === undefined && revalidateMs === undefined ? {} : { cache: { maxBytes: cacheMaxBytes, revalidateMs } })
+      }
     }))
     const child = children.spawn(`sidecar ${name}`, process.execPath, [...nodeFlags, CLI, '--config', file], {
       cwd: ROOT,
@@ -64,13 +68,18 @@ export class SidecarChild {
       stdio: ['ignore', 'pipe', 'pipe']
     })
     this.#child = child
-    const keep = (c: Buffer): void => { this.#output = (this.#output + c.toString()).slice(-8000) }
-    child.stdout?.on('data', keep)
-    child.stderr?.on('data', keep)
-    await until(async () => {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`sidecar ${name} exited: ${this.#output}`)
-      return await fetch(`${this.adminUrl}/readyz`).then((r) => r.status === 200, () => false)
-    }, 15_000, `sidecar ${name}`)
+    const keep = (text: string): void => { this.#output = (this.#output + text).slice(-8000) }
+    // Kept: warn and above, as when the sidecar logged at warn (info is on only for the line
+    // that says where it listens).
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => { if (!/^\{"level":(10|20|30),/.test(line)) keep(`${line}\n`) })
+    child.stderr?.on('data', (c: Buffer) => keep(c.toString()))
+    const ready = waitReady(child, `sidecar ${name}`, async () => this.adminPort !== 0 && await fetch(`${this.adminUrl}/readyz`).then((r) => r.status === 200, () => false), 15_000, () => this.#output)
+    ready.catch(() => {}) // handled below; marked here so it never counts as unhandled meanwhile
+    // A child that exits or never gets ready: waitReady's error, which carries its output.
+    const ports = await listeningPorts(child, 15_000).catch(async (err: unknown) => { await ready; throw err })
+    this.port = ports.port
+    this.adminPort = ports.adminPort
+    await ready
     return this
   }
 

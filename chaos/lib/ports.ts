@@ -2,7 +2,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 
 import { randomInt } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { bindable } from '../../test/helpers/ports.js'
+import { bindable } from '../../harness/index.js'
 
 /**
  * Ports for processes the run restarts on the same address (memcached nodes, sidecars), and

@@ -7,7 +7,7 @@ import { chromium, type Browser, type BrowserContext, type Cookie } from 'playwr
 import { MemcachedProcess } from '../helpers/memcached.js'
 import { HAProxyProcess, SidecarProcess, scratch } from '../helpers/processes.js'
 import { b64 } from '../helpers/upstream.js'
-import { closeServer, listenOnLoopback } from '../helpers/ports.js'
+import { closeServer, listenOnLoopback } from '../../harness/index.js'
 
 // Issue 8: a real browser. Headless Chromium types into an HTML login form and submits it,
 // follows the app's 303, uploads a binary file through a multipart form, and reads the pages it

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Browser } from '../helpers/client.js'
-import { until } from '../helpers/ports.js'
+import { until } from '../../harness/index.js'
 import { startTopology } from '../helpers/topology.js'
 
 // Issue 3, scenario 3: a deploy sends SIGTERM right after a burst of async updates.

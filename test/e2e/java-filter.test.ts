@@ -5,7 +5,7 @@ import { basename, join } from 'node:path'
 import { fails, Jar, readmeSection, ROOT, snippet } from '../helpers/apps.js'
 import { keyOf } from '../helpers/client.js'
 import { MemcachedProcess } from '../helpers/memcached.js'
-import { freePort, until } from '../helpers/ports.js'
+import { freePort, until } from '../../harness/index.js'
 import { scratch, SidecarProcess } from '../helpers/processes.js'
 import { recorder, sessionHeaders, storedData } from '../helpers/recorder.js'
 

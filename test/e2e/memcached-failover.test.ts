@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Browser } from '../helpers/client.js'
 import { b64 } from '../helpers/upstream.js'
-import { until } from '../helpers/ports.js'
+import { until } from '../../harness/index.js'
 import { startTopology } from '../helpers/topology.js'
 
 const fields = (sid: string | undefined): string[] => (sid ?? '').split('~')

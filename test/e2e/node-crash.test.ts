@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Browser } from '../helpers/client.js'
 import { startTopology } from '../helpers/topology.js'
-import { until } from '../helpers/ports.js'
+import { until } from '../../harness/index.js'
 
 // Issue 3, scenario 2: the sidecar holding a session dies (kill -9); the load balancer sends the
 // user to another node, which must find every acknowledged update in memcached.

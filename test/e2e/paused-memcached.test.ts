@@ -3,7 +3,7 @@ import t, { type Test } from 'tap'
 import type { Sidecar } from '../../src/sidecar.js'
 import { Browser, keyOf, q, versionOf } from '../helpers/client.js'
 import { MemcachedProcess } from '../helpers/memcached.js'
-import { until } from '../helpers/ports.js'
+import { until } from '../../harness/index.js'
 import { startTestSidecar, testConfig } from '../helpers/sidecar.js'
 import { TestApp, b64 } from '../helpers/upstream.js'
 

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Browser, q } from '../helpers/client.js'
-import { until } from '../helpers/ports.js'
+import { until } from '../../harness/index.js'
 import { startTopology } from '../helpers/topology.js'
 
 // Issue 11, part 6 (SPEC "Operations": a deploy fails no request and loses no acknowledged

@@ -5,7 +5,7 @@ import type { Sidecar } from '../../src/sidecar.js'
 import { Browser, keyOf, q } from '../helpers/client.js'
 import { MemcachedProcess } from '../helpers/memcached.js'
 import { metricValue } from '../helpers/metrics.js'
-import { until } from '../helpers/ports.js'
+import { until } from '../../harness/index.js'
 import { startTestSidecar, testConfig } from '../helpers/sidecar.js'
 import { TestApp } from '../helpers/upstream.js'
 

@@ -4,7 +4,7 @@ import type { Sidecar } from '../../src/sidecar.js'
 import { CopySeal } from '../../src/session/sealed-copy.js'
 import { Browser, keyOf, q, versionOf } from '../helpers/client.js'
 import { MemcachedProcess } from '../helpers/memcached.js'
-import { listenOnLoopback, until } from '../helpers/ports.js'
+import { listenOnLoopback, until } from '../../harness/index.js'
 import { SECRET, startTestSidecar, testConfig } from '../helpers/sidecar.js'
 import { TestApp, b64 } from '../helpers/upstream.js'
 

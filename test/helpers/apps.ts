@@ -1,14 +1,13 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { parseSetCookieLine } from './client.js'
-import { freePort, until } from './ports.js'
+import { ROOT, freePort, until } from '../../harness/index.js'
 
 // Real app servers in other languages and frameworks (the README's examples, the client
 // helpers' test apps), started as their authors would, and a browser-like client for them.
 
-export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+export { ROOT }
 
 // Debian's python3-flask lives with /usr/bin/python3; a python3 earlier on PATH (pyenv) may lack it.
 export const PYTHON = '/usr/bin/python3'

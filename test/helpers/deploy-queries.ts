@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { parse } from 'yaml'
+import { ROOT } from '../../harness/index.js'
 
 // The PromQL that deploy/grafana/session-sidecar.json and deploy/prometheus/alerts.yml run,
 // and the metric names and labels in it, for tests that hold them to what the sidecar exports.
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 export const DASHBOARD = 'deploy/grafana/session-sidecar.json'
 export const ALERTS = 'deploy/prometheus/alerts.yml'
 
@@ -19,7 +19,7 @@ export interface Query {
 
 /** Every query of the dashboard: panel targets (rows included) and query variables. */
 export function dashboardQueries (): Query[] {
-  const dashboard = JSON.parse(readFileSync(`${ROOT}${DASHBOARD}`, 'utf8')) as Record<string, any>
+  const dashboard = JSON.parse(readFileSync(join(ROOT, DASHBOARD), 'utf8')) as Record<string, any>
   const queries: Query[] = []
   const visit = (panels: Array<Record<string, any>> | undefined): void => {
     for (const panel of panels ?? []) {
@@ -41,7 +41,7 @@ export function dashboardQueries (): Query[] {
 
 /** Every alert's expression. */
 export function alertQueries (): Query[] {
-  const file = parse(readFileSync(`${ROOT}${ALERTS}`, 'utf8')) as { groups: Array<{ rules: Array<{ alert?: string, record?: string, expr: string }> }> }
+  const file = parse(readFileSync(join(ROOT, ALERTS), 'utf8')) as { groups: Array<{ rules: Array<{ alert?: string, record?: string, expr: string }> }> }
   return file.groups.flatMap((g) => g.rules.map((r) => ({ where: `alert ${r.alert ?? r.record ?? '?'}`, expr: String(r.expr) })))
 }
 

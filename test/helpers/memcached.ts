@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { connect, createServer } from 'node:net'
 import { CopySeal } from '../../src/session/sealed-copy.js'
-import { freePort, until } from './ports.js'
+import { onFreePort, until } from '../../harness/index.js'
 import { SECRET } from './sidecar.js'
 
 const TEST_SEAL = new CopySeal([SECRET], true)
@@ -23,11 +23,18 @@ export class MemcachedProcess {
     this.memoryMb = memoryMb
   }
 
-  /** On 127.0.0.1 and a free port, or on another loopback address (127.0.0.2, ...) and a given port. */
+  /**
+   * On 127.0.0.1 and a free port, or on another loopback address (127.0.0.2, ...) and a given
+   * port. memcached cannot report a port it picked, and `stop`/`start` restart it on the same
+   * one: a free port below the ephemeral range, another if it was taken before memcached bound it.
+   */
   static async start (host = '127.0.0.1', port?: number, memoryMb = 64): Promise<MemcachedProcess> {
-    const m = new MemcachedProcess(host, port ?? await freePort(), memoryMb)
-    await m.start()
-    return m
+    const started = async (p: number): Promise<MemcachedProcess> => {
+      const m = new MemcachedProcess(host, p, memoryMb)
+      await m.start()
+      return m
+    }
+    return port === undefined ? await onFreePort(started) : await started(port)
   }
 
   get address (): string { return `${this.host}:${this.port}` }
@@ -43,10 +50,16 @@ export class MemcachedProcess {
     child.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
     child.once('error', (err) => { failure = err })
     child.once('exit', (code) => { failure ??= new Error(`memcached exited with ${String(code)}: ${stderr.trim()}`) })
-    await until(async () => {
-      if (failure !== undefined) throw failure
-      return await this.ping()
-    }, 5000, `memcached on ${this.port}`)
+    try {
+      await until(async () => {
+        if (failure !== undefined) throw failure
+        return await this.ping()
+      }, 5000, `memcached on ${this.port}`)
+    } catch (err) {
+      // Not ready in time: killed, so a retry (or the end of the run) leaves no orphan behind.
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+      throw err
+    }
   }
 
   /** Kills the process (SIGKILL by default) and waits for it to be gone. */

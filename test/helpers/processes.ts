@@ -2,9 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { stringify } from 'yaml'
-import { freePort, until } from './ports.js'
+import { CLI, ROOT, exitOf, freePort, onFreePort, running, sidecarYaml, until, waitReady } from '../../harness/index.js'
 import { SECRET } from './sidecar.js'
 
 /** Debian puts haproxy and nginx in /usr/sbin, which a non-root PATH often lacks. */
@@ -15,9 +13,6 @@ function sbin (name: string): string {
 async function answers (url: string): Promise<boolean> {
   return await fetch(`${url}/`).then(() => true, () => false)
 }
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const CLI = join(ROOT, 'dist', 'cli.js')
 
 /** A scratch folder for generated configs, removed by `cleanup`. */
 export function scratch (): { dir: string, cleanup: () => void } {
@@ -31,7 +26,7 @@ abstract class Managed {
   output = ''
 
   get pid (): number | undefined { return this.child?.pid }
-  get running (): boolean { return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null }
+  get running (): boolean { return running(this.child) }
 
   protected launch (command: string, args: string[], env: NodeJS.ProcessEnv = process.env): void {
     const child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -40,41 +35,26 @@ abstract class Managed {
     child.stderr?.on('data', (c: Buffer) => { this.output += c.toString() })
   }
 
-  /** Starts a server and waits until `probe` answers; fails early if the process exits. */
+  /** Starts a server and waits until `probe` answers; fails early if the process exits, and kills it if not ready in 10 s. */
   protected async launchAndWait (what: string, command: string, args: string[], probe: () => Promise<boolean>, env?: NodeJS.ProcessEnv): Promise<void> {
     this.launch(command, args, env)
-    try {
-      await until(async () => {
-        if (!this.running) throw new Error(`${what} exited: ${this.output}`)
-        return await probe()
-      }, 10_000, what)
-    } catch (err) {
-      // Not ready in time: killed, so a retry (or the end of the run) leaves no orphan behind.
-      if (this.running) process.kill(this.child?.pid as number, 'SIGKILL')
-      throw err
-    }
+    await waitReady(this.child as ChildProcess, what, probe, 10_000, () => this.output)
   }
 
   /** Sends `signal` and resolves with the exit code (null when killed by the signal). */
   async kill (signal: NodeJS.Signals = 'SIGKILL', ms = 20_000): Promise<number | null> {
     const child = this.child
     if (child === undefined || !this.running) return child?.exitCode ?? null
-    const exited = new Promise<number | null>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`pid ${String(child.pid)} did not exit within ${ms} ms after ${signal}`)), ms)
-      child.once('exit', (code) => { clearTimeout(timer); resolve(code) })
-    })
+    const exited = exitOf(child, ms, `pid ${String(child.pid)}`)
     process.kill(child.pid as number, signal)
-    return await exited
+    return await exited.catch((err: Error) => { throw new Error(`${err.message} after ${signal}`) })
   }
 
   /** Resolves with the exit code once the process exits by itself. */
   async exited (ms = 20_000): Promise<number | null> {
     const child = this.child
     if (child === undefined || !this.running) return child?.exitCode ?? null
-    return await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`pid ${String(child.pid)} did not exit within ${ms} ms`)), ms)
-      child.once('exit', (code) => { clearTimeout(timer); resolve(code) })
-    })
+    return await exitOf(child, ms)
   }
 }
 
@@ -98,27 +78,40 @@ export class SidecarProcess extends Managed {
   get url (): string { return `http://127.0.0.1:${this.port}` }
   get adminUrl (): string { return `http://127.0.0.1:${this.adminPort}` }
 
+  /**
+   * Started on the ports it had (a restart), or on free ones: not port 0, as a restart must get
+   * the same ports back (load balancers know them) and listen(0) ports are in the ephemeral range,
+   * where a busy test's outgoing connection can hold one while the sidecar is down. A port taken
+   * between the check and the bind: other ones, up to 3 tries.
+   */
   async start (): Promise<this> {
-    if (this.port === 0) this.port = await freePort()
-    if (this.adminPort === 0) this.adminPort = await freePort()
+    if (this.port !== 0 && this.adminPort !== 0) return await this.#launch()
+    return await onFreePort(async (port) => {
+      this.port = port
+      this.adminPort = await freePort()
+      return await this.#launch()
+    })
+  }
+
+  async #launch (): Promise<this> {
     const { upstream, nodes, write = 'async', revalidateMs = 30000, extra = {} } = this.options
-    const config: Record<string, Record<string, unknown>> = {
-      listen: { host: '127.0.0.1', port: this.port },
-      admin: { host: '127.0.0.1', port: this.adminPort },
-      upstream: { url: upstream, timeoutMs: 10000 },
-      // eslint-disable-next-line no-template-curly-in-string -- the config's ${VAR} substitution: the sidecar reads E2E_SECRET from its environment
-      session: { secrets: ['${E2E_SECRET}'], cookie: { secure: false } },
-      cache: { revalidateMs },
+    const file = join(this.dir, `${this.name}.yaml`)
+    writeFileSync(file, sidecarYaml({
+      port: this.port,
+      adminPort: this.adminPort,
+      upstream,
+      // The config's ${VAR} substitution: the sidecar reads E2E_SECRET from its environment.
+      secretEnv: 'E2E_SECRET',
+      nodes,
+      write,
       // Above the 250 ms default: CI runs several topologies at once on two cores, and these
       // scenarios are about correctness; the default itself is exercised by test/integration.
-      memcached: { nodes, write, timeoutMs: 1000 },
+      timeoutMs: 1000,
       // No wait for load balancers before draining unless a test asks (extra.shutdown.delayMs).
       shutdown: { delayMs: 0, timeoutMs: 5000 },
-      log: { level: 'warn' }
-    }
-    for (const [k, v] of Object.entries(extra)) config[k] = { ...config[k], ...v }
-    const file = join(this.dir, `${this.name}.yaml`)
-    writeFileSync(file, stringify(config))
+      logLevel: 'warn',
+      extra: { ...extra, cache: { revalidateMs, ...extra.cache } }
+    }))
     await this.launchAndWait(`sidecar ${this.name}`, process.execPath, [CLI, '--config', file],
       async () => await this.readyz() === 200, { ...process.env, E2E_SECRET: SECRET })
     return this
@@ -186,7 +179,11 @@ export class HAProxyProcess extends LoadBalancer {
   }
 
   async start (): Promise<this> {
-    this.port = await freePort()
+    return await onFreePort(async (port) => await this.#start(port))
+  }
+
+  async #start (port: number): Promise<this> {
+    this.port = port
     const file = join(this.dir, 'haproxy.cfg')
     writeFileSync(file, renderConfig('deploy/haproxy/haproxy.cfg', {
       host: '',
@@ -205,7 +202,11 @@ export class HAProxyProcess extends LoadBalancer {
  */
 export class NginxProcess extends LoadBalancer {
   async start (): Promise<this> {
-    this.port = await freePort()
+    return await onFreePort(async (port) => await this.#start(port))
+  }
+
+  async #start (port: number): Promise<this> {
+    this.port = port
     const prefix = join(this.dir, 'nginx')
     mkdirSync(join(prefix, 'logs'), { recursive: true })
     const site = join(prefix, 'session-sidecar.conf')

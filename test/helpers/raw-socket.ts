@@ -1,6 +1,6 @@
 import { createServer, type RequestListener, type Server } from 'node:http'
 import { connect, type Socket } from 'node:net'
-import { closeServer, listenOnLoopback } from './ports.js'
+import { closeServer, listenOnLoopback } from '../../harness/index.js'
 
 // The wire under the HTTP clients: raw connections for requests no client sends, small apps of
 // a test's own, and bounded waits.

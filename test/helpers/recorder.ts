@@ -1,7 +1,7 @@
 import type { Test } from 'tap'
 import { createServer, request, type IncomingHttpHeaders } from 'node:http'
 import type { MemcachedProcess } from './memcached.js'
-import { closeServer, listenOnLoopback } from './ports.js'
+import { closeServer, listenOnLoopback } from '../../harness/index.js'
 
 // What an app behind the sidecar sent: a proxy between the sidecar and the app keeps the
 // session headers of each app response (the sidecar removes them before the client sees them);

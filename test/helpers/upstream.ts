@@ -1,5 +1,5 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
-import { closeServer, listenOnLoopback } from './ports.js'
+import { closeServer, listenOnLoopback } from '../../harness/index.js'
 
 /** What the test app saw of one request. */
 export interface Seen {

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { MemcachedProcess } from '../helpers/memcached.js'
 import { TestApp } from '../helpers/upstream.js'
 import { Browser } from '../helpers/client.js'
-import { until } from '../helpers/ports.js'
+import { until } from '../../harness/index.js'
 import { SidecarProcess, scratch } from '../helpers/processes.js'
 
 const CLI = join(process.cwd(), 'dist', 'cli.js')

@@ -9,7 +9,7 @@ import { MemcachedProcess } from '../helpers/memcached.js'
 import { TestApp, b64 } from '../helpers/upstream.js'
 import { SECRET } from '../helpers/sidecar.js'
 import { Browser, rawRequest } from '../helpers/client.js'
-import { freePort, until } from '../helpers/ports.js'
+import { freePort, until } from '../../harness/index.js'
 
 // The built CLI, as an operator runs it (SPEC "Operations"). `npm test` builds dist/ first.
 

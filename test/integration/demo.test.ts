@@ -12,7 +12,7 @@ import t, { type Test } from 'tap'
 // memcached and once on the demo's embedded memcached-protocol server; once kept running, then
 // stopped with SIGINT; once piped into `head`.
 // `npm test` builds dist/ first; the demo's own build (dist/demo) is made here when missing or
-// older than demo/*.ts.
+// older than demo/*.ts or harness/*.ts (compiled with it into dist/harness).
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const CLI = join(ROOT, 'dist', 'cli.js')
@@ -20,7 +20,7 @@ const DEMO = join(ROOT, 'dist', 'demo', 'run.js')
 const RUN_TIMEOUT_MS = 60_000
 
 function buildDemo (): void {
-  const sources = readdirSync(join(ROOT, 'demo')).filter((f) => f.endsWith('.ts')).map((f) => join(ROOT, 'demo', f))
+  const sources = ['demo', 'harness'].flatMap((d) => readdirSync(join(ROOT, d)).filter((f) => f.endsWith('.ts')).map((f) => join(ROOT, d, f)))
   const newest = Math.max(...sources.map((f) => statSync(f).mtimeMs))
   if (existsSync(DEMO) && statSync(DEMO).mtimeMs >= newest) return
   execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.demo.json'], { cwd: ROOT, stdio: 'inherit', timeout: 120_000 })

@@ -4,7 +4,7 @@ import { MemcachedProcess } from '../helpers/memcached.js'
 import { TestApp } from '../helpers/upstream.js'
 import { testConfig } from '../helpers/sidecar.js'
 import { Browser } from '../helpers/client.js'
-import { freePort, until } from '../helpers/ports.js'
+import { freePort, until } from '../../harness/index.js'
 import { startSidecar } from '../../src/sidecar.js'
 import type { Resolver } from '../../src/memcached/discovery.js'
 

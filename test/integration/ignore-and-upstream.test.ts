@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { b64, prefixedAtApp } from '../helpers/upstream.js'
 import { LogCapture, startStack } from '../helpers/sidecar.js'
 import { Browser, keyOf, q, rawRequest } from '../helpers/client.js'
-import { freePort } from '../helpers/ports.js'
+import { freePort } from '../../harness/index.js'
 import type { Sidecar } from '../../src/sidecar.js'
 
 // session.ignore, upstream failures (SPEC "Header protocol with the app", "Operations") and

@@ -3,7 +3,7 @@ import { MemcachedProcess } from '../helpers/memcached.js'
 import { TestApp, b64 } from '../helpers/upstream.js'
 import { startStack, startTestSidecar, testConfig } from '../helpers/sidecar.js'
 import { Browser, keyOf } from '../helpers/client.js'
-import { until } from '../helpers/ports.js'
+import { until } from '../../harness/index.js'
 import { SilentServer } from '../helpers/tcp.js'
 
 async function metric (adminUrl: string, name: string): Promise<number> {

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Browser, q } from '../helpers/client.js'
 import { metricValue } from '../helpers/metrics.js'
-import { until } from '../helpers/ports.js'
+import { until } from '../../harness/index.js'
 import { startStack } from '../helpers/sidecar.js'
 
 // README "Operations": sidecar_memcached_node_up{node} is 1 while the node answers the sidecar's

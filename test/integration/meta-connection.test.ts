@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { hasIpv6Loopback, MemcachedProcess } from '../helpers/memcached.js'
-import { closeServer, freePort, listenOnLoopback, until } from '../helpers/ports.js'
+import { closeServer, freePort, listenOnLoopback, until } from '../../harness/index.js'
 import { SilentServer } from '../helpers/tcp.js'
 import { MetaConnection, MetaConnectionError, type MetaConnectionOptions } from '../../src/memcached/meta-connection.js'
 

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { SECRET } from '../helpers/sidecar.js'
-import { freePort, until } from '../helpers/ports.js'
+import { freePort, until } from '../../harness/index.js'
 
 // README, Quick start: `SESSION_SECRET=... COOKIE_SECURE=false npm start` runs the built sidecar
 // on config/default.yaml. It starts without rebuilding (`npm ci` builds once), and a SIGTERM

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Browser, keyOf, q } from '../helpers/client.js'
-import { until } from '../helpers/ports.js'
+import { until } from '../../harness/index.js'
 import { LogCapture, startStack } from '../helpers/sidecar.js'
 import { b64 } from '../helpers/upstream.js'
 

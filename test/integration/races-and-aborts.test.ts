@@ -4,7 +4,7 @@ import { MemcachedProcess } from '../helpers/memcached.js'
 import { TestApp, b64 } from '../helpers/upstream.js'
 import { LogCapture, startTestSidecar, testConfig } from '../helpers/sidecar.js'
 import { Browser, keyOf } from '../helpers/client.js'
-import { until } from '../helpers/ports.js'
+import { until } from '../../harness/index.js'
 
 async function setup (t: any, overrides: Record<string, Record<string, unknown>> = {}) {
   const m = await MemcachedProcess.start()

@@ -3,8 +3,7 @@ import { MemcachedProcess } from '../helpers/memcached.js'
 import { TestApp, b64 } from '../helpers/upstream.js'
 import { startTestSidecar, testConfig } from '../helpers/sidecar.js'
 import { Browser, keyOf } from '../helpers/client.js'
-import { until } from '../helpers/ports.js'
-import { monotonicClock } from '../../harness/clock.js'
+import { monotonicClock, until } from '../../harness/index.js'
 
 async function setup (t: any, overrides: Record<string, Record<string, unknown>> = {}, nodeCount = 1) {
   const nodes = await Promise.all(Array.from({ length: nodeCount }, async () => await MemcachedProcess.start()))

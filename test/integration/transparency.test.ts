@@ -6,7 +6,7 @@ import { connect, type Socket } from 'node:net'
 import { gzipSync } from 'node:zlib'
 import { startStack } from '../helpers/sidecar.js'
 import type { Sidecar } from '../../src/sidecar.js'
-import { closeServer, listenOnLoopback } from '../helpers/ports.js'
+import { closeServer, listenOnLoopback } from '../../harness/index.js'
 
 // SPEC "Transparency" as a corpus. Each case's raw bytes go once straight to a recording app
 // and once through the sidecar; the app must see the same request and the client the same

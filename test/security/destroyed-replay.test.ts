@@ -3,7 +3,7 @@ import { MemcachedProcess } from '../helpers/memcached.js'
 import { TestApp, b64 } from '../helpers/upstream.js'
 import { startTestSidecar, testConfig } from '../helpers/sidecar.js'
 import { Browser, keyOf } from '../helpers/client.js'
-import { until } from '../helpers/ports.js'
+import { until } from '../../harness/index.js'
 import type { Sidecar } from '../../src/sidecar.js'
 
 // SPEC "Storage and consistency": a local copy is served only if it was checked against

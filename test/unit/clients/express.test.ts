@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http'
 import { mergeDiff, sessionHeaders, sessionSidecar, type SessionData, type SidecarRequest } from '../../../src/clients/express.js'
 import { mergePatch } from '../../../src/session/data.js'
-import { closeServer, listenOnLoopback } from '../../helpers/ports.js'
+import { closeServer, listenOnLoopback } from '../../../harness/index.js'
 import { DIFFS, HEADER_CASES } from '../../helpers/session-diffs.js'
 
 const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url')

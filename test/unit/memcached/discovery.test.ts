@@ -2,7 +2,7 @@ import t from 'tap'
 import { pino } from 'pino'
 import { DnsDiscovery, type Resolver } from '../../../src/memcached/discovery.js'
 import { LogCapture } from '../../helpers/sidecar.js'
-import { within } from '../../helpers/ports.js'
+import { within } from '../../../harness/index.js'
 
 function fail (code: string): never {
   const err = new Error(code) as NodeJS.ErrnoException
