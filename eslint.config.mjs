@@ -16,7 +16,7 @@ export default [
   },
   {
     // These tests assert the config's `${VAR}` environment substitution, so their strings hold `${...}` on purpose.
-    files: ['test/unit/config.test.ts', 'test/unit/config-verify-only.test.ts', 'test/unit/deploy-files.test.ts', 'test/integration/cli.test.ts', 'test/integration/check-secrets.test.ts'],
+    files: ['test/unit/config.test.ts', 'test/unit/config-verify-only.test.ts', 'test/unit/deploy-files.test.ts', 'test/e2e/cli.test.ts', 'test/e2e/check-secrets.test.ts'],
     rules: { 'no-template-curly-in-string': 'off' }
   }
 ]
