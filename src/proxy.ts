@@ -38,6 +38,10 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     url: upstream.url,
     timeoutMs: upstream.timeoutMs,
     headersFor: (request) => flow.appHeaders(request),
+    cleanHints: (headers) => {
+      stripResponseHopByHop(headers)
+      for (const name of Object.keys(headers)) if (flow.protocol.isPrefixed(name.toLowerCase())) delete headers[name]
+    },
     timed: metrics.upstream
   })
 
@@ -103,7 +107,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
   }
 
   const onResponse = (request: HookRequest, reply: HookReply, res: { stream: NodeJS.ReadableStream }): void => {
-    forwardTrailers(reply, res.stream, flow.protocol)
+    forwardTrailers(request, reply, res.stream, flow.protocol)
     flow.respond(request, reply, res.stream)
   }
 
@@ -164,10 +168,27 @@ type AnyHeaders = IncomingHttpHeaders | Http2IncomingHttpHeaders
 // Every method Node parses except CONNECT (a tunnel, not a request to forward).
 const PROXIED_METHODS = METHODS.filter((m) => m !== 'CONNECT')
 
-/** Copies the app's trailers (declared in its Trailer header) to the client when the body ends. */
-function forwardTrailers (reply: HookReply, body: NodeJS.ReadableStream, protocol: HeaderProtocol): void {
+/**
+ * Copies the app's trailers (declared in its Trailer header) to the client when the body ends.
+ * Only a chunked response carries trailers, and Node throws from inside res.end (where nothing
+ * catches it: the process dies) when one that is not chunked declares them: a HEAD, a 204 or
+ * 304, a body with a Content-Length, an HTTP/1.0 client. Those lose the Trailer header.
+ */
+function forwardTrailers (request: HookRequest, reply: HookReply, body: NodeJS.ReadableStream, protocol: HeaderProtocol): void {
+  const declared = reply.getHeader('trailer')
+  if (declared === undefined) return
+  // reply-from types the reply for HTTP/2 too; this server's is HTTP/1.1.
+  const raw = reply.raw as ServerResponse
+  const chunked = raw.useChunkedEncodingByDefault && request.method !== 'HEAD' && !BODILESS_STATUS.has(reply.statusCode) && reply.getHeader('content-length') === undefined
+  // The app's session headers are removed, so the Trailer header does not name them either.
+  const names = String(declared).split(',').map((name) => name.trim()).filter((name) => name !== '' && !protocol.isPrefixed(name.toLowerCase()))
+  if (!chunked || names.length === 0) {
+    reply.removeHeader('trailer')
+    return
+  }
+  reply.header('trailer', names.join(', '))
   const trailers = trailersOf(body)
-  if (trailers === undefined || reply.getHeader('trailer') === undefined) return
+  if (trailers === undefined) return
   // Registered before fastify pipes the body, so it runs before the response is ended.
   body.once('end', () => {
     const lines: Array<[string, string]> = []
@@ -176,7 +197,10 @@ function forwardTrailers (reply: HookReply, body: NodeJS.ReadableStream, protoco
       if (value === undefined || protocol.isPrefixed(name.toLowerCase())) continue
       for (const v of Array.isArray(value) ? value : [value]) lines.push([name, v])
     }
-    // reply-from types the reply for HTTP/2 too; this server's is HTTP/1.1 (its addTrailers keeps repeated names).
-    if (lines.length > 0) (reply.raw as ServerResponse).addTrailers(lines)
+    // Its addTrailers keeps repeated names.
+    if (lines.length > 0) raw.addTrailers(lines)
   })
 }
+
+// Statuses whose responses have no body (RFC 9110 6.4.1), so no chunks and no trailers.
+const BODILESS_STATUS = new Set([204, 304])

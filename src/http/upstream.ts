@@ -37,6 +37,8 @@ export interface UpstreamHopOptions {
   readonly headersFor: (request: FastifyRequest) => string[]
   /** Hears how each request to the app ended and how long it took to its response headers (ms). */
   readonly timed: (result: UpstreamResult, ms: number) => void
+  /** Removes from an app's 103 Early Hints what must not reach the client (its session and hop-by-hop headers), in place. */
+  readonly cleanHints: (headers: Record<string, string | string[]>) => void
 }
 
 const trailersByBody = new WeakMap<Readable, Record<string, string | string[] | undefined>>()
@@ -87,8 +89,10 @@ export class UpstreamHop {
   readonly #timeoutMs: number
   readonly #headersFor: (request: FastifyRequest) => string[]
   readonly #timed: (result: UpstreamResult, ms: number) => void
+  readonly #cleanHints: (headers: Record<string, string | string[]>) => void
 
   constructor (options: UpstreamHopOptions) {
+    this.#cleanHints = options.cleanHints
     this.#timeoutMs = options.timeoutMs
     this.#headersFor = options.headersFor
     this.#timed = options.timed
@@ -156,8 +160,14 @@ export class UpstreamHop {
       // it there; with pipelining it may still be an earlier request's).
       const res = (request.raw.socket as { _httpMessage?: ServerResponse } | null)?._httpMessage
       if (res === undefined || res.req !== request.raw || res.headersSent || res.destroyed) return
-      if (info.statusCode === 103) res.writeEarlyHints(info.headers)
-      else if (info.statusCode === 102) res.writeProcessing()
+      // An HTTP/1.0 client must get no 1xx (RFC 9110 15.2); its request reached the app as 1.1.
+      if (request.raw.httpVersionMinor === 0 && request.raw.httpVersionMajor === 1) return
+      if (info.statusCode === 103) {
+        const headers = { ...info.headers }
+        this.#cleanHints(headers)
+        // Node refuses a Link it cannot validate: a hint is optional, so it is dropped.
+        try { res.writeEarlyHints(headers) } catch {}
+      } else if (info.statusCode === 102) res.writeProcessing()
     }
   }
 

@@ -14,7 +14,14 @@ const ANSWERS: Record<string, string> = {
   '/204': 'HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n',
   '/hints': 'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
   '/trailers': 'HTTP/1.1 200 OK\r\nTrailer: X-Session-Set, X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Session-Set: eyJ1IjoiYm9iIn0\r\nX-Sum: 1\r\n\r\n',
-  '/continue': 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'
+  '/continue': 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+  // Trailer declared on responses that cannot carry trailers to the client.
+  '/trailer-length': 'HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nContent-Length: 2\r\n\r\nok',
+  '/trailer-204': 'HTTP/1.1 204 No Content\r\nTrailer: X-Sum\r\n\r\n',
+  '/trailer-304': 'HTTP/1.1 304 Not Modified\r\nTrailer: X-Sum\r\n\r\n',
+  '/trailer-head': 'HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n',
+  '/hints-session': 'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nX-Session-Id: leak\r\nX_Session: leak2\r\nX-Session-Set: eyJhIjoxfQ\r\nKeep-Alive: timeout=5\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+  '/hints-bad-link': 'HTTP/1.1 103 Early Hints\r\nLink: not a link\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'
 }
 const heads: string[] = []
 const app: Server = createServer((socket: Socket) => {
@@ -72,6 +79,48 @@ t.test('response trailers pass, except the app\'s X-Session* (never to the clien
   const text = await exchange('GET /trailers HTTP/1.1\r\nHost: a', (s) => s.endsWith('\r\n\r\n') && s.includes('\r\n0\r\n'))
   const trailerPart = text.slice(text.indexOf('\r\n0\r\n') + 5)
   t.match(trailerPart, /^x-sum: 1\r\n\r\n$/i, 'X-Sum passes, X-Session-Set does not')
+})
+
+/** The sidecar still answers: a request on a new connection gets the app's ok. */
+const alive = async (): Promise<string> => await exchange('GET / HTTP/1.1\r\nHost: a', complete)
+
+t.test('a Trailer header on a response that is not chunked to the client is dropped; the sidecar lives on (Node throws from res.end otherwise)', async (t) => {
+  const cases: Array<[string, RegExp]> = [
+    ['GET /trailer-length HTTP/1.1', /^HTTP\/1.1 200 OK\r\n/],
+    ['GET /trailer-204 HTTP/1.1', /^HTTP\/1.1 204 No Content\r\n/],
+    ['GET /trailer-304 HTTP/1.1', /^HTTP\/1.1 304 Not Modified\r\n/],
+    ['HEAD /trailer-head HTTP/1.1', /^HTTP\/1.1 200 OK\r\n/],
+    ['GET /trailers HTTP/1.0', /^HTTP\/1.1 200 OK\r\n/]
+  ]
+  for (const [line, status] of cases) {
+    const text = await exchange(`${line}\r\nHost: a`, (s) => s.includes('\r\n\r\n') && (!line.startsWith('GET /trailer-length') && !line.endsWith('1.0') ? true : /\r\n\r\nok$/.test(s)))
+    t.match(text, status, `${line}: the app's answer`)
+    t.notMatch(text.slice(0, text.indexOf('\r\n\r\n')), /\r\ntrailer:/i, `${line}: without a Trailer header`)
+    t.match(await alive(), /^HTTP\/1.1 200 OK\r\n/, `${line}: and the sidecar still answers`)
+  }
+})
+
+t.test('the Trailer header names no session header: those trailers are removed', async (t) => {
+  const text = await exchange('GET /trailers HTTP/1.1\r\nHost: a', (s) => s.endsWith('\r\n\r\n') && s.includes('\r\n0\r\n'))
+  t.match(text, /\r\ntrailer: X-Sum\r\n/i)
+})
+
+t.test('an app\'s 103 Early Hints reach the client without its session and hop-by-hop headers', async (t) => {
+  const text = await exchange('GET /hints-session HTTP/1.1\r\nHost: a', complete)
+  const hints = text.slice(0, text.indexOf('\r\n\r\n'))
+  t.match(hints, /^HTTP\/1.1 103 Early Hints\r\nLink: <\/a.css>; rel=preload$/, 'the Link only')
+  t.match(text, /HTTP\/1.1 200 OK\r\n[\s\S]*ok$/)
+})
+
+t.test('an HTTP/1.0 client gets no 1xx (RFC 9110 15.2), only the final answer', async (t) => {
+  const text = await exchange('GET /hints HTTP/1.0\r\nHost: a', (s) => /\r\n\r\nok$/.test(s))
+  t.match(text, /^HTTP\/1.1 200 OK\r\n/)
+})
+
+t.test('a 103 whose Link Node cannot relay is dropped; the final answer arrives', async (t) => {
+  const text = await exchange('GET /hints-bad-link HTTP/1.1\r\nHost: a', complete)
+  t.match(text, /^HTTP\/1.1 200 OK\r\n[\s\S]*ok$/)
+  t.match(await alive(), /^HTTP\/1.1 200 OK\r\n/)
 })
 
 t.test('an unsolicited 100 Continue from the app is a counted 502 (undici refuses it; documented)', async (t) => {
