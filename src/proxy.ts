@@ -149,7 +149,8 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
       rewriteRequestHeaders,
       rewriteHeaders,
       onResponse,
-      // Never replay a request: the app may have acted on it, and its session headers with it.
+      // reply-from never replays a request (the app may have acted on it, and on its session
+      // headers); the hop alone resends one, narrowly: see UpstreamHop.request.
       retryDelay: () => null,
       onError: (reply, context) => {
         flow.failed(reply.request)

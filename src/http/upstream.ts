@@ -41,6 +41,11 @@ export interface UpstreamHopOptions {
   readonly cleanHints: (headers: Record<string, string | string[]>) => void
 }
 
+// Methods a request of which the app may get twice (RFC 9110 9.2.2).
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
+// undici's errors for a connection the other side closed or reset.
+const CLOSED_BY_PEER = new Set(['UND_ERR_SOCKET', 'ECONNRESET'])
+
 const trailersByBody = new WeakMap<Readable, Record<string, string | string[] | undefined>>()
 const watches = new WeakMap<IncomingMessage, BodyWatch>()
 
@@ -132,7 +137,17 @@ export class UpstreamHop {
     }
     dispatch.onInfo = this.#onInfo(request)
     const sent = performance.now()
-    this.#pool.request(dispatch, (err, data) => {
+    // Sent again once, on another connection, when the connection it went out on was closed
+    // by the app before any answer (an app's idle keep-alive timeout racing the request), as
+    // nginx's proxy_next_upstream does: only a request with no body whose method is idempotent
+    // (RFC 9110 9.2.2), which the app may receive twice by design.
+    let retry = watch === undefined && IDEMPOTENT.has(dispatch.method)
+    const answered = (err: Error | null, data: Dispatcher.ResponseData): void => {
+      if (err !== null && retry && CLOSED_BY_PEER.has((err as { code?: string }).code as string)) {
+        retry = false
+        this.#pool.request(dispatch, answered)
+        return
+      }
       watch?.stop()
       if (err !== null) {
         this.#timed((err as { code?: string }).code === 'UND_ERR_HEADERS_TIMEOUT' ? 'timeout' : 'error', performance.now() - sent)
@@ -147,7 +162,8 @@ export class UpstreamHop {
       }
       trailersByBody.set(data.body, data.trailers)
       callback(null, data)
-    })
+    }
+    this.#pool.request(dispatch, answered)
   }
 
   /**

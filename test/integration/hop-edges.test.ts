@@ -24,8 +24,13 @@ const ANSWERS: Record<string, string> = {
   '/hints-bad-link': 'HTTP/1.1 103 Early Hints\r\nLink: not a link\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'
 }
 const heads: string[] = []
+// Paths whose first request arriving on a connection that served one before is met by the app
+// closing that connection without an answer: an idle keep-alive timeout racing the request.
+const closeOnce = new Set(['/close-once-get', '/close-once-post'])
+const closed: string[] = []
 const app: Server = createServer((socket: Socket) => {
   let head = ''
+  let served = 0
   socket.on('error', () => {})
   socket.on('data', (chunk) => {
     head += chunk.toString('latin1')
@@ -35,6 +40,11 @@ const app: Server = createServer((socket: Socket) => {
     head = head.slice(end + 4)
     heads.push(request)
     const target = request.split(' ')[1] ?? '/'
+    if (served++ > 0 && closeOnce.delete(target)) {
+      closed.push(target)
+      socket.destroy()
+      return
+    }
     socket.write(ANSWERS[target.split('?')[0] as string] ?? 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
   })
 })
@@ -121,6 +131,19 @@ t.test('a 103 whose Link Node cannot relay is dropped; the final answer arrives'
   const text = await exchange('GET /hints-bad-link HTTP/1.1\r\nHost: a', complete)
   t.match(text, /^HTTP\/1.1 200 OK\r\n[\s\S]*ok$/)
   t.match(await alive(), /^HTTP\/1.1 200 OK\r\n/)
+})
+
+t.test('an idempotent request the app\'s closing keep-alive connection drops is sent again on another; a POST is not (the app may have acted on it)', async (t) => {
+  await alive() // a connection to the app that has served a request, idle for the next one
+  const get = await exchange('GET /close-once-get HTTP/1.1\r\nHost: a', complete)
+  t.same(closed, ['/close-once-get'], 'the app closed the connection the GET first went out on')
+  t.match(get, /^HTTP\/1.1 200 OK\r\n[\s\S]*ok$/, 'the client gets the app\'s answer, not a 502')
+  await alive()
+  const before = await generated(502)
+  const post = await exchange('POST /close-once-post HTTP/1.1\r\nHost: a\r\nContent-Length: 0', complete)
+  t.same(closed, ['/close-once-get', '/close-once-post'])
+  t.match(post, /^HTTP\/1.1 502 Bad Gateway\r\n/, 'a POST is never replayed: 502')
+  t.equal(await generated(502), before + 1)
 })
 
 t.test('an unsolicited 100 Continue from the app is a counted 502 (undici refuses it; documented)', async (t) => {
