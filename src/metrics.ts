@@ -6,9 +6,10 @@ export type OpResult = 'ok' | 'miss' | 'error'
  * Why the sidecar answered a request itself (the `reason` of sidecar_generated_responses_total):
  * 502 upstream-unavailable (refused, reset) or upstream-bad-response (headers too large, not
  * valid HTTP or an unsolicited 100, a bad status, failed before its first byte); 504
- * upstream-timeout; 408 client-timeout; 503 draining; 400 bad-request; 431 headers-too-large.
+ * upstream-timeout; 408 client-timeout; 503 draining; 400 bad-request; 431 headers-too-large;
+ * 501 unsupported-transfer-coding.
  */
-export type GeneratedReason = 'upstream-unavailable' | 'upstream-bad-response' | 'upstream-timeout' | 'client-timeout' | 'draining' | 'bad-request' | 'headers-too-large'
+export type GeneratedReason = 'upstream-unavailable' | 'upstream-bad-response' | 'upstream-timeout' | 'client-timeout' | 'draining' | 'bad-request' | 'headers-too-large' | 'unsupported-transfer-coding'
 
 /** Counts a response the sidecar answered itself. */
 export type Generated = (status: number, reason: GeneratedReason) => void
@@ -47,7 +48,7 @@ export class Metrics implements MemcachedOps {
   readonly staleReads = new Counter({ name: 'sidecar_stale_reads_total', help: 'Sessions served from a copy older than the cookie version', registers: [this.registry] })
   readonly failovers = new Counter({ name: 'sidecar_failovers_total', help: 'Sessions served while a node named in the cookie failed', registers: [this.registry] })
   readonly relocations = new Counter({ name: 'sidecar_relocations_total', help: 'Sessions moved to other memcached nodes because a node was down', registers: [this.registry] })
-  readonly generatedResponses = new Counter({ name: 'sidecar_generated_responses_total', help: 'Responses the sidecar answered itself instead of the app (502, 504, 408, 503 while draining, 400/431 for malformed requests), by status and reason', labelNames: ['status', 'reason'], registers: [this.registry] })
+  readonly generatedResponses = new Counter({ name: 'sidecar_generated_responses_total', help: 'Responses the sidecar answered itself instead of the app (502, 504, 408, 503 while draining, 400/431 for malformed requests, 501 for a transfer coding other than chunked), by status and reason', labelNames: ['status', 'reason'], registers: [this.registry] })
   readonly upstreamDuration = new Histogram({
     name: 'sidecar_upstream_duration_seconds',
     help: 'From sending a request to the app until its response headers (an upload included), by result: response, timeout (504) or error (502, or the client gone)',

@@ -83,6 +83,13 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
       reply.code(400).header('connection', 'close').type('text/plain; charset=utf-8').send('Bad Request\n')
       return
     }
+    if (!onlyChunked(request.raw.headers['transfer-encoding'])) {
+      // A coding the hop would silently drop (undici frames the body anew): the app would get
+      // still-encoded bytes as the plain body. RFC 9112 6.1: 501.
+      generated(501, 'unsupported-transfer-coding')
+      reply.code(501).header('connection', 'close').type('text/plain; charset=utf-8').send('Not Implemented\n')
+      return
+    }
     watchBodyIdle(request, reply, listen.bodyIdleTimeoutMs, generated)
     done()
   })
@@ -201,6 +208,11 @@ function forwardTrailers (request: HookRequest, reply: HookReply, body: NodeJS.R
     // Its addTrailers keeps repeated names.
     if (lines.length > 0) raw.addTrailers(lines)
   })
+}
+
+/** No Transfer-Encoding, or exactly `chunked` (Node's parser has refused what it cannot frame). */
+function onlyChunked (value: string | undefined): boolean {
+  return value === undefined || value.trim().toLowerCase() === 'chunked'
 }
 
 // Statuses whose responses have no body (RFC 9110 6.4.1), so no chunks and no trailers.

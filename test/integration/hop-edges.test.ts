@@ -146,6 +146,19 @@ t.test('an idempotent request the app\'s closing keep-alive connection drops is 
   t.equal(await generated(502), before + 1)
 })
 
+t.test('a request Transfer-Encoding other than chunked is a counted 501, and nothing reaches the app (the coding would be lost)', async (t) => {
+  for (const te of ['Transfer-Encoding: gzip, chunked', 'Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked']) {
+    const before = await generated(501)
+    const seen = heads.length
+    const text = await exchange(`POST /upload HTTP/1.1\r\nHost: a\r\n${te}\r\n\r\n3\r\nabc\r\n0`, (s) => s.endsWith('Not Implemented\n'))
+    t.match(text, /^HTTP\/1.1 501 Not Implemented\r\n/, te)
+    t.equal(heads.length, seen, 'the app saw nothing')
+    t.equal(await generated(501), before + 1)
+  }
+  const chunked = await exchange('POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n0', complete)
+  t.match(chunked, /^HTTP\/1.1 200 OK\r\n/, 'chunked alone, in any case, is the body\'s framing: forwarded')
+})
+
 t.test('an unsolicited 100 Continue from the app is a counted 502 (undici refuses it; documented)', async (t) => {
   const before = await generated(502)
   const text = await exchange('GET /continue HTTP/1.1\r\nHost: a', (s) => s.endsWith('Bad Gateway\n'))
