@@ -288,8 +288,13 @@ export class SessionWriter {
         this.#keepForRetry(job)
         return undefined
       }
-      const addedEarly = early !== undefined && placement.backup === earlyBackup && copy.version === job.version && copy.header === job.header && await early
-      if (placement.backup !== undefined && !addedEarly) this.#detach(this.#copyToBackup(job, mkey, copy, placement))
+      if (placement.backup !== undefined) {
+        const stored: StoredCopy = copy
+        const backup: Placement = placement
+        // The early add already carries this very copy there, unless it failed or lost.
+        const earlySame = early !== undefined && backup.backup === earlyBackup && stored.version === job.version && stored.header === job.header
+        this.#detach(earlySame ? early.then(async (added) => { if (!added) await this.#copyToBackup(job, mkey, stored, backup) }) : this.#copyToBackup(job, mkey, stored, backup))
+      }
     } catch (err) {
       if (!(err instanceof SessionEnded)) throw err
       this.#endedElsewhere(job, err.version)

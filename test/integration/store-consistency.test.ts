@@ -203,3 +203,22 @@ t.test('a backup that does not answer holds up neither a sync response nor the n
   t.equal(await sidecar.store.flush(5000), 0, 'every write settles once the backup answers')
   t.match(await backup.copy(key as string), new RegExp(`^${CHANGES + 1} ${b64({ n: CHANGES })}$`), 'the backup holds the newest version, whatever order its copies landed in')
 })
+
+t.test('a login whose backup does not answer is answered once its primary has it (write: sync): the backup\'s early add is not waited for', { timeout: 15_000 }, async (t) => {
+  const { nodes, sidecar } = await setup(t, { memcached: { write: 'sync', timeoutMs: 30_000 } }, 2)
+  const [first, paused] = nodes as [MemcachedProcess, MemcachedProcess]
+  process.kill(paused.pid as number, 'SIGSTOP')
+  t.teardown(() => { if (paused.pid !== undefined) process.kill(paused.pid, 'SIGCONT') })
+  // A new key's nodes are drawn by rendezvous hashing: of 16 logins, those whose primary is
+  // the answering node (all but 1 in 65,536 runs have one) must not wait for the paused backup.
+  const answered = await new Promise<string>((resolve) => {
+    for (let i = 0; i < 16; i++) {
+      const browser = new Browser()
+      browser.get(sidecar.url, '/?set={"u":1}').then(() => {
+        if (browser.sid?.split('~')[2] === first.address) resolve(browser.sid)
+      }, () => {})
+    }
+  })
+  t.equal(answered.split('~')[3], paused.address, 'its cookie names the paused node as the backup')
+  t.match(await first.copy(keyOf(answered)), new RegExp(`^1 ${b64({ u: 1 })}$`), 'the primary holds it (sync)')
+})
