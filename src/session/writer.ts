@@ -745,13 +745,20 @@ export function nextCopy (current: StoredCopy | undefined, job: WriteJob, maxByt
   if (current === undefined) return mine
   if (current.ended) return job.kind.type === 'end' ? 'stands' : 'ended'
   const version = Math.max(current.version + 1, job.version)
+  // A change whose result the node already holds, at the version its cookie names or above:
+  // the change is there (this write landed before and its answer was lost, or another sidecar
+  // copied its result there, a restore after a failover). Applied again it would take the
+  // next version with the same data, a second copy of a number another sidecar may be giving
+  // to another change (it read the first copy elsewhere), and a sidecar holding this one would
+  // serve it for that change's cookie: an acknowledged update lost. The copy stands.
+  const holds = (header: string): StoredCopy | 'stands' => header === current.header && current.version >= job.version ? 'stands' : { version, header, ended: false }
   switch (job.kind.type) {
     case 'end':
       return { version, header: TOMBSTONE_DATA, ended: true }
     case 'copy':
       return current.version >= job.version ? 'stands' : mine
     case 'set':
-      return { version, header: job.header, ended: false }
+      return holds(job.header)
     case 'merge':
       // Older than what this node changed: the stored copy regressed (lost, replaced by a
       // stale one), and this node's state is the newer of the two.
@@ -759,7 +766,7 @@ export function nextCopy (current: StoredCopy | undefined, job: WriteJob, maxByt
       // The very copy the change was made on: re-applying the patch gives this node's result.
       if (current.version === job.base && current.header === job.baseHeader) return { version, header: job.header, ended: false }
       try {
-        return { version, header: encodeObject(mergePatch(parseStored(current.header), job.kind.patch) as SessionObject, 'X-Session-Merge', maxBytes).header, ended: false }
+        return holds(encodeObject(mergePatch(parseStored(current.header), job.kind.patch) as SessionObject, 'X-Session-Merge', maxBytes).header)
       } catch {
         return 'stands' // the patch re-applied would exceed maxBytes: the stored copy stands
       }

@@ -2,7 +2,8 @@ import t from 'tap'
 import { MemcachedProcess } from '../helpers/memcached.js'
 import { TestApp, b64 } from '../helpers/upstream.js'
 import { startTestSidecar, testConfig } from '../helpers/sidecar.js'
-import { Browser, keyOf } from '../helpers/client.js'
+import { Browser, keyOf, versionOf } from '../helpers/client.js'
+import type { Sidecar } from '../../src/sidecar.js'
 import { monotonicClock, until } from '../../harness/index.js'
 
 async function setup (t: any, overrides: Record<string, Record<string, unknown>> = {}, nodeCount = 1) {
@@ -221,4 +222,58 @@ t.test('a login whose backup does not answer is answered once its primary has it
   })
   t.equal(answered.split('~')[3], paused.address, 'its cookie names the paused node as the backup')
   t.match(await first.copy(keyOf(answered)), new RegExp(`^1 ${b64({ u: 1 })}$`), 'the primary holds it (sync)')
+})
+
+t.test('a change that finds its own result already on the node it fails over to is not applied again: no second copy of the next version for another sidecar\'s acknowledged change to lose to', { timeout: 30_000 }, async (t) => {
+  // Chaos seed 7 (write: async): the primary was killed; sidecar-1's change (v81) timed out on
+  // the backup, which it marked down, although the store landed there; sidecar-2 read it there
+  // and copied it (a restore: the primary failed) to the third node; sidecar-1's change then
+  // went to that third node, found its own result at v81 and applied itself again as v82. The
+  // user's next change on sidecar-2 (v82) went to the backup, and its backup copy stood on the
+  // third node's v82: two different v82s, and sidecar-1, holding its own v82, served it for
+  // the cookie of sidecar-2's: an acknowledged update lost. Here: versions 2 and 3.
+  const nodes = await Promise.all([1, 2, 3].map(async () => await MemcachedProcess.start()))
+  t.teardown(async () => { for (const m of nodes) { if (m.pid !== undefined) process.kill(m.pid, 'SIGCONT'); await m.stop() } })
+  const app = await new TestApp().start()
+  t.teardown(() => app.close())
+  const start = async (): Promise<Sidecar> => {
+    const s = await startTestSidecar(testConfig(app.url, nodes.map((m) => m.address), { memcached: { timeoutMs: 1500 }, cache: { revalidateMs: 60_000 } }))
+    t.teardown(() => s.close())
+    return s
+  }
+  const one = await start()
+  const two = await start()
+  const user = new Browser()
+  await user.get(one.url, '/login?set={"user":"ada"}')
+  await one.store.flush(2000)
+  const [, key, primaryAddress, backupAddress] = (user.sid as string).split('~') as [string, string, string, string]
+  const primary = nodes.find((m) => m.address === primaryAddress) as MemcachedProcess
+  const backup = nodes.find((m) => m.address === backupAddress) as MemcachedProcess
+  const third = nodes.find((m) => m !== primary && m !== backup) as MemcachedProcess
+
+  await primary.stop()
+  process.kill(backup.pid as number, 'SIGSTOP')
+  // Sidecar one's change: the primary refuses it, the backup does not answer (its store waits
+  // in the socket), then it goes to the third node.
+  t.equal((await user.get(one.url, '/?merge={"j":1}')).status, 200)
+  t.equal(versionOf(user.sid), 2, 'the change is acknowledged at version 2')
+  // Before the backup's timeout: what sidecar two's restore left on the third node in the
+  // chaos run, the change's own result.
+  await third.putCopy(key, 2, b64({ user: 'ada', j: 1 }))
+  t.ok(one.store.pendingWrites > 0, 'the change is still waiting for the backup')
+  await one.store.flush(5000)
+  process.kill(backup.pid as number, 'SIGCONT')
+  await until(async () => (await backup.copy(key)) === `2 ${b64({ user: 'ada', j: 1 })}`, 3000, 'the store sent to the paused backup to land')
+  t.match(await third.copy(key), new RegExp(`^2 ${b64({ user: 'ada', j: 1 })}$`), 'the third node holds the change once, at the version its cookie names: not applied again as version 3')
+
+  // The user's next change goes to sidecar two, which has the backup answering: acknowledged at version 3.
+  const res = await user.get(two.url, '/?merge={"k":1}')
+  t.same(res.body.session, { user: 'ada', j: 1 }, 'sidecar two serves version 2')
+  t.equal(versionOf(user.sid), 3)
+  await two.store.flush(5000)
+  for (const m of [backup, third]) {
+    t.match(await m.copy(key), new RegExp(`^3 ${b64({ user: 'ada', j: 1, k: 1 })}$`), `${m === backup ? 'the backup' : 'the third node'} holds version 3 with the acknowledged change`)
+  }
+  const back = await user.get(one.url, '/')
+  t.same(back.body.session, { user: 'ada', j: 1, k: 1 }, 'sidecar one serves the acknowledged change for the cookie of version 3')
 })

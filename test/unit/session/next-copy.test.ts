@@ -33,6 +33,18 @@ t.test('a merge onto the very copy it was made on stores this node\'s result; th
   t.same(nextCopy(live(4, { b: 2 }), job({ ...merge, baseHeader: b64({ a: 1 }), header: b64({ a: 1, mine: 1 }) }), MAX), live(5, { b: 2, mine: 1 }))
 })
 
+t.test('a change whose result the copy already holds, at its version or above, is not applied again (no second copy of the next version)', async (t) => {
+  const merge = { kind: { type: 'merge', patch: { mine: 1 } } } as const
+  // This node changed version 4 into 5; version 5 with exactly its result is already there
+  // (its own store landed before its answer was lost, or another sidecar copied it there).
+  t.equal(nextCopy(live(5, { a: 1, mine: 1 }), job({ ...merge, baseHeader: b64({ a: 1 }), header: b64({ a: 1, mine: 1 }) }), MAX), 'stands', 'merge: the copy stands at 5, not 6')
+  t.equal(nextCopy(live(7, { a: 1, mine: 1 }), job({ ...merge, header: b64({ a: 1, mine: 1 }) }), MAX), 'stands', 'merge: a newer copy that already has it stands')
+  t.equal(nextCopy(live(5, { mine: 1 }), job({ kind: { type: 'set' } }), MAX), 'stands', 'set: the same data at its version stands')
+  // Below the change's version the cookie names a version the node must reach: written.
+  t.same(nextCopy(live(4, { mine: 1 }), job({ ...merge, baseHeader: b64({ a: 1 }) }), MAX), live(5, { mine: 1 }), 'merge: older copy with the same data gets the version')
+  t.same(nextCopy(live(4, { mine: 1 }), job({ kind: { type: 'set' } }), MAX), live(5, { mine: 1 }), 'set: older copy with the same data gets the version')
+})
+
 t.test('a set replaces the data at the next version; a copy never lowers a version', async (t) => {
   t.same(nextCopy(live(9, { other: 1 }), job({ kind: { type: 'set' } }), MAX), live(10, { mine: 1 }))
   t.equal(nextCopy(live(5, { other: 1 }), job({ kind: { type: 'copy' } }), MAX), 'stands', 'equal version: the stored copy stands')
