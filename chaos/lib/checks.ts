@@ -198,7 +198,12 @@ export function check (input: CheckInput, options: CheckOptions): { findings: Fi
       const view = e.view as NonNullable<Exchange['view']>
       if (view.key === undefined) {
         const login = byRid.get(s.createdBy)
-        if (view.unavailable && e.setCookie !== null) {
+        // The documented degradation (X-Session-Unavailable, the cookie kept) is no logout; nor is
+        // the user's own logout that met it: the sidecar ends the session wherever its cookie
+        // says (tombstones, the primary's awaited) and clears the cookie, as the user asked. A
+        // logout that found no session while memcached answered is still reported: the session
+        // was gone before the user ended it.
+        if (view.unavailable && (e.setCookie !== null || e.kind === 'logout')) {
           unavailable[judge(lastGood, e.doneAt, undefined).verdict === 'within' ? 'within' : 'beyond']++
         } else {
           add({ kind: 'logged-out', item: undefined, rid: e.rid, from: lastGood, to: e.doneAt, observations: 1, detail: `${said(e)} got no session${typeof e.setCookie === 'string' ? `, new key ${parseCookie(e.setCookie)?.key ?? '?'}` : ''}; the session was created ${ms(e.sentAt - s.createdAt)} before by ${login === undefined ? s.createdBy : said(login)}` }, byRid.get(s.createdBy))

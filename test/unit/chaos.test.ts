@@ -249,6 +249,19 @@ t.test('no session for a valid cookie: logged out, unless the sidecar said the s
   ended.push(ex('logout', 1000, { items: [0, 1], sent: 3, status: 502 }), ex('logout', 1100, { items: null, sent: 3, back: null }))
   t.same(check({ exchanges: ended, sessions: [session({ endAttemptAt: 1000, endedAt: 1105, endedBy: 'logout' })], faults: [] }, SYNC).findings, [])
 
+  // Chaos seed 7, u14.438: the user's logout met X-Session-Unavailable (a node of the session
+  // paused); the sidecar ended the session by its cookie and cleared it: the logout the user
+  // asked for, counted as the documented degradation, not a logout by the product.
+  const logout = run(2, [0, 1])
+  logout.push(ex('logout', 1000, { items: null, sent: 3, back: null, unavailable: true }))
+  const out = check({ exchanges: logout, sessions: [session({ endAttemptAt: 1000, endedAt: 1005, endedBy: 'logout' })], faults: [] }, SYNC)
+  t.same(out.findings, [], 'a logout answered with X-Session-Unavailable and the cookie cleared is the user\'s logout')
+  t.same(out.notes.unavailable, { within: 1, beyond: 0 })
+  // The same logout finding no session while memcached answered: the session was gone before.
+  const gone = run(2, [0, 1])
+  gone.push(ex('logout', 1000, { items: null, sent: 3, back: null }))
+  t.match(check({ exchanges: gone, sessions: [session({ endAttemptAt: 1000, endedAt: 1005, endedBy: 'logout' })], faults: [] }, SYNC).findings, [{ kind: 'logged-out', detail: /logout .* got no session/ }])
+
   // A new key minted for a request that carried a valid cookie.
   const minted = run(1, [0])
   minted.push(ex('append', 1000, { items: null, item: 'i5', sent: 2, back: cookie(1, 'OTHER') }))
