@@ -180,7 +180,9 @@ export class SessionStore {
       if (!changed) kind = { type: 'copy' }
     } else {
       const version = Math.max(current.version, cookieVersion) + 1
-      record = withState(current, { version, header, checkedAt: now, acceptedVersion: version })
+      // A change made here confirms nothing about memcached (another sidecar may have ended the
+      // session meanwhile): the copy stays as fresh as its last check, until the write lands.
+      record = withState(current, { version, header, checkedAt: current.checkedAt, acceptedVersion: version })
     }
     this.#cache.set(record.key, record)
     const fresh = record.key !== current?.key
@@ -294,7 +296,13 @@ export class SessionStore {
   /** Brings the local record up to what memcached now holds, unless a newer local change exists. */
   #written (job: WriteJob, result: WriteResult): void {
     const current = this.#cache.peek(job.key)
-    if (current === undefined || current.version > job.version) return
+    if (current === undefined) return
+    // The primary took this write, so it held no tombstone: as good as a check, even when a
+    // newer local change is still on its way.
+    if (current.version > job.version) {
+      current.checkedAt = this.#now()
+      return
+    }
     const { copy, primary, backup } = result
     if (copy.version === current.version && copy.header === current.header && primary === current.primary && backup === current.backup) {
       current.checkedAt = this.#now()

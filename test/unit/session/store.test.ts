@@ -119,6 +119,25 @@ t.test('revalidation that finds a tombstone ends the session here, whatever the 
   t.same(await r.stored(cookie.key), { version: 1, header: 'e30', ended: true, current: true }, 'the tombstone stands')
 })
 
+t.test('a change made here does not count as a check: a session ended elsewhere is found at the check due since the last one, even while the change\'s write is still on its way', async (t) => {
+  const r = await rig(t)
+  const cookie = await login(r, { user: 'ada' })
+  // Another sidecar's logout: a tombstone this sidecar has not seen.
+  await r.put(cookie.key, { version: 2, header: 'e30', ended: true })
+  r.clock.now += REVALIDATE_MS - 100
+  // A replayed cookie is served the cached copy (within revalidateMs, allowed) and changes it.
+  const changed = r.store.apply(r.store.local(cookie.key), cookie.version, { set: undefined, merge: { page: 1 }, regenerate: false })
+  r.clock.now += 200
+  // Its write has not landed (nothing awaited since): the copy is due for a check all the same.
+  const local = r.store.local(cookie.key)
+  t.equal(local?.version, 2)
+  t.notOk(local !== undefined && r.store.fresh(local, 2, r.clock.now), 'not served as fresh: the change confirmed nothing')
+  const loaded = await r.store.load({ ...cookie, version: 2 }, local, r.deadline())
+  t.equal(loaded.outcome, 'gone', 'the check finds the tombstone: not served again')
+  await changed?.written
+  t.same(await r.stored(cookie.key), { version: 2, header: 'e30', ended: true, current: true }, 'and the change did not revive it')
+})
+
 t.test('revalidation that finds a miss (eviction, restart) keeps serving the local copy and stores it again', async (t) => {
   const r = await rig(t)
   const cookie = await login(r, { user: 'ada' })
