@@ -12,6 +12,9 @@ import { SessionWriter, type WriteJob, type WriteKind, type WriteResult } from '
 
 // A node back from a restart gets the cached sessions it held checked in batches, a tick
 // apart, so a large cache does not flood it (and the requests waiting on it) at once.
+// What a cached session costs beyond its data's characters: bench/heap.ts measures 2,434 to
+// 2,827 bytes of heap per 1 KB session (1,366 characters of data) from 10k to 447k sessions.
+const RECORD_OVERHEAD = 1100
 const RECHECK_BATCH = 200
 // How long a silent node may hold the only copy of a session's newest version: a pause or a
 // restart lasts seconds; past that, what it held is given up and older copies are served.
@@ -87,10 +90,10 @@ export class SessionStore {
     this.#now = options.now ?? performance.now.bind(performance)
     this.#cache = new LRUCache<string, SessionRecord>({
       maxSize: options.cacheMaxBytes,
-      // Strings of ASCII are one byte per character in V8; 480 covers the record object, its
-      // other strings and the cache's own bookkeeping (measured by bench/heap.ts: ~1.8 KB of
-      // heap per 1 KB session), so cache.maxBytes bounds real memory.
-      sizeCalculation: (r) => r.header.length + 480,
+      // Strings of ASCII are one byte per character in V8; RECORD_OVERHEAD covers the record
+      // object, its other strings and the cache's own bookkeeping, so cache.maxBytes bounds
+      // real memory.
+      sizeCalculation: (r) => r.header.length + RECORD_OVERHEAD,
       ttl: options.idleTimeout * 1000,
       updateAgeOnGet: true
     })
