@@ -345,3 +345,56 @@ t.test('an idle session that lost its backup while a node was down gets it back 
   const b = await sidecar()
   t.same((await user.get(b.url, '/')).body.session?.user, 'ada', 'another sidecar finds the session on the backup after its primary restarted empty')
 })
+
+t.test('a sidecar that moved a session off a paused node, after the cookie naming it was issued, finds the end written to the nodes that cookie names once the node both share is lost', async (t) => {
+  // Chaos seed 8 (write async, within the guarantee): sidecar-1 moved u6's session off its
+  // paused primary onto a third node after the response whose cookie still named the primary
+  // and the backup; a login on another sidecar with that cookie wrote the old key's tombstones
+  // to those two only. The backup was then lost, and sidecar-1's revalidation, asking only the
+  // nodes it had moved the session to (the lost backup and the third node, with no tombstone),
+  // served the ended session to a replay of that cookie.
+  const { nodes, sidecar } = await fleet(t, 3)
+  const holder = await sidecar()
+  const ender = await sidecar()
+  const user = new Browser()
+  await user.get(holder.url, `/login?set=${q({ user: 'ada' })}`)
+  await holder.store.flush(2000)
+  const old = user.sid as string
+  const key = keyOf(old)
+  const [primary, backup] = addressesIn(old).map((address) => nodes.find((m) => m.address === address) as MemcachedProcess) as [MemcachedProcess, MemcachedProcess]
+  const third = nodes.find((m) => m !== primary && m !== backup) as MemcachedProcess
+
+  await pause(primary)
+  t.teardown(() => { resume(primary) })
+  // The holder's change finds the primary not answering: the session moves to the backup
+  // (primary now) and the third node. `old` stands for a cookie issued before the move.
+  await until(async () => {
+    await user.get(holder.url, `/?merge=${q({ n: versionOf(user.sid) })}`)
+    await holder.store.flush(3000)
+    return addressesIn(user.sid)[0] === backup.address
+  }, 8000, 'the session to move off the paused primary')
+  t.same(addressesIn(user.sid), [backup.address, third.address], 'the holder moved the session to the backup and the third node')
+  resume(primary)
+  await until(async () => await primary.copy(key) === undefined, 8000, 'the copy left on the primary to be deleted')
+  t.pass('once the primary answers, the holder deletes the copy it left there')
+
+  // A login on another sidecar with the cookie naming the primary and the backup: the old key
+  // gets its tombstones there. The third node, which that cookie does not name, gets none.
+  const login = new Browser()
+  login.cookies.set('sid', old)
+  await login.get(ender.url, `/?regenerate=1&set=${q({ user: 'ada', login: 2 })}`)
+  await ender.store.flush(3000)
+  t.not(keyOf(login.sid), key, 'the login has a new key')
+  for (const node of [primary, backup]) t.match(await node.copy(key), /^\d+ ended$/, `${node.address} holds the old key's tombstone`)
+  t.match(await third.copy(key), /^\d+ (?!ended)/, 'the third node still holds a live copy')
+
+  // The backup, the one node both sets share, is lost; the holder's check is due.
+  await backup.stop()
+  await new Promise((resolve) => setTimeout(resolve, 600))
+  const replay = new Browser()
+  replay.cookies.set('sid', old)
+  t.equal((await replay.get(holder.url, '/')).body.session, undefined, 'the holder does not serve the ended session to a replay of that cookie')
+  t.equal(holder.store.local(key), undefined, 'it no longer holds it')
+  await until(async () => /^\d+ ended$/.test(await third.copy(key) ?? ''), 5000, 'the tombstone on the third node')
+  t.pass('and writes the tombstone to the node it had moved the session to')
+})

@@ -188,3 +188,27 @@ t.test('a wall-clock step does not move freshness: a session ended elsewhere is 
   t.notOk(r.store.fresh(local, cookie.version, performance.now()), 'due after revalidateMs of monotonic time')
   t.equal((await r.store.load(cookie, local, r.deadline())).outcome, 'gone', 'and the check finds the tombstone')
 })
+
+t.test('revalidation asks the nodes the cookie names too when they are not the record\'s: a tombstone written there from that cookie ends the session, and the record\'s node gets it', async (t) => {
+  // Chaos seed 8: this sidecar moved the session after the cookie was issued; a sidecar that
+  // ended it from that cookie wrote its tombstone to the cookie's node only.
+  const r = await rig(t)
+  const cookie = await login(r, { user: 'ada' })
+  const elsewhere = new EmbeddedMemcached()
+  const port = await elsewhere.listen()
+  t.teardown(() => elsewhere.close())
+  const address = `127.0.0.1:${port}`
+  const log = pino({ level: 'silent' })
+  const pool = new NodePool({ nodes: [address], replicas: 1, allow: [], timeoutMs: 500, ttl: 1800, log, ops: new Metrics(false) })
+  t.teardown(() => pool.close())
+  const node = pool.node(address)
+  if (node === undefined) throw new Error('node expected')
+  const seal = new CopySeal(['store-unit-test-secret-0123'], true)
+  t.ok(await node.add(`sess:${cookie.key}`, seal.seal(`sess:${cookie.key}`, { version: 2, header: 'e30', ended: true })), 'the tombstone is on the node the cookie names')
+  r.clock.now += REVALIDATE_MS
+  const loaded = await r.store.load({ ...cookie, primary: address, backup: undefined }, r.store.local(cookie.key), r.deadline())
+  t.equal(loaded.outcome, 'gone', 'the check finds the tombstone on the cookie\'s node')
+  t.equal(r.store.local(cookie.key), undefined, 'and the local copy is dropped')
+  t.equal(await r.store.flush(2000), 0)
+  t.match(await r.stored(cookie.key), { ended: true }, 'the node the session was on holds the tombstone too')
+})
