@@ -35,10 +35,14 @@ abstract class Managed {
     child.stderr?.on('data', (c: Buffer) => { this.output += c.toString() })
   }
 
-  /** Starts a server and waits until `probe` answers; fails early if the process exits, and kills it if not ready in 10 s. */
+  /**
+   * Starts a server and waits until `probe` answers; fails early if the process exits, and kills
+   * it if not ready in 30 s (a deadline, not a speed bound: the first tests of a CI run start
+   * their processes while both CPUs compile the others).
+   */
   protected async launchAndWait (what: string, command: string, args: string[], probe: () => Promise<boolean>, env?: NodeJS.ProcessEnv): Promise<void> {
     this.launch(command, args, env)
-    await waitReady(this.child as ChildProcess, what, probe, 10_000, () => this.output)
+    await waitReady(this.child as ChildProcess, what, probe, 30_000, () => this.output)
   }
 
   /** Sends `signal` and resolves with the exit code (null when killed by the signal). */
@@ -46,7 +50,9 @@ abstract class Managed {
     const child = this.child
     if (child === undefined || !this.running) return child?.exitCode ?? null
     const exited = exitOf(child, ms, `pid ${String(child.pid)}`)
-    process.kill(child.pid as number, signal)
+    // child.kill, not process.kill: a process that died and was reaped before its exit event
+    // was handled (one waitReady killed) is not an error (ESRCH) here.
+    child.kill(signal)
     return await exited.catch((err: Error) => { throw new Error(`${err.message} after ${signal}`) })
   }
 
