@@ -10,11 +10,11 @@ import { withState, type SessionRecord } from './record.js'
 import type { CopySeal } from './sealed-copy.js'
 import { SessionWriter, type WriteJob, type WriteKind, type WriteResult } from './writer.js'
 
-// A node back from a restart gets the cached sessions it held checked in batches, a tick
-// apart, so a large cache does not flood it (and the requests waiting on it) at once.
 // What a cached session costs beyond its data's characters: bench/heap.ts measures 2,434 to
 // 2,827 bytes of heap per 1 KB session (1,366 characters of data) from 10k to 447k sessions.
 const RECORD_OVERHEAD = 1100
+// A node back from a restart gets the cached sessions it held checked in batches, a tick
+// apart, so a large cache does not flood it (and the requests waiting on it) at once.
 const RECHECK_BATCH = 200
 // How long a silent node may hold the only copy of a session's newest version: a pause or a
 // restart lasts seconds; past that, what it held is given up and older copies are served.
