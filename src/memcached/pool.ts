@@ -129,7 +129,8 @@ export class NodePool {
 
   /**
    * The configured nodes in rendezvous (highest random weight) order for a key. Only new
-   * sessions and relocations pay for this, never a request for an existing session.
+   * sessions and relocations pay for this, never a request or a change of an existing session
+   * whose nodes answer.
    */
   ranked (key: string): string[] {
     return this.#placement

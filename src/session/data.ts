@@ -58,10 +58,10 @@ export function parseStored (header: string): SessionObject {
 }
 
 export function encodeObject (data: SessionObject, header: string, maxBytes: number): EncodedData {
-  const json = JSON.stringify(data)
-  const bytes = Buffer.byteLength(json)
-  if (bytes > maxBytes) throw new RefusedUpdate('too-large', header)
-  return { header: Buffer.from(json).toString('base64url'), bytes }
+  // One UTF-8 encoding serves both the size check and the base64url.
+  const utf8 = Buffer.from(JSON.stringify(data))
+  if (utf8.length > maxBytes) throw new RefusedUpdate('too-large', header)
+  return { header: utf8.toString('base64url'), bytes: utf8.length }
 }
 
 /** Sets a member as plain data: assignment would turn a "__proto__" member into a prototype. */

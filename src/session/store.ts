@@ -13,13 +13,14 @@ import { SessionWriter, type WriteJob, type WriteKind, type WriteResult } from '
 // What a cached session costs beyond its data's characters: bench/heap.ts measures 2,434 to
 // 2,827 bytes of heap per 1 KB session (1,366 characters of data) from 10k to 447k sessions.
 const RECORD_OVERHEAD = 1100
-// A node back from a restart gets the cached sessions it held checked in batches, a tick
-// apart, so a large cache does not flood it (and the requests waiting on it) at once.
+// A node back from a restart gets the cached sessions it held checked in batches, each
+// answered before the next goes a tick later, so a large cache does not flood it (and the
+// requests waiting on it) at once (test/unit/session/store: "a batch at a time").
 const RECHECK_BATCH = 200
+const RECHECK_TICK_MS = 10
 // How long a silent node may hold the only copy of a session's newest version: a pause or a
 // restart lasts seconds; past that, what it held is given up and older copies are served.
 const SILENT_NODE_GRACE_MS = 5000
-const RECHECK_TICK_MS = 10
 
 export interface StoreOptions {
   readonly pool: NodePool

@@ -392,9 +392,12 @@ export class SessionWriter {
     const chosen: string[] = []
     if (pool.isLive(primary)) chosen.push(primary)
     if (backup !== undefined && pool.isLive(backup)) chosen.push(backup)
-    for (const candidate of pool.ranked(key)) {
-      if (chosen.length >= want) break
-      if (!chosen.includes(candidate) && pool.isLive(candidate)) chosen.push(candidate)
+    // The rendezvous order (a hash per node) only when a node is missing: not on every write.
+    if (chosen.length < want) {
+      for (const candidate of pool.ranked(key)) {
+        if (chosen.length >= want) break
+        if (!chosen.includes(candidate) && pool.isLive(candidate)) chosen.push(candidate)
+      }
     }
     if (chosen.length === 0) return undefined
     return { primary: chosen[0] as string, backup: chosen[1] }

@@ -1,6 +1,9 @@
 import t, { type Test } from 'tap'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { pino } from 'pino'
+import { until } from '../../../harness/index.js'
 import { EmbeddedMemcached } from '../../../demo/embedded-memcached.js'
+import type { MemcachedNode } from '../../../src/memcached/node.js'
 import { NodePool } from '../../../src/memcached/pool.js'
 import { Metrics } from '../../../src/metrics.js'
 import type { CookieFields } from '../../../src/session/cookie.js'
@@ -19,6 +22,7 @@ const data = (header: string | undefined): unknown => header === undefined ? und
 
 interface Rig {
   readonly store: SessionStore
+  readonly pool: NodePool
   readonly metrics: Metrics
   readonly clock: { now: number }
   /** A read's deadline on the store's clock: memcached.timeoutMs (500) from now, as the proxy passes it. */
@@ -32,15 +36,21 @@ interface Rig {
   evict: (key: string) => Promise<void>
 }
 
-async function rig (t: Test, options: { realClock?: boolean, revalidateMs?: number } = {}): Promise<Rig> {
+async function rig (t: Test, options: { realClock?: boolean, revalidateMs?: number, backup?: boolean } = {}): Promise<Rig> {
   const wall = { now: Date.now() }
   const memcached = new EmbeddedMemcached({ now: () => wall.now })
   const port = await memcached.listen()
   t.teardown(() => memcached.close())
   const address = `127.0.0.1:${port}`
+  const nodes = [address]
+  if (options.backup === true) {
+    const second = new EmbeddedMemcached({ now: () => wall.now })
+    nodes.push(`127.0.0.1:${await second.listen()}`)
+    t.teardown(() => second.close())
+  }
   const log = pino({ level: 'silent' })
   const metrics = new Metrics(false)
-  const pool = new NodePool({ nodes: [address], replicas: 1, allow: [], timeoutMs: 500, ttl: 1800, log, ops: metrics })
+  const pool = new NodePool({ nodes, replicas: nodes.length === 2 ? 2 : 1, allow: [], timeoutMs: 500, ttl: 1800, log, ops: metrics })
   t.teardown(() => pool.close())
   const seal = new CopySeal(['store-unit-test-secret-0123'], true)
   const clock = { now: 0 }
@@ -50,6 +60,7 @@ async function rig (t: Test, options: { realClock?: boolean, revalidateMs?: numb
   if (node === undefined) throw new Error('node expected')
   return {
     store,
+    pool,
     metrics,
     clock,
     deadline: () => (options.realClock === true ? performance.now() : clock.now) + 500,
@@ -172,6 +183,79 @@ t.test('a merge is applied to the stored copy, not over it', async (t) => {
   const result = await applied?.written
   t.same(result?.copy, { version: 4, header: b64({ user: 'ada', fromOther: true, mine: true }), ended: false }, 'version 3 + 1, both changes')
   t.same(data(r.store.local(cookie.key)?.header), { user: 'ada', fromOther: true, mine: true }, 'the local copy follows the primary')
+})
+
+t.test('a change of a session whose nodes answer does not rank the nodes (a hash per node): only placing a new key or a relocation does', async (t) => {
+  const r = await rig(t, { backup: true })
+  let ranked = 0
+  const rank = r.pool.ranked.bind(r.pool)
+  r.pool.ranked = (key) => { ranked++; return rank(key) }
+  const cookie = await login(r, { user: 'ada' })
+  t.equal(ranked, 1, 'the login placed its new key once')
+  t.ok(cookie.backup !== undefined, 'on a primary and a backup')
+  for (let i = 0; i < 10; i++) {
+    const applied = r.store.apply(r.store.local(cookie.key), 0, { set: undefined, merge: { [`i${i}`]: true }, regenerate: false })
+    await applied?.written
+  }
+  t.equal(await r.store.flush(2000), 0)
+  t.equal(r.store.local(cookie.key)?.version, 11, 'ten changes stored')
+  t.equal(ranked, 1, 'and none of them ranked the nodes again')
+})
+
+/** Counts a node's `gats` (the checks), how many are in flight at once, and slows each by `delayMs`: a memcached under load. */
+function slowChecks (node: MemcachedNode, delayMs: number): { total: number, inFlight: number, peak: number } {
+  const seen = { total: 0, inFlight: 0, peak: 0 }
+  const gats = node.gats.bind(node)
+  node.gats = async (key) => {
+    seen.total++
+    seen.peak = Math.max(seen.peak, ++seen.inFlight)
+    try {
+      await sleep(delayMs)
+      return await gats(key)
+    } finally {
+      seen.inFlight--
+    }
+  }
+  return seen
+}
+
+const SWEPT = 500
+const BATCH = 200
+
+t.test('after a node comes back, the cached sessions with a copy there are checked a batch at a time, each awaited: a slow memcached slows the sweep instead of piling reads on it', async (t) => {
+  const r = await rig(t)
+  const cookies = await Promise.all(Array.from({ length: SWEPT }, async (_, i) => await login(r, { user: `u${i}` })))
+  const address = cookies[0]?.primary as string
+  const checks = slowChecks(r.pool.node(address) as MemcachedNode, 50)
+  // memcached restarts empty on the same port: the node's connection is lost, a probe
+  // reconnects, and its recovery starts the sweep.
+  await r.memcached.close()
+  await r.memcached.listen(Number(address.split(':')[1]))
+  await until(() => checks.total >= SWEPT && checks.inFlight === 0, 15_000, 'every cached session checked')
+  t.equal(checks.total, SWEPT, 'each cached session checked once')
+  t.ok(checks.peak <= BATCH, `at most one batch of checks in flight (peak ${checks.peak})`)
+  t.equal(await r.store.flush(5000), 0)
+  const restored = await Promise.all(cookies.map(async (c) => await r.stored(c.key)))
+  t.equal(restored.filter((c) => c?.version === 1).length, SWEPT, 'and each lost copy is stored again')
+})
+
+t.test('a node that fails again during its sweep stops it: the rest waits for its next recovery, not for reads that would time out one by one', async (t) => {
+  const r = await rig(t)
+  const cookies = await Promise.all(Array.from({ length: SWEPT }, async (_, i) => await login(r, { user: `u${i}` })))
+  const address = cookies[0]?.primary as string
+  const node = r.pool.node(address) as MemcachedNode
+  const checks = slowChecks(node, 50)
+  await r.memcached.close()
+  await r.memcached.listen(Number(address.split(':')[1]))
+  await until(() => checks.total > 0, 15_000, 'the sweep started')
+  // Down again while the first batch is in flight.
+  await r.memcached.close()
+  await until(() => checks.inFlight === 0 && node.down, 15_000, 'the first batch failed and the node is down')
+  const afterFailure = checks.total
+  t.ok(afterFailure <= BATCH, `only the first batch went out (${afterFailure})`)
+  // Nothing to wait for but time: the next batch would have followed within RECHECK_TICK_MS (10 ms).
+  await sleep(300)
+  t.equal(checks.total, afterFailure, 'and no later batch')
 })
 
 t.test('a wall-clock step does not move freshness: a session ended elsewhere is found at the next check although Date.now jumped back 60 s', async (t) => {
