@@ -232,19 +232,22 @@ export class SessionWriter {
   async #write (job: WriteJob): Promise<WriteResult | undefined> {
     if (job.replaces === undefined) return await this.#store(job)
     // Regeneration: the new key (its `add` goes out before the response, so another sidecar
-    // finds it at once) and the old key's tombstone together. The old key already ended (a
+    // finds it at once) and the old key's tombstone together. The old key already destroyed (a
     // logout elsewhere won the race) ends the new one too; a miss does not (a login during an
-    // outage is kept). A change another sidecar stored on the old key meanwhile (the copy the
-    // tombstone replaced is newer than this node's) is carried over to the new key.
+    // outage is kept), and neither does an earlier regeneration of it: the same login sent
+    // again (its first answer lost with a sidecar that died, or a form submitted twice), whose
+    // new key must not log the user out. A change another sidecar stored on the old key
+    // meanwhile (the copy the tombstone replaced is newer than this node's) is carried over.
     const old = job.replaces
     const [result, first] = await Promise.all([
       this.#store(job),
-      this.#endCopy(old.key, old.addresses[0] as string, old.version).then(async (first) => {
-        await Promise.all(old.addresses.slice(1).map(async (a) => await this.#endCopy(old.key, a, old.version)))
+      this.#endCopy(old.key, old.addresses[0] as string, old.version, REGENERATED).then(async (first) => {
+        await Promise.all(old.addresses.slice(1).map(async (a) => await this.#endCopy(old.key, a, old.version, REGENERATED)))
         return first
       })
     ])
     if (result === undefined) return result
+    if (first.state === 'regenerated-before') this.#options.log.debug({ session: keyHash(old.key) }, 'session was already regenerated (a login sent again): the new key stands')
     if (first.state === 'ended-before') {
       this.#options.log.info({ session: keyHash(old.key) }, 'session was destroyed elsewhere before its regeneration was stored; the new key ends too')
       this.#options.onSettled(job, 'ended')
@@ -297,7 +300,7 @@ export class SessionWriter {
       }
     } catch (err) {
       if (!(err instanceof SessionEnded)) throw err
-      this.#endedElsewhere(job, err.version)
+      this.#endedElsewhere(job, err.version, err.data)
       return undefined
     }
     this.#relocated(job.key, job, placement, copy.version)
@@ -341,7 +344,7 @@ export class SessionWriter {
       this.#options.onSettled(job, { copy, primary: again.primary, backup: again.backup })
     } catch (err) {
       if (!(err instanceof SessionEnded)) throw err
-      this.#endedElsewhere(job, err.version)
+      this.#endedElsewhere(job, err.version, err.data)
     }
   }
 
@@ -360,10 +363,11 @@ export class SessionWriter {
   }
 
   /** A tombstone on a node of the key: destroyed elsewhere. It wins; the key's other nodes get one too. */
-  #endedElsewhere (job: WriteJob, version: number): void {
+  #endedElsewhere (job: WriteJob, version: number, data: string): void {
     this.#options.log.info({ session: keyHash(job.key) }, 'session was destroyed elsewhere; the change is not stored')
     this.#options.onSettled(job, 'ended')
-    for (const a of [job.primary, job.backup]) if (a !== undefined) void this.#endCopy(job.key, a, version)
+    // The same tombstone, a destroy's or a regeneration's, goes to the key's other nodes.
+    for (const a of [job.primary, job.backup]) if (a !== undefined) void this.#endCopy(job.key, a, version, data)
   }
 
   /**
@@ -466,7 +470,7 @@ export class SessionWriter {
       // holds the session, or this node's own state.
       const basis = current ?? (stored === undefined && onMiss !== undefined ? await onMiss() : undefined)
       const next = nextCopy(basis, job, maxBytes)
-      if (next === 'ended') throw new SessionEnded((basis as StoredCopy).version + 1)
+      if (next === 'ended') throw new SessionEnded(basis as StoredCopy)
       if (next === 'stands' && current !== undefined) {
         replaced?.(current)
         return this.#know(node, mkey, (stored as StoredValue).cas, current)
@@ -482,7 +486,7 @@ export class SessionWriter {
     // there; a change (set, merge) must not be dropped: it is tried again, and kept for a retry.
     const stored = await node.gets(mkey)
     const current = stored === undefined ? undefined : seal.open(mkey, stored.value)
-    if (current?.ended === true && job.kind.type !== 'end') throw new SessionEnded(current.version + 1)
+    if (current?.ended === true && job.kind.type !== 'end') throw new SessionEnded(current)
     if (current !== undefined && (job.kind.type === 'copy' || job.kind.type === 'end')) {
       replaced?.(current)
       return current
@@ -519,23 +523,24 @@ export class SessionWriter {
    * A tombstone on one node; one the node cannot take now is retried. Says whether the key had
    * already ended there, and the live copy it replaced.
    */
-  async #endCopy (key: string, address: string, version: number): Promise<{ state: 'ended' | 'ended-before' | 'unreachable', live?: StoredCopy }> {
+  async #endCopy (key: string, address: string, version: number, data: string = TOMBSTONE_DATA): Promise<{ state: 'ended' | 'ended-before' | 'regenerated-before' | 'unreachable', live?: StoredCopy }> {
     const node = this.#options.pool.node(address)
     if (node === undefined) return { state: 'unreachable' }
     const mkey = this.#options.keyPrefix + key
-    const job: WriteJob = { key, version, header: TOMBSTONE_DATA, kind: { type: 'end' }, primary: address, backup: undefined, base: 0, fresh: false }
+    const job: WriteJob = { key, version, header: data, kind: { type: 'end' }, primary: address, backup: undefined, base: 0, fresh: false }
     try {
       if (node.down) throw new NodeUnavailable(address, 'cas', 'node is marked down')
       // One gets: the write reports what it replaced (a tombstone already there stands).
       let before: StoredCopy | undefined
       await this.#writeCopy(node, mkey, job, undefined, (copy) => { before = copy })
       // Known ended here either way: written again if the node comes back empty.
-      this.#ends.set(`${address} ${key}`, { key, address, upTo: version, until: performance.now() + this.#options.tombstoneTtl * 1000 })
-      if (before?.ended === true) return { state: 'ended-before' }
+      const id = `${address} ${key}`
+      this.#ends.set(id, { key, address, upTo: version, until: performance.now() + this.#options.tombstoneTtl * 1000, data: endData(this.#ends.get(id)?.data, data) })
+      if (before?.ended === true) return { state: before.header === REGENERATED ? 'regenerated-before' : 'ended-before' }
       return before === undefined ? { state: 'ended' } : { state: 'ended', live: before }
     } catch (err) {
       if (!(err instanceof NodeUnavailable)) throw err
-      this.#pend(this.#tombstones, key, address, version, this.#options.tombstoneTtl * 1000)
+      this.#pend(this.#tombstones, key, address, version, this.#options.tombstoneTtl * 1000, data)
       return { state: 'unreachable' }
     }
   }
@@ -584,9 +589,10 @@ export class SessionWriter {
   }
 
   /** Keeps a delete or tombstone a node could not take, for a retry, until `liveMs` from now. */
-  #pend (pending: Map<string, PendingDelete>, key: string, address: string, upTo: number, liveMs: number): void {
+  #pend (pending: Map<string, PendingDelete>, key: string, address: string, upTo: number, liveMs: number, data?: string): void {
     const id = `${address} ${key}`
-    pending.set(id, { key, address, upTo: Math.max(upTo, pending.get(id)?.upTo ?? 0), until: performance.now() + liveMs })
+    const earlier = pending.get(id)
+    pending.set(id, { key, address, upTo: Math.max(upTo, earlier?.upTo ?? 0), until: performance.now() + liveMs, data: data === undefined ? undefined : endData(earlier?.data, data) })
     this.#scheduleRetry()
   }
 
@@ -652,7 +658,7 @@ export class SessionWriter {
     }
     for (const [id, d] of [...this.#tombstones]) {
       this.#tombstones.delete(id)
-      if (d.until > now) void this.#enqueue(d.key, async () => await this.#endCopy(d.key, d.address, d.upTo))
+      if (d.until > now) void this.#enqueue(d.key, async () => await this.#endCopy(d.key, d.address, d.upTo, d.data))
     }
     // More left and a node takes writes again: the next batch soon, not after the outage interval.
     const { pool } = this.#options
@@ -735,8 +741,13 @@ function carryOver (job: WriteJob, newer: StoredCopy, maxBytes: number): WriteJo
   }
 }
 
-/** The data of a tombstone: `{}` (the state says it ended). */
+/**
+ * The data of a tombstone (the state says it ended): `{}` for a destroy, `{"regenerated":true}`
+ * for a key replaced by regeneration, which a later regeneration of the same key (a login sent
+ * again) does not take for a logout. Sidecars that predate the mark read both as ended.
+ */
 const TOMBSTONE_DATA = 'e30'
+const REGENERATED = Buffer.from('{"regenerated":true}').toString('base64url')
 
 /**
  * What a node should hold after `job`, given the copy it holds (or, on a miss, the copy found
@@ -746,8 +757,12 @@ const TOMBSTONE_DATA = 'e30'
 export function nextCopy (current: StoredCopy | undefined, job: WriteJob, maxBytes: number): StoredCopy | 'stands' | 'ended' {
   const mine: StoredCopy = { version: job.version, header: job.header, ended: job.kind.type === 'end' }
   if (current === undefined) return mine
-  if (current.ended) return job.kind.type === 'end' ? 'stands' : 'ended'
   const version = Math.max(current.version + 1, job.version)
+  if (current.ended) {
+    if (job.kind.type !== 'end') return 'ended'
+    // A destroy marks a regeneration's tombstone as destroyed: a logout wins over a login sent again.
+    return current.header === REGENERATED && job.header !== REGENERATED ? { version, header: TOMBSTONE_DATA, ended: true } : 'stands'
+  }
   // A change whose result the node already holds, at the version its cookie names or above:
   // the change is there (this write landed before and its answer was lost, or another sidecar
   // copied its result there, a restore after a failover). Applied again it would take the
@@ -757,7 +772,7 @@ export function nextCopy (current: StoredCopy | undefined, job: WriteJob, maxByt
   const holds = (header: string): StoredCopy | 'stands' => header === current.header && current.version >= job.version ? 'stands' : { version, header, ended: false }
   switch (job.kind.type) {
     case 'end':
-      return { version, header: TOMBSTONE_DATA, ended: true }
+      return { version, header: job.header === REGENERATED ? REGENERATED : TOMBSTONE_DATA, ended: true }
     case 'copy':
       return current.version >= job.version ? 'stands' : mine
     case 'set':
@@ -776,10 +791,14 @@ export function nextCopy (current: StoredCopy | undefined, job: WriteJob, maxByt
   }
 }
 
-/** The node holds a tombstone: the session ended elsewhere. `version` is above it. */
+/** The node holds a tombstone: the session ended elsewhere. `version` is above it; `data` is its mark. */
 class SessionEnded extends Error {
-  constructor (readonly version: number) {
+  readonly version: number
+  readonly data: string
+  constructor (tombstone: StoredCopy) {
     super('session ended')
+    this.version = tombstone.version + 1
+    this.data = tombstone.header === REGENERATED ? REGENERATED : TOMBSTONE_DATA
   }
 }
 
@@ -798,4 +817,11 @@ interface PendingDelete {
   readonly address: string
   readonly upTo: number
   readonly until: number
+  /** A tombstone's data (a destroy's or a regeneration's); undefined for a delete. */
+  readonly data?: string
+}
+
+/** Two tombstones of one key on one node: a destroy's wins over a regeneration's. */
+function endData (earlier: string | undefined, later: string): string {
+  return earlier === TOMBSTONE_DATA ? TOMBSTONE_DATA : later
 }

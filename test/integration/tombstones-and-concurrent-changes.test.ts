@@ -491,3 +491,36 @@ t.test('concurrent changes on two sidecars lose nothing', async (t) => {
     t.same(attempts.filter((x) => x.startedAt >= changedAt + revalidateMs && !x.served), [], `no request on A started more than cache.revalidateMs (${revalidateMs} ms) after B's change was stored missed it`)
   })
 })
+
+t.test('a login sent again with the old cookie, its first answer lost, gets a session that stays; a logout before it still wins', async (t) => {
+  const { sidecar, nodeAt } = await fleet(t, { nodes: 2, settings: { memcached: { write: 'sync' } } })
+  const a = await sidecar()
+  const b = await sidecar()
+  for (const logoutFirst of [false, true]) {
+    const user = new Browser()
+    await user.get(a.url, `/login?set=${q({ user: 'guest' })}`)
+    const old = user.sid as string
+    t.same((await replay(b, old)).session, { user: 'guest' }, 'B holds the session too')
+    if (logoutFirst) {
+      // Another tab logs out first: the login that follows with the old cookie must not bring it back.
+      t.equal((await replay(a, old, '/logout?destroy=1')).sid, undefined, 'the logout clears the cookie')
+    } else {
+      // The login reaches A, which regenerates the session; its answer never reaches the browser.
+      t.ok((await replay(a, old, `/login?merge=${q({ user: 'ada' })}&regenerate=1`)).sid, 'A regenerated the session')
+    }
+    // The browser sends the login again with the cookie it still holds; B answers.
+    const again = await user.get(b.url, `/login?merge=${q({ user: 'ada' })}&regenerate=1`)
+    t.equal(again.status, 200)
+    const sid = user.sid as string
+    t.not(keyOf(sid), keyOf(old), 'a new key')
+    const next = await user.get(b.url, '/')
+    const [, , primary] = fields(sid)
+    if (logoutFirst) {
+      t.equal(next.body.session, undefined, 'after a logout, the login sent with the old cookie ends with it')
+    } else {
+      t.same(next.body.session, { user: 'ada' }, 'the next request has the session: the earlier regeneration was not a logout')
+      t.equal(keyOf(user.sid as string), keyOf(sid), 'under the key the second login gave')
+      t.ok(isLive(await nodeAt(primary).copy(keyOf(sid))), 'stored live on its primary')
+    }
+  }
+})

@@ -8,7 +8,7 @@ import { NodePool } from '../../../src/memcached/pool.js'
 import { Metrics } from '../../../src/metrics.js'
 import type { CookieFields } from '../../../src/session/cookie.js'
 import type { SessionObject } from '../../../src/session/data.js'
-import type { StoredCopy } from '../../../src/session/record.js'
+import type { SessionRecord, StoredCopy } from '../../../src/session/record.js'
 import { CopySeal } from '../../../src/session/sealed-copy.js'
 import { SessionStore } from '../../../src/session/store.js'
 
@@ -34,6 +34,8 @@ interface Rig {
   put: (key: string, copy: StoredCopy) => Promise<void>
   /** Drops a key, as an eviction or a restart would. */
   evict: (key: string) => Promise<void>
+  /** Another sidecar's store on the same memcached. */
+  sibling: () => SessionStore
 }
 
 async function rig (t: Test, options: { realClock?: boolean, revalidateMs?: number, backup?: boolean } = {}): Promise<Rig> {
@@ -56,6 +58,12 @@ async function rig (t: Test, options: { realClock?: boolean, revalidateMs?: numb
   const clock = { now: 0 }
   const store = new SessionStore({ pool, keyPrefix: 'sess:', seal, idleTimeout: 1800, revalidateMs: options.revalidateMs ?? REVALIDATE_MS, cacheMaxBytes: 1 << 20, maxBytes: 8192, log, metrics, ...(options.realClock === true ? {} : { now: () => clock.now }) })
   t.teardown(() => store.close())
+  const sibling = (): SessionStore => {
+    const theirs = new NodePool({ nodes, replicas: nodes.length === 2 ? 2 : 1, allow: [], timeoutMs: 500, ttl: 1800, log, ops: new Metrics(false) })
+    const other = new SessionStore({ pool: theirs, keyPrefix: 'sess:', seal, idleTimeout: 1800, revalidateMs: options.revalidateMs ?? REVALIDATE_MS, cacheMaxBytes: 1 << 20, maxBytes: 8192, log, metrics: new Metrics(false), ...(options.realClock === true ? {} : { now: () => clock.now }) })
+    t.teardown(() => { other.close(); theirs.close() })
+    return other
+  }
   const node = pool.node(address)
   if (node === undefined) throw new Error('node expected')
   return {
@@ -70,6 +78,7 @@ async function rig (t: Test, options: { realClock?: boolean, revalidateMs?: numb
       return hit === undefined ? undefined : seal.open(`sess:${key}`, hit.value)
     },
     evict: async (key) => { await node.delete(`sess:${key}`) },
+    sibling,
     put: async (key, copy) => {
       const hit = await node.gets(`sess:${key}`)
       const value = seal.seal(`sess:${key}`, copy)
@@ -256,6 +265,49 @@ t.test('a node that fails again during its sweep stops it: the rest waits for it
   // Nothing to wait for but time: the next batch would have followed within RECHECK_TICK_MS (10 ms).
   await sleep(300)
   t.equal(checks.total, afterFailure, 'and no later batch')
+})
+
+/** A login on `store`: the session held there, changed and given a new key; resolves with the new key's record, or undefined when it ended. */
+async function relogin (store: SessionStore, cookie: CookieFields): Promise<string | undefined> {
+  const applied = store.apply(store.local(cookie.key), cookie.version, { set: undefined, merge: { login: true }, regenerate: true })
+  if (applied === undefined) throw new Error('a change expected')
+  await applied.written
+  await store.flush(2000)
+  return store.local(applied.record.key) === undefined ? undefined : applied.record.key
+}
+
+t.test('a login sent again with the same old cookie (its first answer lost with its sidecar) gets a session that stays: an earlier regeneration of the old key is not a logout', async (t) => {
+  const r = await rig(t, { backup: true })
+  const cookie = await login(r, { user: 'ada' })
+  const other = r.sibling()
+  t.equal((await other.load(cookie, undefined, r.deadline())).outcome, 'miss-loaded', 'another sidecar holds the session too')
+  // The first login: regenerated here, and its answer never reached the client.
+  t.ok(await relogin(r.store, cookie), 'the first login\'s new key is live')
+  // The client sends it again with the cookie it still holds; another sidecar answers.
+  const again = await relogin(other, cookie)
+  t.ok(again, 'the second login\'s new key is live too')
+  t.match(await r.stored(again as string), { ended: false }, 'and stored live')
+  t.match(await r.stored(cookie.key), { ended: true }, 'the old key stays ended')
+})
+
+t.test('a logout before a login sent with the same old cookie still wins: the login\'s new key ends too', async (t) => {
+  const r = await rig(t, { backup: true })
+  const cookie = await login(r, { user: 'ada' })
+  const other = r.sibling()
+  await other.load(cookie, undefined, r.deadline())
+  await r.store.destroy(r.store.local(cookie.key) as SessionRecord, cookie)
+  t.equal(await relogin(other, cookie), undefined, 'the regeneration of a destroyed key ends its new key')
+})
+
+t.test('a logout after a regeneration marks the old key destroyed: a login sent later with that old cookie ends too', async (t) => {
+  const r = await rig(t, { backup: true })
+  const cookie = await login(r, { user: 'ada' })
+  const other = r.sibling()
+  await other.load(cookie, undefined, r.deadline())
+  t.ok(await relogin(r.store, cookie), 'regenerated here')
+  // The old cookie's logout, on a third sidecar: it holds no copy and ends the key by its cookie.
+  await r.sibling().destroyByCookie(cookie)
+  t.equal(await relogin(other, cookie), undefined, 'the destroy won over the earlier regeneration\'s mark')
 })
 
 t.test('a wall-clock step does not move freshness: a session ended elsewhere is found at the next check although Date.now jumped back 60 s', async (t) => {
