@@ -119,7 +119,7 @@ async function check (file: string, config: SidecarConfig): Promise<number> {
     let found: string[] = []
     const discovery = new DnsDiscovery({ target: dns, intervalMs: 60_000, log: createLogger('silent'), onChange: (a) => { found = a } })
     await discovery.refresh()
-    if (found.length === 0) problems.push(`memcached.discovery.dns: "${dns}" has no IPv4 address now`)
+    if (found.length === 0) problems.push(`memcached.discovery.dns: "${dns}" has no address now`)
     else lines.push(`  ${dns} (discovery) -> ${found.join(', ')}`)
   }
   if (problems.length > 0) {

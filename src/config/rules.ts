@@ -81,7 +81,7 @@ export function allowProblems (rules: readonly string[]): string[] {
 }
 
 /**
- * `memcached.nodes` in canonical form, each an IPv4 or hostname address that `allowList`
+ * `memcached.nodes` in canonical form, each an IPv4, IPv6 or hostname address that `allowList`
  * (undefined when the allow rules themselves are wrong) permits, listed once; at least one
  * unless `memcached.discovery.dns` is set.
  */

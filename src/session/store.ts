@@ -301,19 +301,13 @@ export class SessionStore {
   /** Brings the local record up to what memcached now holds, unless a newer local change exists. */
   #written (job: WriteJob, result: WriteResult): void {
     const current = this.#cache.peek(job.key)
-    if (current === undefined) return
-    // The primary took this write, so it held no tombstone: as good as a check, even when a
-    // newer local change is still on its way.
-    if (current.version > job.version) {
-      current.checkedAt = this.#now()
-      return
-    }
+    // A newer local change is still on its way: it will bring the record up to date.
+    if (current === undefined || current.version > job.version) return
     const { copy, primary, backup } = result
-    if (copy.version === current.version && copy.header === current.header && primary === current.primary && backup === current.backup) {
-      current.checkedAt = this.#now()
-      return
-    }
-    this.#cache.set(job.key, withState(current, { version: copy.version, header: copy.header, primary, backup, checkedAt: this.#now(), acceptedVersion: copy.version }))
+    if (copy.version === current.version && copy.header === current.header && primary === current.primary && backup === current.backup) return
+    // Not a check (checkedAt stays): the primary taking a write says nothing of the other nodes,
+    // where another sidecar's logout may have put its tombstone while the primary was frozen.
+    this.#cache.set(job.key, withState(current, { version: copy.version, header: copy.header, primary, backup, acceptedVersion: copy.version }))
   }
 
   /**

@@ -52,6 +52,7 @@ t.test('config/docker.yaml, the Dockerfile and docker-compose.yml agree', async 
   const nginx = readFileSync('deploy/nginx/nginx-compose.conf', 'utf8')
   t.match(nginx, new RegExp(`server app-1:${config.listen.port};`), 'nginx reaches sidecar-1 through app-1\'s network namespace')
   t.match(nginx, new RegExp(`server app-2:${config.listen.port};`))
+  t.match(nginx, /proxy_set_header Host \$http_host;/, 'the app sees the Host the browser sent, port included (8080:80)')
 })
 
 t.test('the container: a supported Node LTS, node itself as the entrypoint, a build context without the local trees', async (t) => {

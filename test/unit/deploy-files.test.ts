@@ -224,6 +224,8 @@ t.test('deploy/nginx/nginx.conf: sticky by the session key, fails over, keeps co
   t.match(cfg, /^\s*proxy_next_upstream error timeout http_502;$/m)
   t.match(cfg, /^\s*proxy_http_version 1\.1;$/m, 'keepalive needs HTTP/1.1')
   t.match(cfg, /^\s*proxy_set_header Connection "";$/m, 'and no Connection: close')
+  // $host drops the port: behind `8080:80` the app would see `localhost`, not the `localhost:8080` the client sent.
+  t.match(cfg, /^\s*proxy_set_header Host \$http_host;$/m, 'the client\'s Host as sent, port included')
   const servers = [...cfg.matchAll(/^\s*server (\d[\d.]*:\d+)/gm)].map((m) => m[1] as string)
   t.ok(servers.length >= 2, 'example servers')
   for (const s of servers) t.match(s, new RegExp(`:${dockerConfig.listen.port}$`), `${s} is a sidecar's listen port`)

@@ -36,30 +36,35 @@ interface Rig {
   evict: (key: string) => Promise<void>
   /** Another sidecar's store on the same memcached. */
   sibling: () => SessionStore
+  /** The in-process memcached at an address. */
+  server: (address: string) => EmbeddedMemcached
 }
 
-async function rig (t: Test, options: { realClock?: boolean, revalidateMs?: number, backup?: boolean } = {}): Promise<Rig> {
+async function rig (t: Test, options: { realClock?: boolean, revalidateMs?: number, backup?: boolean, spare?: boolean } = {}): Promise<Rig> {
   const wall = { now: Date.now() }
   const memcached = new EmbeddedMemcached({ now: () => wall.now })
   const port = await memcached.listen()
   t.teardown(() => memcached.close())
   const address = `127.0.0.1:${port}`
   const nodes = [address]
-  if (options.backup === true) {
-    const second = new EmbeddedMemcached({ now: () => wall.now })
-    nodes.push(`127.0.0.1:${await second.listen()}`)
-    t.teardown(() => second.close())
+  const others: EmbeddedMemcached[] = []
+  // A backup (replicas 2), and a spare node to move a session to when one of its nodes fails.
+  for (let i = 0; i < (options.spare === true ? 2 : options.backup === true ? 1 : 0); i++) {
+    const other = new EmbeddedMemcached({ now: () => wall.now })
+    nodes.push(`127.0.0.1:${await other.listen()}`)
+    others.push(other)
+    t.teardown(() => other.close())
   }
   const log = pino({ level: 'silent' })
   const metrics = new Metrics(false)
-  const pool = new NodePool({ nodes, replicas: nodes.length === 2 ? 2 : 1, allow: [], timeoutMs: 500, ttl: 1800, log, ops: metrics })
+  const pool = new NodePool({ nodes, replicas: nodes.length >= 2 ? 2 : 1, allow: [], timeoutMs: 500, ttl: 1800, log, ops: metrics })
   t.teardown(() => pool.close())
   const seal = new CopySeal(['store-unit-test-secret-0123'], true)
   const clock = { now: 0 }
   const store = new SessionStore({ pool, keyPrefix: 'sess:', seal, idleTimeout: 1800, revalidateMs: options.revalidateMs ?? REVALIDATE_MS, cacheMaxBytes: 1 << 20, maxBytes: 8192, log, metrics, ...(options.realClock === true ? {} : { now: () => clock.now }) })
   t.teardown(() => store.close())
   const sibling = (): SessionStore => {
-    const theirs = new NodePool({ nodes, replicas: nodes.length === 2 ? 2 : 1, allow: [], timeoutMs: 500, ttl: 1800, log, ops: new Metrics(false) })
+    const theirs = new NodePool({ nodes, replicas: nodes.length >= 2 ? 2 : 1, allow: [], timeoutMs: 500, ttl: 1800, log, ops: new Metrics(false) })
     const other = new SessionStore({ pool: theirs, keyPrefix: 'sess:', seal, idleTimeout: 1800, revalidateMs: options.revalidateMs ?? REVALIDATE_MS, cacheMaxBytes: 1 << 20, maxBytes: 8192, log, metrics: new Metrics(false), ...(options.realClock === true ? {} : { now: () => clock.now }) })
     t.teardown(() => { other.close(); theirs.close() })
     return other
@@ -79,6 +84,11 @@ async function rig (t: Test, options: { realClock?: boolean, revalidateMs?: numb
     },
     evict: async (key) => { await node.delete(`sess:${key}`) },
     sibling,
+    server: (at) => {
+      const found = [memcached, ...others].find((m) => m.address === at)
+      if (found === undefined) throw new Error(`no memcached at ${at}`)
+      return found
+    },
     put: async (key, copy) => {
       const hit = await node.gets(`sess:${key}`)
       const value = seal.seal(`sess:${key}`, copy)
@@ -265,6 +275,37 @@ t.test('a node that fails again during its sweep stops it: the rest waits for it
   // Nothing to wait for but time: the next batch would have followed within RECHECK_TICK_MS (10 ms).
   await sleep(300)
   t.equal(checks.total, afterFailure, 'and no later batch')
+})
+
+t.test('a write landing is not a check: a session moved off a failing backup after another sidecar\'s logout reached its primary is checked when due, not served for another cache.revalidateMs', async (t) => {
+  const r = await rig(t, { spare: true })
+  const cookie = await login(r, { user: 'ada' })
+  const backup = cookie.backup as string
+  // The backup hangs (a frozen memcached) until the test lets its writes fail.
+  let fail: () => void = () => {}
+  const failing = new Promise<void>((resolve) => { fail = resolve })
+  const node = r.pool.node(backup) as MemcachedNode
+  const cas = node.cas.bind(node)
+  node.cas = async (...args) => { await failing; return await cas(...args) }
+  r.clock.now += REVALIDATE_MS - 100
+  const applied = r.store.apply(r.store.local(cookie.key), cookie.version, { set: undefined, merge: { page: 1 }, regenerate: false })
+  await applied?.written // the primary took it; the backup's copy hangs
+  // Another sidecar's logout: its tombstone reaches the primary now.
+  const primary = r.pool.node(cookie.primary) as MemcachedNode
+  const live = await primary.gets(`sess:${cookie.key}`)
+  const seal = new CopySeal(['store-unit-test-secret-0123'], true)
+  t.ok(live !== undefined && await primary.cas(`sess:${cookie.key}`, seal.seal(`sess:${cookie.key}`, { version: 3, header: 'e30', ended: true }), live.cas), 'the tombstone is on the primary')
+  r.clock.now += REVALIDATE_MS - 100
+  // The backup fails: the session moves to the spare node, which has no tombstone.
+  await r.server(backup).close()
+  fail()
+  await r.store.flush(2000)
+  t.not(r.store.local(cookie.key)?.backup, backup, 'the session was moved off the failed backup')
+  r.clock.now += 200
+  const local = r.store.local(cookie.key)
+  t.notOk(local !== undefined && r.store.fresh(local, 2, r.clock.now), 'not fresh: its last check was at the login, more than cache.revalidateMs ago')
+  const loaded = await r.store.load({ ...cookie, version: 2 }, local, r.deadline())
+  t.equal(loaded.outcome, 'gone', 'the check finds the primary\'s tombstone')
 })
 
 /** A login on `store`: the session held there, changed and given a new key; resolves with the new key's record, or undefined when it ended. */
