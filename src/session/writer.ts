@@ -334,6 +334,10 @@ export class SessionWriter {
       // cookie names it from the next response on.
       const again = this.#placement(job.key, placement.primary, placement.backup)
       if (again?.primary !== placement.primary || again.backup === undefined || again.backup === placement.backup) return
+      // The copy goes to a node no cookie names yet, where a logout made from the last cookie
+      // writes no tombstone: first make sure the primary has not ended the session meanwhile.
+      const onPrimary = await this.#peek(mkey, placement.primary)
+      if (onPrimary?.ended === true) throw new SessionEnded(onPrimary)
       try {
         await this.#writeCopy(pool.node(again.backup) as MemcachedNode, mkey, asCopy)
       } catch (err) {

@@ -308,6 +308,31 @@ t.test('a write landing is not a check: a session moved off a failing backup aft
   t.equal(loaded.outcome, 'gone', 'the check finds the primary\'s tombstone')
 })
 
+t.test('a copy moved off a failing backup to a node no cookie names is not written over a logout: the primary\'s tombstone, found first, ends the session here', async (t) => {
+  const r = await rig(t, { spare: true })
+  const cookie = await login(r, { user: 'ada' })
+  const backup = cookie.backup as string
+  const spare = r.pool.placement.find((a) => a !== cookie.primary && a !== backup) as string
+  let fail: () => void = () => {}
+  const failing = new Promise<void>((resolve) => { fail = resolve })
+  const node = r.pool.node(backup) as MemcachedNode
+  const cas = node.cas.bind(node)
+  node.cas = async (...args) => { await failing; return await cas(...args) }
+  const applied = r.store.apply(r.store.local(cookie.key), cookie.version, { set: undefined, merge: { page: 1 }, regenerate: false })
+  await applied?.written
+  // Another sidecar's logout from the last cookie: the primary takes its tombstone, the frozen backup not yet.
+  const primary = r.pool.node(cookie.primary) as MemcachedNode
+  const live = await primary.gets(`sess:${cookie.key}`)
+  const seal = new CopySeal(['store-unit-test-secret-0123'], true)
+  t.ok(live !== undefined && await primary.cas(`sess:${cookie.key}`, seal.seal(`sess:${cookie.key}`, { version: 3, header: 'e30', ended: true }), live.cas), 'the tombstone is on the primary')
+  await r.server(backup).close()
+  fail()
+  await r.store.flush(2000)
+  const onSpare = await (r.pool.node(spare) as MemcachedNode).gets(`sess:${cookie.key}`)
+  t.notOk(onSpare !== undefined && seal.open(`sess:${cookie.key}`, onSpare.value)?.ended === false, 'the spare node holds no live copy')
+  t.equal(r.store.local(cookie.key), undefined, 'and the session ended here')
+})
+
 /** A login on `store`: the session held there, changed and given a new key; resolves with the new key's record, or undefined when it ended. */
 async function relogin (store: SessionStore, cookie: CookieFields): Promise<string | undefined> {
   const applied = store.apply(store.local(cookie.key), cookie.version, { set: undefined, merge: { login: true }, regenerate: true })
