@@ -753,6 +753,11 @@ function carryOver (job: WriteJob, newer: StoredCopy, maxBytes: number): WriteJo
 const TOMBSTONE_DATA = 'e30'
 const REGENERATED = Buffer.from('{"regenerated":true}').toString('base64url')
 
+/** A tombstone's data, from whatever a tombstone or an end job carries: the regeneration's mark, or a destroy's. */
+function endMark (header: string): string {
+  return header === REGENERATED ? REGENERATED : TOMBSTONE_DATA
+}
+
 /**
  * What a node should hold after `job`, given the copy it holds (or, on a miss, the copy found
  * elsewhere): the copy to write, 'stands' when what it holds is already as new, or 'ended'
@@ -776,7 +781,7 @@ export function nextCopy (current: StoredCopy | undefined, job: WriteJob, maxByt
   const holds = (header: string): StoredCopy | 'stands' => header === current.header && current.version >= job.version ? 'stands' : { version, header, ended: false }
   switch (job.kind.type) {
     case 'end':
-      return { version, header: job.header === REGENERATED ? REGENERATED : TOMBSTONE_DATA, ended: true }
+      return { version, header: endMark(job.header), ended: true }
     case 'copy':
       return current.version >= job.version ? 'stands' : mine
     case 'set':
@@ -802,7 +807,7 @@ class SessionEnded extends Error {
   constructor (tombstone: StoredCopy) {
     super('session ended')
     this.version = tombstone.version + 1
-    this.data = tombstone.header === REGENERATED ? REGENERATED : TOMBSTONE_DATA
+    this.data = endMark(tombstone.header)
   }
 }
 

@@ -277,29 +277,38 @@ t.test('a node that fails again during its sweep stops it: the rest waits for it
   t.equal(checks.total, afterFailure, 'and no later batch')
 })
 
-t.test('a write landing is not a check: a session moved off a failing backup after another sidecar\'s logout reached its primary is checked when due, not served for another cache.revalidateMs', async (t) => {
+const SEAL = new CopySeal(['store-unit-test-secret-0123'], true)
+
+/**
+ * A session on a primary and a backup (a spare node beside them); the backup hangs (frozen) while
+ * a change is stored on the primary, another sidecar's logout then puts its tombstone on the
+ * primary, and the backup fails, so the writer moves the copy to the spare node. The clock moves
+ * by `step` before the change and again before the backup fails.
+ */
+async function logoutWhileBackupHangs (t: Test, step: number): Promise<{ r: Rig, cookie: CookieFields, backup: string }> {
   const r = await rig(t, { spare: true })
   const cookie = await login(r, { user: 'ada' })
   const backup = cookie.backup as string
-  // The backup hangs (a frozen memcached) until the test lets its writes fail.
   let fail: () => void = () => {}
   const failing = new Promise<void>((resolve) => { fail = resolve })
   const node = r.pool.node(backup) as MemcachedNode
   const cas = node.cas.bind(node)
   node.cas = async (...args) => { await failing; return await cas(...args) }
-  r.clock.now += REVALIDATE_MS - 100
+  r.clock.now += step
   const applied = r.store.apply(r.store.local(cookie.key), cookie.version, { set: undefined, merge: { page: 1 }, regenerate: false })
   await applied?.written // the primary took it; the backup's copy hangs
-  // Another sidecar's logout: its tombstone reaches the primary now.
   const primary = r.pool.node(cookie.primary) as MemcachedNode
   const live = await primary.gets(`sess:${cookie.key}`)
-  const seal = new CopySeal(['store-unit-test-secret-0123'], true)
-  t.ok(live !== undefined && await primary.cas(`sess:${cookie.key}`, seal.seal(`sess:${cookie.key}`, { version: 3, header: 'e30', ended: true }), live.cas), 'the tombstone is on the primary')
-  r.clock.now += REVALIDATE_MS - 100
-  // The backup fails: the session moves to the spare node, which has no tombstone.
+  t.ok(live !== undefined && await primary.cas(`sess:${cookie.key}`, SEAL.seal(`sess:${cookie.key}`, { version: 3, header: 'e30', ended: true }), live.cas), 'the logout\'s tombstone is on the primary')
+  r.clock.now += step
   await r.server(backup).close()
   fail()
   await r.store.flush(2000)
+  return { r, cookie, backup }
+}
+
+t.test('a write landing is not a check: a session moved off a failing backup after another sidecar\'s logout reached its primary is checked when due, not served for another cache.revalidateMs', async (t) => {
+  const { r, cookie, backup } = await logoutWhileBackupHangs(t, REVALIDATE_MS - 100)
   t.not(r.store.local(cookie.key)?.backup, backup, 'the session was moved off the failed backup')
   r.clock.now += 200
   const local = r.store.local(cookie.key)
@@ -309,27 +318,10 @@ t.test('a write landing is not a check: a session moved off a failing backup aft
 })
 
 t.test('a copy moved off a failing backup to a node no cookie names is not written over a logout: the primary\'s tombstone, found first, ends the session here', async (t) => {
-  const r = await rig(t, { spare: true })
-  const cookie = await login(r, { user: 'ada' })
-  const backup = cookie.backup as string
+  const { r, cookie, backup } = await logoutWhileBackupHangs(t, 0)
   const spare = r.pool.placement.find((a) => a !== cookie.primary && a !== backup) as string
-  let fail: () => void = () => {}
-  const failing = new Promise<void>((resolve) => { fail = resolve })
-  const node = r.pool.node(backup) as MemcachedNode
-  const cas = node.cas.bind(node)
-  node.cas = async (...args) => { await failing; return await cas(...args) }
-  const applied = r.store.apply(r.store.local(cookie.key), cookie.version, { set: undefined, merge: { page: 1 }, regenerate: false })
-  await applied?.written
-  // Another sidecar's logout from the last cookie: the primary takes its tombstone, the frozen backup not yet.
-  const primary = r.pool.node(cookie.primary) as MemcachedNode
-  const live = await primary.gets(`sess:${cookie.key}`)
-  const seal = new CopySeal(['store-unit-test-secret-0123'], true)
-  t.ok(live !== undefined && await primary.cas(`sess:${cookie.key}`, seal.seal(`sess:${cookie.key}`, { version: 3, header: 'e30', ended: true }), live.cas), 'the tombstone is on the primary')
-  await r.server(backup).close()
-  fail()
-  await r.store.flush(2000)
   const onSpare = await (r.pool.node(spare) as MemcachedNode).gets(`sess:${cookie.key}`)
-  t.notOk(onSpare !== undefined && seal.open(`sess:${cookie.key}`, onSpare.value)?.ended === false, 'the spare node holds no live copy')
+  t.notOk(onSpare !== undefined && SEAL.open(`sess:${cookie.key}`, onSpare.value)?.ended === false, 'the spare node holds no live copy')
   t.equal(r.store.local(cookie.key), undefined, 'and the session ended here')
 })
 
