@@ -89,6 +89,11 @@ export class MemcachedNode {
     return this.#failingSince === undefined ? 0 : this.#now() - this.#failingSince
   }
 
+  /** True from a failed command until a command succeeds (the backoff window may end sooner). */
+  get failing (): boolean {
+    return this.#failingSince !== undefined
+  }
+
   /** True while the node is inside its backoff window after a failure. */
   get down (): boolean {
     return this.#downUntil > this.#now()

@@ -286,8 +286,9 @@ export class SessionStore {
         if (wantBackup && record.backup === undefined) return await this.#writer.write(this.#job(record))
         return await this.#revalidate(record).catch((err: unknown) => { this.#options.log.warn({ err, session: keyHash(record.key) }, 'checking a session after its memcached node came back failed') })
       }))
-      // Failing again: stop here; its next recovery starts a new sweep.
-      if (this.#options.pool.node(address)?.down === true) records.length = 0
+      // Failing again: stop here; its next recovery starts a new sweep. (Failing, not marked
+      // down: a batch whose checks time out can outlast the node's backoff window.)
+      if (this.#options.pool.node(address)?.failing === true) records.length = 0
       if (records.length > 0) {
         setTimeout(() => { void next() }, RECHECK_TICK_MS).unref()
         return
