@@ -46,14 +46,16 @@ export class CopyReader {
 
   /**
    * The revalidation read: one `gats` per node (the copy, and its TTL refreshed), all at once.
-   * Down-marked nodes are not waited on: the caller holds a local copy to serve.
+   * Down-marked nodes are not waited on: the caller holds a local copy to serve. `refresh`
+   * false: a plain `gets`, for nodes asked only whether they hold a tombstone (a live copy
+   * left there must not have its life extended).
    */
-  async check (key: string, addresses: readonly string[]): Promise<ReadResult[]> {
+  async check (key: string, addresses: readonly string[], refresh = true): Promise<ReadResult[]> {
     const mkey = this.#options.keyPrefix + key
     return await Promise.all(addresses.map(async (address): Promise<ReadResult> => {
       const node = this.#options.pool.node(address)
       if (node === undefined || node.down) return 'error'
-      return await node.gats(mkey).then((hit) => hit === undefined ? null : this.#opened(key, address, hit), () => 'error' as const)
+      return await (refresh ? node.gats(mkey) : node.gets(mkey)).then((hit) => hit === undefined ? null : this.#opened(key, address, hit), () => 'error' as const)
     }))
   }
 

@@ -324,9 +324,16 @@ export class SessionStore {
    */
   async #revalidate (local: SessionRecord, named: readonly string[] = []): Promise<Loaded> {
     const own = addressesOf(local)
-    const addresses = [...own, ...named.filter((a) => !own.includes(a))]
-    const answers = await this.#reader.check(local.key, addresses)
+    let addresses = [...own, ...named.filter((a) => !own.includes(a))]
+    let answers = await this.#reader.check(local.key, addresses)
     const results = answers.slice(0, own.length)
+    // A node missed (the local copy is about to be stored again) or failed (the rest decide):
+    // not before the session's other possible nodes say it has not ended.
+    const elsewhere = newest(answers)?.ended !== true && results.some(incomplete) ? await this.#endElsewhere(local.key, addresses) : undefined
+    if (elsewhere !== undefined) {
+      addresses = [...addresses, ...elsewhere.addresses]
+      answers = [...answers, ...elsewhere.answers]
+    }
     if (this.#ended.has(local.key)) return { record: undefined, outcome: 'gone' }
     // A tombstone on any node asked comes first.
     const end = newest(answers)
@@ -350,16 +357,44 @@ export class SessionStore {
     return { record, outcome: 'miss-loaded' }
   }
 
+  /**
+   * Where else a session may hold its end, beyond `asked`: its first `replicas + 1` nodes in
+   * placement order (where it was placed, and where a failover moves it) and `also`. A logout
+   * writes its tombstones to the nodes its cookie and its sidecar's record name, and a session
+   * moved off a failing node after that cookie was issued has a live copy elsewhere: once a
+   * node both name restarts empty, a sidecar asking only its own nodes would find that copy
+   * and no tombstone, and store the ended session again (chaos seed 7); one that fails leaves
+   * the same copy to decide alone. Asked, with a plain read, only when a node of the session
+   * missed or failed: after a restart, an eviction or during an outage, not on every check.
+   */
+  async #endElsewhere (key: string, asked: readonly string[], also: readonly string[] = []): Promise<{ addresses: string[], answers: ReadResult[] } | undefined> {
+    const { pool } = this.#options
+    const addresses = [...new Set([...also, ...pool.ranked(key).slice(0, pool.replicas + 1)])].filter((a) => !asked.includes(a))
+    if (addresses.length === 0) return undefined
+    return { addresses, answers: await this.#reader.check(key, addresses, false) }
+  }
+
   async #read (cookie: CookieFields, local: SessionRecord | undefined, deadline: number): Promise<Loaded> {
-    const found = await this.#reader.read(cookie.key, addressesOf(cookie), cookie.version, deadline)
+    const named = addressesOf(cookie)
+    const found = await this.#reader.read(cookie.key, named, cookie.version, deadline)
     const { results } = found
     let best = found.best
     const failed = results.includes('error')
     if (failed) this.#options.metrics.failovers.inc()
+    // A node missed or failed, and a copy to serve from the rest (and store again there): not
+    // before the session's other possible nodes, the local record's among them, say it has not ended.
+    const elsewhere = best?.ended !== true && (results.some(incomplete) || results.length < found.asked) && (best !== undefined || local !== undefined)
+      ? await this.#endElsewhere(cookie.key, named, local === undefined ? [] : addressesOf(local))
+      : undefined
     // Destroyed on this node while the read was under way: do not cache it again.
     if (this.#ended.has(cookie.key)) return { record: undefined, outcome: 'gone' }
+    const end = elsewhere === undefined ? undefined : newest(elsewhere.answers)
+    if (elsewhere !== undefined && end?.ended === true) {
+      this.#endFound(cookie.key, [...named, ...elsewhere.addresses], end.version, [...results, ...elsewhere.answers])
+      return { record: undefined, outcome: 'gone' }
+    }
     if (best?.ended === true) {
-      this.#endFound(cookie.key, addressesOf(cookie), best.version, results)
+      this.#endFound(cookie.key, named, best.version, results)
       return { record: undefined, outcome: 'gone' }
     }
     // A concurrent request on this node may have stored a newer record while we read.
@@ -404,6 +439,11 @@ export class SessionStore {
     if (results.length < found.asked || results.some((r) => r === 'error' || r === null || r.version < version)) this.#restore(record, results.includes(null))
     return { record, outcome: stale ? 'stale' : 'miss-loaded' }
   }
+}
+
+/** A node's answer that cannot rule out a tombstone there: a miss (restarted empty, evicted) or a failure. */
+function incomplete (result: ReadResult): boolean {
+  return result === null || result === 'error'
 }
 
 /** The nodes a cookie or record names: primary, then backup if any. */

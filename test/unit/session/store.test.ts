@@ -222,11 +222,12 @@ t.test('a change of a session whose nodes answer does not rank the nodes (a hash
 })
 
 /** Counts a node's `gats` (the checks), how many are in flight at once, and slows each by `delayMs`: a memcached under load. */
-function slowChecks (node: MemcachedNode, delayMs: number): { total: number, inFlight: number, peak: number } {
+function slowChecks (node: MemcachedNode, delayMs: number, onCheck: (total: number) => void = () => {}): { total: number, inFlight: number, peak: number } {
   const seen = { total: 0, inFlight: 0, peak: 0 }
   const gats = node.gats.bind(node)
   node.gats = async (key) => {
     seen.total++
+    onCheck(seen.total)
     seen.peak = Math.max(seen.peak, ++seen.inFlight)
     try {
       await sleep(delayMs)
@@ -263,12 +264,15 @@ t.test('a node that fails again during its sweep stops it: the rest waits for it
   const cookies = await Promise.all(Array.from({ length: SWEPT }, async (_, i) => await login(r, { user: `u${i}` })))
   const address = cookies[0]?.primary as string
   const node = r.pool.node(address) as MemcachedNode
-  const checks = slowChecks(node, 50)
+  // Down again while the first batch is in flight: closed as its first check goes out (a
+  // batch's checks all go out in one tick), not when a poll notices, by which time the batch
+  // may have been answered and the next one sent.
+  let closing: Promise<void> | undefined
+  const checks = slowChecks(node, 50, (total) => { if (total === 1) closing = r.memcached.close() })
   await r.memcached.close()
   await r.memcached.listen(Number(address.split(':')[1]))
-  await until(() => checks.total > 0, 15_000, 'the sweep started')
-  // Down again while the first batch is in flight.
-  await r.memcached.close()
+  await until(() => closing !== undefined, 15_000, 'the sweep started')
+  await closing
   await until(() => checks.inFlight === 0 && node.down, 15_000, 'the first batch failed and the node is down')
   const afterFailure = checks.total
   t.ok(afterFailure <= BATCH, `only the first batch went out (${afterFailure})`)
@@ -405,4 +409,58 @@ t.test('revalidation asks the nodes the cookie names too when they are not the r
   t.equal(r.store.local(cookie.key), undefined, 'and the local copy is dropped')
   t.equal(await r.store.flush(2000), 0)
   t.match(await r.stored(cookie.key), { ended: true }, 'the node the session was on holds the tombstone too')
+})
+
+/**
+ * Chaos seed 7: a session moved off its failing primary P to B and S after its cookie (naming P
+ * and B) was issued; another sidecar ends it from that cookie, so its tombstones are on P and B
+ * only, and S keeps a live copy; then B restarts empty (or goes down). Resolves with the moved
+ * session's cookie.
+ */
+async function endedAfterAMove (t: Test, r: Rig, lose: 'restart' | 'down' = 'restart'): Promise<{ moved: CookieFields, spare: string }> {
+  const cookie = await login(r, { user: 'ada' })
+  const { primary, backup } = cookie
+  const spare = r.pool.placement.find((a) => a !== primary && a !== backup) as string
+  const port = r.server(primary).port
+  await r.server(primary).close()
+  const applied = r.store.apply(r.store.local(cookie.key), cookie.version, { set: undefined, merge: { page: 1 }, regenerate: false })
+  await applied?.written
+  await r.store.flush(2000)
+  const record = r.store.local(cookie.key) as SessionRecord
+  t.same([record.primary, record.backup], [backup, spare], 'the change moved the session to the backup and the spare node')
+  await r.server(primary).listen(port)
+  await r.sibling().destroyByCookie({ ...cookie, version: record.version })
+  const onSpare = await (r.pool.node(spare) as MemcachedNode).gets(`sess:${cookie.key}`)
+  t.match(onSpare === undefined ? undefined : SEAL.open(`sess:${cookie.key}`, onSpare.value), { ended: false }, 'the spare node still holds a live copy: no cookie named it')
+  if (lose === 'restart') await (r.pool.node(backup as string) as MemcachedNode).delete(`sess:${cookie.key}`)
+  else await r.server(backup as string).close()
+  // The old primary answers again here (its backoff has passed).
+  await until(() => r.pool.node(primary)?.down === false, 5000, 'the old primary to be live again')
+  return { moved: { key: cookie.key, primary: record.primary, backup: record.backup, version: record.version }, spare }
+}
+
+t.test('a check that finds a node of the session empty asks its other possible nodes for a tombstone before storing the local copy again: a session ended from a cookie naming the nodes it was moved off stays ended', async (t) => {
+  const r = await rig(t, { spare: true })
+  const { moved, spare } = await endedAfterAMove(t, r)
+  r.clock.now += REVALIDATE_MS
+  const loaded = await r.store.load(moved, r.store.local(moved.key), r.deadline())
+  t.equal(loaded.outcome, 'gone', 'the old primary\'s tombstone ends the session')
+  t.equal(await r.store.flush(2000), 0)
+  const onSpare = await (r.pool.node(spare) as MemcachedNode).gets(`sess:${moved.key}`)
+  t.match(onSpare === undefined ? undefined : SEAL.open(`sess:${moved.key}`, onSpare.value), { ended: true }, 'and the spare node gets the tombstone over its live copy')
+})
+
+t.test('a read that finds a node of the session empty asks its other possible nodes for a tombstone before serving a copy found on the rest', async (t) => {
+  const r = await rig(t, { spare: true })
+  const { moved } = await endedAfterAMove(t, r)
+  const loaded = await r.sibling().load(moved, undefined, r.deadline())
+  t.equal(loaded.outcome, 'gone', 'a sidecar with no copy of its own does not serve the spare node\'s live copy')
+})
+
+t.test('so does a check that finds a node of the session down: the live copy left on the rest does not decide alone', async (t) => {
+  const r = await rig(t, { spare: true })
+  const { moved } = await endedAfterAMove(t, r, 'down')
+  r.clock.now += REVALIDATE_MS
+  const loaded = await r.store.load(moved, r.store.local(moved.key), r.deadline())
+  t.equal(loaded.outcome, 'gone', 'the old primary\'s tombstone ends the session')
 })
