@@ -6,7 +6,7 @@ import type { CookieFields } from './cookie.js'
 import { encodeObject, mergePatch, parseStored, type SessionObject } from './data.js'
 import { keyHash, mintKey } from './key.js'
 import { CopyReader, newest, type ReadResult } from './reader.js'
-import { withState, type SessionRecord } from './record.js'
+import { withState, type SessionRecord, type StoredCopy } from './record.js'
 import type { CopySeal } from './sealed-copy.js'
 import { SessionWriter, type WriteJob, type WriteKind, type WriteResult } from './writer.js'
 
@@ -228,9 +228,11 @@ export class SessionStore {
    * again; otherwise a second restart would leave no trace of the end for a sidecar still
    * caching the session, and a live copy would serve it to a sidecar that asks that node only.
    */
-  #endFound (key: string, addresses: readonly string[], version: number, results: readonly ReadResult[]): void {
+  #endFound (key: string, addresses: readonly string[], tombstone: StoredCopy, results: readonly ReadResult[]): void {
     this.#end(key)
-    if (results.length < addresses.length || results.some((r) => r === null || (r !== 'error' && !r.ended))) void this.#writer.end(key, addresses, version)
+    // The same mark, a destroy's or a regeneration's: a login sent again with the old cookie
+    // must find a regeneration's, as it would have on the node the tombstone was found on.
+    if (results.length < addresses.length || results.some((r) => r === null || (r !== 'error' && !r.ended))) void this.#writer.end(key, addresses, tombstone.version, tombstone.header)
   }
 
   /** Forgets a key here and keeps it from coming back: destroyed, regenerated, or gone. */
@@ -338,7 +340,7 @@ export class SessionStore {
     // A tombstone on any node asked comes first.
     const end = newest(answers)
     if (end?.ended === true) {
-      this.#endFound(local.key, addresses, end.version, answers)
+      this.#endFound(local.key, addresses, end, answers)
       return { record: undefined, outcome: 'gone' }
     }
     const found = newest(results)
@@ -390,11 +392,11 @@ export class SessionStore {
     if (this.#ended.has(cookie.key)) return { record: undefined, outcome: 'gone' }
     const end = elsewhere === undefined ? undefined : newest(elsewhere.answers)
     if (elsewhere !== undefined && end?.ended === true) {
-      this.#endFound(cookie.key, [...named, ...elsewhere.addresses], end.version, [...results, ...elsewhere.answers])
+      this.#endFound(cookie.key, [...named, ...elsewhere.addresses], end, [...results, ...elsewhere.answers])
       return { record: undefined, outcome: 'gone' }
     }
     if (best?.ended === true) {
-      this.#endFound(cookie.key, named, best.version, results)
+      this.#endFound(cookie.key, named, best, results)
       return { record: undefined, outcome: 'gone' }
     }
     // A concurrent request on this node may have stored a newer record while we read.

@@ -170,13 +170,14 @@ export class SessionWriter {
   /**
    * Ends a session: a tombstone at `version` or above on every node at `addresses`. Resolves
    * when the first address (the primary) has taken it or could not; tombstones a node cannot
-   * take now are retried until no sidecar could serve the key any more. Never rejects.
+   * take now are retried until no sidecar could serve the key any more. `data`: a tombstone's
+   * mark (a destroy's by default; a regeneration's when copying one found). Never rejects.
    */
-  end (key: string, addresses: readonly string[], version: number): Promise<void> {
+  end (key: string, addresses: readonly string[], version: number, data: string = TOMBSTONE_DATA): Promise<void> {
     this.#takeFailed(key)
     this.#waiting.delete(key)
     return this.#enqueue(key, async () => {
-      const ends = addresses.map(async (address) => await this.#endCopy(key, address, version))
+      const ends = addresses.map(async (address) => await this.#endCopy(key, address, version, endMark(data)))
       await ends[0]
       void Promise.all(ends)
     })

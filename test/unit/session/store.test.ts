@@ -283,6 +283,12 @@ t.test('a node that fails again during its sweep stops it: the rest waits for it
 
 const SEAL = new CopySeal(['store-unit-test-secret-0123'], true)
 
+/** What the node at `address` holds for a key, opened; undefined for a miss. */
+async function copyAt (r: Rig, address: string, key: string): Promise<StoredCopy | undefined> {
+  const hit = await (r.pool.node(address) as MemcachedNode).gets(`sess:${key}`)
+  return hit === undefined ? undefined : SEAL.open(`sess:${key}`, hit.value)
+}
+
 /**
  * A session on a primary and a backup (a spare node beside them); the backup hangs (frozen) while
  * a change is stored on the primary, another sidecar's logout then puts its tombstone on the
@@ -372,6 +378,25 @@ t.test('a logout after a regeneration marks the old key destroyed: a login sent 
   t.equal(await relogin(other, cookie), undefined, 'the destroy won over the earlier regeneration\'s mark')
 })
 
+t.test('a check that finds a regeneration\'s tombstone copies it as a regeneration\'s: a login sent again later with the old cookie keeps its new key', async (t) => {
+  const r = await rig(t, { backup: true })
+  const cookie = await login(r, { user: 'ada' })
+  const checker = r.sibling()
+  const retrier = r.sibling()
+  await checker.load(cookie, undefined, r.deadline())
+  await retrier.load(cookie, undefined, r.deadline())
+  t.ok(await relogin(r.store, cookie), 'the first login\'s new key is live')
+  // The old key's backup restarts empty: the checker's next check copies the tombstone there.
+  await (r.pool.node(cookie.backup as string) as MemcachedNode).delete(`sess:${cookie.key}`)
+  r.clock.now += REVALIDATE_MS
+  t.equal((await checker.load(cookie, checker.local(cookie.key), r.deadline())).outcome, 'gone', 'the check finds the old key ended')
+  t.equal(await checker.flush(2000), 0)
+  t.ok(await relogin(retrier, cookie), 'the login sent again keeps its new key')
+  const regenerated = { ended: true, header: Buffer.from('{"regenerated":true}').toString('base64url') }
+  t.match(await copyAt(r, cookie.primary, cookie.key), regenerated, 'the old key\'s primary holds a regeneration\'s tombstone')
+  t.match(await copyAt(r, cookie.backup as string, cookie.key), regenerated, 'and so does its backup')
+})
+
 t.test('a wall-clock step does not move freshness: a session ended elsewhere is found at the next check although Date.now jumped back 60 s', async (t) => {
   const r = await rig(t, { realClock: true, revalidateMs: 100 })
   const cookie = await login(r, { user: 'ada' })
@@ -430,8 +455,7 @@ async function endedAfterAMove (t: Test, r: Rig, lose: 'restart' | 'down' = 'res
   t.same([record.primary, record.backup], [backup, spare], 'the change moved the session to the backup and the spare node')
   await r.server(primary).listen(port)
   await r.sibling().destroyByCookie({ ...cookie, version: record.version })
-  const onSpare = await (r.pool.node(spare) as MemcachedNode).gets(`sess:${cookie.key}`)
-  t.match(onSpare === undefined ? undefined : SEAL.open(`sess:${cookie.key}`, onSpare.value), { ended: false }, 'the spare node still holds a live copy: no cookie named it')
+  t.match(await copyAt(r, spare, cookie.key), { ended: false }, 'the spare node still holds a live copy: no cookie named it')
   if (lose === 'restart') await (r.pool.node(backup as string) as MemcachedNode).delete(`sess:${cookie.key}`)
   else await r.server(backup as string).close()
   // The old primary answers again here (its backoff has passed).
@@ -446,8 +470,7 @@ t.test('a check that finds a node of the session empty asks its other possible n
   const loaded = await r.store.load(moved, r.store.local(moved.key), r.deadline())
   t.equal(loaded.outcome, 'gone', 'the old primary\'s tombstone ends the session')
   t.equal(await r.store.flush(2000), 0)
-  const onSpare = await (r.pool.node(spare) as MemcachedNode).gets(`sess:${moved.key}`)
-  t.match(onSpare === undefined ? undefined : SEAL.open(`sess:${moved.key}`, onSpare.value), { ended: true }, 'and the spare node gets the tombstone over its live copy')
+  t.match(await copyAt(r, spare, moved.key), { ended: true }, 'and the spare node gets the tombstone over its live copy')
 })
 
 t.test('a read that finds a node of the session empty asks its other possible nodes for a tombstone before serving a copy found on the rest', async (t) => {
