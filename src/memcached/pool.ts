@@ -129,8 +129,8 @@ export class NodePool {
 
   /**
    * The configured nodes in rendezvous (highest random weight) order for a key. Only new
-   * sessions and relocations pay for this, never a request or a change of an existing session
-   * whose nodes answer.
+   * sessions, relocations and reads or checks that found a node of the session empty or
+   * failing pay for this, never a hit or a change of a session whose nodes answer.
    */
   ranked (key: string): string[] {
     return this.#placement

@@ -46,17 +46,38 @@ export class CopyReader {
 
   /**
    * The revalidation read: one `gats` per node (the copy, and its TTL refreshed), all at once.
-   * Down-marked nodes are not waited on: the caller holds a local copy to serve. `refresh`
-   * false: a plain `gets`, for nodes asked only whether they hold a tombstone (a live copy
-   * left there must not have its life extended).
+   * Down-marked nodes are not waited on: the caller holds a local copy to serve.
    */
-  async check (key: string, addresses: readonly string[], refresh = true): Promise<ReadResult[]> {
+  async check (key: string, addresses: readonly string[]): Promise<ReadResult[]> {
     const mkey = this.#options.keyPrefix + key
     return await Promise.all(addresses.map(async (address): Promise<ReadResult> => {
       const node = this.#options.pool.node(address)
       if (node === undefined || node.down) return 'error'
-      return await (refresh ? node.gats(mkey) : node.gets(mkey)).then((hit) => hit === undefined ? null : this.#opened(key, address, hit), () => 'error' as const)
+      return await node.gats(mkey).then((hit) => hit === undefined ? null : this.#opened(key, address, hit), () => 'error' as const)
     }))
+  }
+
+  /**
+   * Asks nodes that are not the session's own whether they hold a tombstone: a plain `gets`
+   * (a live copy left there keeps its TTL, is not resealed, and is not remembered for writes),
+   * failing nodes skipped, and nothing waited for past `deadline` (answers due by then are 'error').
+   */
+  async probe (key: string, addresses: readonly string[], deadline: number | undefined): Promise<ReadResult[]> {
+    const mkey = this.#options.keyPrefix + key
+    let timer: NodeJS.Timeout | undefined
+    const late = deadline === undefined
+      ? undefined
+      : new Promise<'error'>((resolve) => { timer = setTimeout(resolve, Math.max(0, deadline - this.#options.now()), 'error') })
+    try {
+      return await Promise.all(addresses.map(async (address): Promise<ReadResult> => {
+        const node = this.#options.pool.node(address)
+        if (node === undefined || node.failing) return 'error'
+        const answer = node.gets(mkey).then((hit) => hit === undefined ? null : this.#options.seal.open(mkey, hit.value) ?? null, () => 'error' as const)
+        return await (late === undefined ? answer : Promise.race([answer, late]))
+      }))
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   /**

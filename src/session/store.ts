@@ -8,7 +8,7 @@ import { keyHash, mintKey } from './key.js'
 import { CopyReader, newest, type ReadResult } from './reader.js'
 import { withState, type SessionRecord, type StoredCopy } from './record.js'
 import type { CopySeal } from './sealed-copy.js'
-import { SessionWriter, type WriteJob, type WriteKind, type WriteResult } from './writer.js'
+import { endOf, SessionWriter, type WriteJob, type WriteKind, type WriteResult } from './writer.js'
 
 // What a cached session costs beyond its data's characters: bench/heap.ts measures 2,434 to
 // 2,827 bytes of heap per 1 KB session (1,366 characters of data) from 10k to 447k sessions.
@@ -145,7 +145,7 @@ export class SessionStore {
   async load (cookie: CookieFields, local: SessionRecord | undefined, deadline: number): Promise<Loaded> {
     // Destroyed or regenerated here: nothing to ask memcached.
     if (this.#ended.has(cookie.key)) return { record: undefined, outcome: 'gone' }
-    if (local !== undefined && local.acceptedVersion >= cookie.version) return await this.#revalidate(local, addressesOf(cookie))
+    if (local !== undefined && local.acceptedVersion >= cookie.version) return await this.#revalidate(local, addressesOf(cookie), deadline)
     return await this.#read(cookie, local, deadline)
   }
 
@@ -227,12 +227,14 @@ export class SessionStore {
    * restart, empty) or holds a live copy gets the tombstone too, as a lost live copy is stored
    * again; otherwise a second restart would leave no trace of the end for a sidecar still
    * caching the session, and a live copy would serve it to a sidecar that asks that node only.
+   * The mark copied is a destroy's if any tombstone found is one, else a regeneration's: a login
+   * sent again with the old cookie must find what it would have found where the end was read.
    */
-  #endFound (key: string, addresses: readonly string[], tombstone: StoredCopy, results: readonly ReadResult[]): void {
+  #endFound (key: string, addresses: readonly string[], tombstone: StoredCopy, answers: readonly ReadResult[]): void {
     this.#end(key)
-    // The same mark, a destroy's or a regeneration's: a login sent again with the old cookie
-    // must find a regeneration's, as it would have on the node the tombstone was found on.
-    if (results.length < addresses.length || results.some((r) => r === null || (r !== 'error' && !r.ended))) void this.#writer.end(key, addresses, tombstone.version, tombstone.header)
+    if (answers.length >= addresses.length && !answers.some((r) => r === null || (r !== 'error' && !r.ended))) return
+    const tombstones = [tombstone, ...answers.filter((r): r is StoredCopy => r !== null && r !== 'error' && r.ended)]
+    void this.#writer.end(key, addresses, Math.max(...tombstones.map((t) => t.version)), endOf(tombstones))
   }
 
   /** Forgets a key here and keeps it from coming back: destroyed, regenerated, or gone. */
@@ -322,25 +324,21 @@ export class SessionStore {
    * relocates after the response): a sidecar that ended the session from that cookie wrote its
    * tombstones there, and the node this sidecar moved the session to has none. They are asked
    * too, for a tombstone only (chaos seed 8: an ended session served again once the one node of
-   * both sets was lost).
+   * both sets was lost). When one of its own nodes missed or failed, so are the session's other
+   * possible nodes (#elsewhere), within `deadline` when a request waits.
    */
-  async #revalidate (local: SessionRecord, named: readonly string[] = []): Promise<Loaded> {
+  async #revalidate (local: SessionRecord, named: readonly string[] = [], deadline?: number): Promise<Loaded> {
     const own = addressesOf(local)
-    let addresses = [...own, ...named.filter((a) => !own.includes(a))]
-    let answers = await this.#reader.check(local.key, addresses)
+    const asked = [...own, ...named.filter((a) => !own.includes(a))]
+    const answers = await this.#reader.check(local.key, asked)
     const results = answers.slice(0, own.length)
-    // A node missed (the local copy is about to be stored again) or failed (the rest decide):
-    // not before the session's other possible nodes say it has not ended.
-    const elsewhere = newest(answers)?.ended !== true && results.some(incomplete) ? await this.#endElsewhere(local.key, addresses) : undefined
-    if (elsewhere !== undefined) {
-      addresses = [...addresses, ...elsewhere.addresses]
-      answers = [...answers, ...elsewhere.answers]
-    }
+    // A node missed (the local copy is about to be stored again) or failed (the rest decide).
+    const elsewhere = newest(answers)?.ended !== true && results.some(incomplete) ? await this.#elsewhere(local.key, asked, [], deadline) : NOWHERE
     if (this.#ended.has(local.key)) return { record: undefined, outcome: 'gone' }
     // A tombstone on any node asked comes first.
-    const end = newest(answers)
+    const end = newest([...answers, ...elsewhere.answers])
     if (end?.ended === true) {
-      this.#endFound(local.key, addresses, end, answers)
+      this.#endFound(local.key, [...asked, ...elsewhere.addresses], end, [...answers, ...elsewhere.answers])
       return { record: undefined, outcome: 'gone' }
     }
     const found = newest(results)
@@ -360,20 +358,22 @@ export class SessionStore {
   }
 
   /**
-   * Where else a session may hold its end, beyond `asked`: its first `replicas + 1` nodes in
-   * placement order (where it was placed, and where a failover moves it) and `also`. A logout
-   * writes its tombstones to the nodes its cookie and its sidecar's record name, and a session
-   * moved off a failing node after that cookie was issued has a live copy elsewhere: once a
-   * node both name restarts empty, a sidecar asking only its own nodes would find that copy
-   * and no tombstone, and store the ended session again (chaos seed 7); one that fails leaves
-   * the same copy to decide alone. Asked, with a plain read, only when a node of the session
-   * missed or failed: after a restart, an eviction or during an outage, not on every check.
+   * The session's other possible nodes, beyond `asked`: its first `replicas + 1` in placement
+   * order (where it was placed, and where a failover moves it) and `also`, asked for what they
+   * hold (those that hold something are returned) when one of its nodes missed or failed. A
+   * session moved off a failing node after its cookie was issued keeps a live copy where a
+   * logout made from that cookie wrote no tombstone; once the node both name is lost, that
+   * copy must not decide alone (chaos seed 7).
    */
-  async #endElsewhere (key: string, asked: readonly string[], also: readonly string[] = []): Promise<{ addresses: string[], answers: ReadResult[] } | undefined> {
+  async #elsewhere (key: string, asked: readonly string[], also: readonly string[], deadline: number | undefined): Promise<Elsewhere> {
     const { pool } = this.#options
-    const addresses = [...new Set([...also, ...pool.ranked(key).slice(0, pool.replicas + 1)])].filter((a) => !asked.includes(a))
-    if (addresses.length === 0) return undefined
-    return { addresses, answers: await this.#reader.check(key, addresses, false) }
+    const others = [...new Set([...also, ...pool.ranked(key).slice(0, pool.replicas + 1)])].filter((a) => !asked.includes(a))
+    const answers = await this.#reader.probe(key, others, deadline)
+    const holding = others.flatMap((address, i) => {
+      const answer = answers[i]
+      return answer === undefined || answer === null || answer === 'error' ? [] : [{ address, answer }]
+    })
+    return { addresses: holding.map((h) => h.address), answers: holding.map((h) => h.answer) }
   }
 
   async #read (cookie: CookieFields, local: SessionRecord | undefined, deadline: number): Promise<Loaded> {
@@ -383,15 +383,14 @@ export class SessionStore {
     let best = found.best
     const failed = results.includes('error')
     if (failed) this.#options.metrics.failovers.inc()
-    // A node missed or failed, and a copy to serve from the rest (and store again there): not
-    // before the session's other possible nodes, the local record's among them, say it has not ended.
+    // A node missed or failed, and a copy to serve from the rest (and store again there).
     const elsewhere = best?.ended !== true && (results.some(incomplete) || results.length < found.asked) && (best !== undefined || local !== undefined)
-      ? await this.#endElsewhere(cookie.key, named, local === undefined ? [] : addressesOf(local))
-      : undefined
+      ? await this.#elsewhere(cookie.key, named, local === undefined ? [] : addressesOf(local), deadline)
+      : NOWHERE
     // Destroyed on this node while the read was under way: do not cache it again.
     if (this.#ended.has(cookie.key)) return { record: undefined, outcome: 'gone' }
-    const end = elsewhere === undefined ? undefined : newest(elsewhere.answers)
-    if (elsewhere !== undefined && end?.ended === true) {
+    const end = newest(elsewhere.answers)
+    if (end?.ended === true) {
       this.#endFound(cookie.key, [...named, ...elsewhere.addresses], end, [...results, ...elsewhere.answers])
       return { record: undefined, outcome: 'gone' }
     }
@@ -442,6 +441,13 @@ export class SessionStore {
     return { record, outcome: stale ? 'stale' : 'miss-loaded' }
   }
 }
+
+/** What the session's other possible nodes hold, those that hold anything. */
+interface Elsewhere {
+  readonly addresses: readonly string[]
+  readonly answers: readonly StoredCopy[]
+}
+const NOWHERE: Elsewhere = { addresses: [], answers: [] }
 
 /** A node's answer that cannot rule out a tombstone there: a miss (restarted empty, evicted) or a failure. */
 function incomplete (result: ReadResult): boolean {

@@ -177,9 +177,10 @@ export class SessionWriter {
     this.#takeFailed(key)
     this.#waiting.delete(key)
     return this.#enqueue(key, async () => {
-      const ends = addresses.map(async (address) => await this.#endCopy(key, address, version, endMark(data)))
-      await ends[0]
-      void Promise.all(ends)
+      const [first, ...rest] = addresses.map(async (address) => await this.#endCopy(key, address, version, endMark(data)))
+      // The other nodes' tombstones are not waited for, but flush() (a shutdown) waits for them.
+      for (const other of rest) this.#detach(other.then(() => undefined))
+      await first
     })
   }
 
@@ -240,12 +241,14 @@ export class SessionWriter {
     // new key must not log the user out. A change another sidecar stored on the old key
     // meanwhile (the copy the tombstone replaced is newer than this node's) is carried over.
     const old = job.replaces
+    // The old key's other nodes get their tombstones outside this key's queue: a hung backup of
+    // the old key must not hold up the new key's next writes (chaos seed 7: a change answered
+    // after a login waited a second for the old key's frozen backup, and another sidecar read
+    // the copy before it).
+    for (const a of old.addresses.slice(1)) this.#detach(this.#endCopy(old.key, a, old.version, REGENERATED).then(() => undefined))
     const [result, first] = await Promise.all([
       this.#store(job),
-      this.#endCopy(old.key, old.addresses[0] as string, old.version, REGENERATED).then(async (first) => {
-        await Promise.all(old.addresses.slice(1).map(async (a) => await this.#endCopy(old.key, a, old.version, REGENERATED)))
-        return first
-      })
+      this.#endCopy(old.key, old.addresses[0] as string, old.version, REGENERATED)
     ])
     if (result === undefined) return result
     if (first.state === 'regenerated-before') this.#options.log.debug({ session: keyHash(old.key) }, 'session was already regenerated (a login sent again): the new key stands')
@@ -829,6 +832,11 @@ interface PendingDelete {
   readonly until: number
   /** A tombstone's data (a destroy's or a regeneration's); undefined for a delete. */
   readonly data?: string
+}
+
+/** The mark of a key's end, from the tombstones found of it: a destroy's wins over a regeneration's. */
+export function endOf (tombstones: readonly StoredCopy[]): string {
+  return tombstones.some((t) => endMark(t.header) === TOMBSTONE_DATA) ? TOMBSTONE_DATA : REGENERATED
 }
 
 /** Two tombstones of one key on one node: a destroy's wins over a regeneration's. */

@@ -487,3 +487,75 @@ t.test('so does a check that finds a node of the session down: the live copy lef
   const loaded = await r.store.load(moved, r.store.local(moved.key), r.deadline())
   t.equal(loaded.outcome, 'gone', 'the old primary\'s tombstone ends the session')
 })
+
+t.test('a check whose nodes both answer asks no other node; one that finds a node empty asks the others with a plain read, no TTL refreshed there', async (t) => {
+  const r = await rig(t, { spare: true })
+  const cookie = await login(r, { user: 'ada' })
+  const spare = r.pool.placement.find((a) => a !== cookie.primary && a !== cookie.backup) as string
+  const node = r.pool.node(spare) as MemcachedNode
+  const sent: string[] = []
+  const gets = node.gets.bind(node)
+  const gats = node.gats.bind(node)
+  node.gets = async (key) => { sent.push('gets'); return await gets(key) }
+  node.gats = async (key) => { sent.push('gats'); return await gats(key) }
+  r.clock.now += REVALIDATE_MS
+  t.equal((await r.store.load(cookie, r.store.local(cookie.key), r.deadline())).outcome, 'miss-loaded')
+  t.same(sent, [], 'nothing sent to the spare node while the session\'s nodes hold it')
+  await (r.pool.node(cookie.backup as string) as MemcachedNode).delete(`sess:${cookie.key}`)
+  r.clock.now += REVALIDATE_MS
+  t.equal((await r.store.load(cookie, r.store.local(cookie.key), r.deadline())).outcome, 'miss-loaded', 'the lost copy found nowhere else ended: the session is served')
+  t.same(sent, ['gets'], 'the backup\'s miss: one plain read of the spare node')
+  t.equal(await r.store.flush(2000), 0)
+  t.match(await copyAt(r, cookie.backup as string, cookie.key), { ended: false, version: 1 }, 'and the backup\'s copy is stored again')
+})
+
+t.test('a destroy\'s tombstone wins over a regeneration\'s when a check finds both: the mark copied is the destroy\'s', async (t) => {
+  const r = await rig(t, { backup: true })
+  const cookie = await login(r, { user: 'ada' })
+  const regenerated = Buffer.from('{"regenerated":true}').toString('base64url')
+  const backup = r.pool.node(cookie.backup as string) as MemcachedNode
+  const primary = r.pool.node(cookie.primary) as MemcachedNode
+  const mkey = `sess:${cookie.key}`
+  // The primary holds a regeneration's tombstone, the backup a destroy's: a logout after the login, its tombstone landed on the backup only.
+  const onPrimary = await primary.gets(mkey)
+  const onBackup = await backup.gets(mkey)
+  t.ok(onPrimary !== undefined && await primary.cas(mkey, SEAL.seal(mkey, { version: 2, header: regenerated, ended: true }), onPrimary.cas))
+  t.ok(onBackup !== undefined && await backup.cas(mkey, SEAL.seal(mkey, { version: 3, header: 'e30', ended: true }), onBackup.cas))
+  // A third node of the session's (a cookie that names it) missed: the check writes the tombstone there.
+  const other = new EmbeddedMemcached()
+  const port = await other.listen()
+  t.teardown(() => other.close())
+  const third = `127.0.0.1:${port}`
+  r.clock.now += REVALIDATE_MS
+  const loaded = await r.store.load({ ...cookie, primary: third, backup: undefined }, r.store.local(cookie.key), r.deadline())
+  t.equal(loaded.outcome, 'gone')
+  t.equal(await r.store.flush(2000), 0)
+  t.match(await copyAt(r, third, cookie.key), { ended: true, header: 'e30' }, 'the node that missed gets a destroy\'s tombstone')
+  t.match(await copyAt(r, cookie.primary, cookie.key), { ended: true, header: 'e30' }, 'and the primary\'s becomes one')
+})
+
+t.test('a login whose old key\'s backup hangs does not hold up the new key\'s next change: that tombstone is written outside the new key\'s queue', async (t) => {
+  const r = await rig(t, { backup: true })
+  const cookie = await login(r, { user: 'ada' })
+  const oldKey = `sess:${cookie.key}`
+  const backup = r.pool.node(cookie.backup as string) as MemcachedNode
+  let release: () => void = () => {}
+  const released = new Promise<void>((resolve) => { release = resolve })
+  t.teardown(() => { release() })
+  // Only the old key hangs there (a frozen node, as far as that key is concerned).
+  for (const command of ['gets', 'cas', 'add'] as const) {
+    const real = (backup[command] as (...args: unknown[]) => Promise<unknown>).bind(backup)
+    Object.assign(backup, { [command]: async (...args: unknown[]) => { if (args[0] === oldKey) await released; return await real(...args) } })
+  }
+  const loggedIn = r.store.apply(r.store.local(cookie.key), cookie.version, { set: undefined, merge: { login: true }, regenerate: true })
+  if (loggedIn === undefined) throw new Error('a change expected')
+  await loggedIn.written
+  const next = r.store.apply(loggedIn.record, loggedIn.record.version, { set: undefined, merge: { page: 2 }, regenerate: false })
+  // A failure detector, not a wait: on success the change lands at once.
+  const landed = await Promise.race([next?.written?.then(() => true), sleep(3000).then(() => false)])
+  t.ok(landed, 'the new key\'s next change is stored while the old key\'s backup still hangs')
+  t.match(await copyAt(r, loggedIn.record.primary, loggedIn.record.key), { version: loggedIn.record.version + 1, ended: false }, 'at its next version')
+  release()
+  t.equal(await r.store.flush(2000), 0, 'and the old key\'s tombstone lands once the backup answers')
+  t.match(await copyAt(r, cookie.backup as string, cookie.key), { ended: true })
+})
