@@ -80,6 +80,13 @@ export class UpdateApplier {
     if (!this.#options.sync || applied.written === undefined) return undefined
     const written = applied.record
     return withTimeout(applied.written, budget.left(state)).then(() => {
+      // Ended while it was stored (a login whose old key a logout elsewhere had ended: the
+      // logout wins, and its new key ended too): the cookie goes, as after a destroy.
+      if (store.ended(written.key)) {
+        state.ended = true
+        state.record = undefined
+        return
+      }
       // A conflict may have given the write a higher version or other nodes: say so.
       const now = store.local(written.key)
       if (now !== undefined && now !== written && now.version >= written.version) state.record = now

@@ -133,6 +133,11 @@ export class SessionStore {
     return this.#cache.get(key)
   }
 
+  /** True when a key was destroyed or regenerated here, or found ended, within a tombstone's lifetime. */
+  ended (key: string): boolean {
+    return this.#ended.has(key)
+  }
+
   /** True when the local record may be served for this cookie without asking memcached. */
   fresh (record: SessionRecord, cookieVersion: number, now: number): boolean {
     return record.acceptedVersion >= cookieVersion && now - record.checkedAt < this.#options.revalidateMs

@@ -511,13 +511,16 @@ t.test('a login sent again with the old cookie, its first answer lost, gets a se
     // The browser sends the login again with the cookie it still holds; B answers.
     const again = await user.get(b.url, `/login?merge=${q({ user: 'ada' })}&regenerate=1`)
     t.equal(again.status, 200)
-    const sid = user.sid as string
-    t.not(keyOf(sid), keyOf(old), 'a new key')
-    const next = await user.get(b.url, '/')
-    const [, , primary] = fields(sid)
     if (logoutFirst) {
-      t.equal(next.body.session, undefined, 'after a logout, the login sent with the old cookie ends with it')
+      // write: sync: the response waited for the new key's write, which found the logout.
+      t.equal(user.sid, undefined, 'after a logout, the login sent with the old cookie ends with it: its response clears the cookie')
+      t.equal((await user.get(b.url, '/')).body.session, undefined, 'and the next request has no session')
+      t.equal((await replay(a, old)).session, undefined, 'nor does the old cookie, on either sidecar')
     } else {
+      const sid = user.sid as string
+      t.not(keyOf(sid), keyOf(old), 'a new key')
+      const next = await user.get(b.url, '/')
+      const [, , primary] = fields(sid)
       t.same(next.body.session, { user: 'ada' }, 'the next request has the session: the earlier regeneration was not a logout')
       t.equal(keyOf(user.sid as string), keyOf(sid), 'under the key the second login gave')
       t.ok(isLive(await nodeAt(primary).copy(keyOf(sid))), 'stored live on its primary')
