@@ -239,7 +239,7 @@ export class SessionStore {
     this.#end(key)
     if (answers.length >= addresses.length && !answers.some((r) => r === null || (r !== 'error' && !r.ended))) return
     const tombstones = [tombstone, ...answers.filter((r): r is StoredCopy => r !== null && r !== 'error' && r.ended)]
-    void this.#writer.end(key, addresses, Math.max(...tombstones.map((t) => t.version)), endOf(tombstones))
+    void this.#writer.end(key, addresses, Math.max(...tombstones.map((t) => t.version)), endOf(tombstones.map((t) => t.header)))
   }
 
   /** Forgets a key here and keeps it from coming back: destroyed, regenerated, or gone. */

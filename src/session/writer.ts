@@ -179,7 +179,7 @@ export class SessionWriter {
     return this.#enqueue(key, async () => {
       const [first, ...rest] = addresses.map(async (address) => await this.#endCopy(key, address, version, endMark(data)))
       // The other nodes' tombstones are not waited for, but flush() (a shutdown) waits for them.
-      for (const other of rest) this.#detach(other.then(() => undefined))
+      for (const other of rest) this.#detach(other)
       await first
     })
   }
@@ -245,7 +245,7 @@ export class SessionWriter {
     // the old key must not hold up the new key's next writes (chaos seed 7: a change answered
     // after a login waited a second for the old key's frozen backup, and another sidecar read
     // the copy before it).
-    for (const a of old.addresses.slice(1)) this.#detach(this.#endCopy(old.key, a, old.version, REGENERATED).then(() => undefined))
+    for (const a of old.addresses.slice(1)) this.#detach(this.#endCopy(old.key, a, old.version, REGENERATED))
     const [result, first] = await Promise.all([
       this.#store(job),
       this.#endCopy(old.key, old.addresses[0] as string, old.version, REGENERATED)
@@ -356,12 +356,12 @@ export class SessionWriter {
     }
   }
 
-  /** Tracks a write that runs outside its key's queue, so `pending` and `flush()` see it. */
-  #detach (write: Promise<void>): void {
+  /** Tracks a write that runs outside its key's queue (a backup's copy, a tombstone beyond the primary), so `pending` and `flush()` see it. */
+  #detach (write: Promise<unknown>): void {
     this.#pending++
     this.#options.metrics.pendingWrites.inc()
-    const settled: Promise<void> = write.catch((err: unknown) => {
-      this.#options.log.error({ err: { type: (err as Error).name, message: (err as Error).message }, code: codes.SESSION_WRITE_FAILED }, 'a backup copy write failed unexpectedly')
+    const settled: Promise<void> = write.then(() => undefined, (err: unknown) => {
+      this.#options.log.error({ err: { type: (err as Error).name, message: (err as Error).message }, code: codes.SESSION_WRITE_FAILED }, 'a write outside its session\'s queue (backup copy or tombstone) failed unexpectedly')
     }).finally(() => {
       this.#pending--
       this.#options.metrics.pendingWrites.dec()
@@ -543,7 +543,7 @@ export class SessionWriter {
       await this.#writeCopy(node, mkey, job, undefined, (copy) => { before = copy })
       // Known ended here either way: written again if the node comes back empty.
       const id = `${address} ${key}`
-      this.#ends.set(id, { key, address, upTo: version, until: performance.now() + this.#options.tombstoneTtl * 1000, data: endData(this.#ends.get(id)?.data, data) })
+      this.#ends.set(id, { key, address, upTo: version, until: performance.now() + this.#options.tombstoneTtl * 1000, data: endOf([this.#ends.get(id)?.data, data]) })
       if (before?.ended === true) return { state: before.header === REGENERATED ? 'regenerated-before' : 'ended-before' }
       return before === undefined ? { state: 'ended' } : { state: 'ended', live: before }
     } catch (err) {
@@ -600,7 +600,7 @@ export class SessionWriter {
   #pend (pending: Map<string, PendingDelete>, key: string, address: string, upTo: number, liveMs: number, data?: string): void {
     const id = `${address} ${key}`
     const earlier = pending.get(id)
-    pending.set(id, { key, address, upTo: Math.max(upTo, earlier?.upTo ?? 0), until: performance.now() + liveMs, data: data === undefined ? undefined : endData(earlier?.data, data) })
+    pending.set(id, { key, address, upTo: Math.max(upTo, earlier?.upTo ?? 0), until: performance.now() + liveMs, data: data === undefined ? undefined : endOf([earlier?.data, data]) })
     this.#scheduleRetry()
   }
 
@@ -834,12 +834,10 @@ interface PendingDelete {
   readonly data?: string
 }
 
-/** The mark of a key's end, from the tombstones found of it: a destroy's wins over a regeneration's. */
-export function endOf (tombstones: readonly StoredCopy[]): string {
-  return tombstones.some((t) => endMark(t.header) === TOMBSTONE_DATA) ? TOMBSTONE_DATA : REGENERATED
-}
-
-/** Two tombstones of one key on one node: a destroy's wins over a regeneration's. */
-function endData (earlier: string | undefined, later: string): string {
-  return earlier === TOMBSTONE_DATA ? TOMBSTONE_DATA : later
+/**
+ * The mark of a key's end from the marks seen of it (tombstones found, or one written before
+ * and this one): a destroy's wins over a regeneration's.
+ */
+export function endOf (marks: ReadonlyArray<string | undefined>): string {
+  return marks.some((m) => m !== undefined && endMark(m) === TOMBSTONE_DATA) ? TOMBSTONE_DATA : REGENERATED
 }
