@@ -51,6 +51,7 @@ export class MemcachedNode {
   #connectionsLost = 0
   #failingSince: number | undefined
   #probe: NodeJS.Timeout | undefined
+  #closed = false
   /** Backoff windows and idle time; command latencies are always measured on performance.now. */
   readonly #now: () => number
 
@@ -136,6 +137,7 @@ export class MemcachedNode {
   }
 
   close (): void {
+    this.#closed = true
     clearTimeout(this.#probe)
     this.#connection.close()
   }
@@ -143,17 +145,23 @@ export class MemcachedNode {
   /**
    * The connection ended: memcached may be restarting. A probe (`version`) a moment later
    * reconnects, so `onRecovered` fires as soon as it answers, whether or not anything else is
-   * sent to this node meanwhile; a failed probe marks the node down, and its backoff decides
-   * when the next command tries again.
+   * sent to this node meanwhile; a failed probe marks the node down and is tried again at the
+   * backoff's pace until one answers (a memcached still exiting refuses the first one, and
+   * its restart must be noticed without waiting for a request).
    */
   #lost (): void {
     this.#connectionLost = true
     this.#connectionsLost++
-    if (this.#probe !== undefined) return
+    this.#probeLater()
+  }
+
+  #probeLater (): void {
+    if (this.#probe !== undefined || this.#closed) return
     // Not before the backoff window ends: a dead node is probed at the backoff's pace.
     this.#probe = setTimeout(() => {
       this.#probe = undefined
-      if (this.#connectionLost) void this.probe()
+      if (!this.#connectionLost) return
+      void this.probe().then((answered) => { if (!answered && this.#connectionLost) this.#probeLater() })
     }, Math.max(BACKOFF_MIN_MS, this.#downUntil - this.#now()))
     this.#probe.unref()
   }

@@ -4,6 +4,8 @@ import { pino } from 'pino'
 import { parseAddress } from '../../../src/memcached/address.js'
 import { MemcachedNode } from '../../../src/memcached/node.js'
 import { LogCapture } from '../../helpers/sidecar.js'
+import { EmbeddedMemcached } from '../../../demo/embedded-memcached.js'
+import { until } from '../../../harness/index.js'
 
 // Issue 9: one backoff per outage, not per command. A node whose port refuses connections
 // (a memcached that is down): a burst of commands in flight fails together.
@@ -49,4 +51,23 @@ t.test('on a fake clock: the window ends on time, each failed probe after it dou
     t.notOk(node.down, 'not down once it ends: the next command is the probe')
   }
   t.same(backoffs, [500, 1000, 2000, 2000, 2000], 'doubling, capped at 2 s')
+})
+
+t.test('a node whose connection ended keeps probing at the backoff\'s pace until memcached is back: its restart is noticed with no request sent to it', async (t) => {
+  const memcached = new EmbeddedMemcached()
+  const port = await memcached.listen()
+  t.teardown(() => memcached.close())
+  const address = parseAddress(`127.0.0.1:${port}`)
+  if (address === undefined) throw new Error('address')
+  let recovered = 0
+  const node = new MemcachedNode(address, { timeoutMs: 500, ttl: 60, log: pino({ level: 'silent' }), ops: { observe () {}, forget () {} }, onRecovered: () => { recovered++ } })
+  t.teardown(() => node.close())
+  t.ok(await node.probe(), 'connected')
+  // memcached exits and stays away past the first probe (SIGTERM takes memcached ~2 s): that probe is refused.
+  await memcached.close()
+  await until(() => node.down, 5000, 'the first probe refused and the node marked down')
+  await memcached.listen(port)
+  await until(() => recovered > 0, 10_000, 'the node noticed as back without any command')
+  t.equal(recovered, 1, 'recovered once')
+  t.notOk(node.down, 'and no longer marked down')
 })
