@@ -60,7 +60,9 @@ export class CopyReader {
   /**
    * Asks nodes that are not the session's own whether they hold a tombstone: a plain `gets`
    * (a live copy left there keeps its TTL, is not resealed, and is not remembered for writes),
-   * failing nodes skipped, and nothing waited for past `deadline` (answers due by then are 'error').
+   * nodes inside a backoff window skipped, and nothing waited for past `deadline` (answers due
+   * by then are 'error'). A node whose window has ended is asked even before its recovery probe
+   * answers: that is when a node back from a restart may hold the only tombstone.
    */
   async probe (key: string, addresses: readonly string[], deadline: number | undefined): Promise<ReadResult[]> {
     const mkey = this.#options.keyPrefix + key
@@ -71,7 +73,7 @@ export class CopyReader {
     try {
       return await Promise.all(addresses.map(async (address): Promise<ReadResult> => {
         const node = this.#options.pool.node(address)
-        if (node === undefined || node.failing) return 'error'
+        if (node === undefined || node.down) return 'error'
         const answer = node.gets(mkey).then((hit) => hit === undefined ? null : this.#options.seal.open(mkey, hit.value) ?? null, () => 'error' as const)
         return await (late === undefined ? answer : Promise.race([answer, late]))
       }))
