@@ -71,7 +71,7 @@ export class UpdateApplier {
     } catch (err) {
       if (!(err instanceof RefusedUpdate)) throw err
       metrics.refusedUpdates.labels(err.reason).inc()
-      request.log.error({ code: codes.SESSION_UPDATE_REFUSED, header: err.header, reason: err.reason }, 'session update refused; previous session kept')
+      request.log.error({ code: codes.SESSION_UPDATE_REFUSED, header: err.header, reason: err.reason, session: record === undefined ? undefined : keyHash(record.key) }, 'session update refused; previous session kept')
       return undefined
     }
     if (applied === undefined) return undefined

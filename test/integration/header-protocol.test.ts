@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap'
 import { b64, prefixedAtApp } from '../helpers/upstream.js'
-import { startStack } from '../helpers/sidecar.js'
+import { LogCapture, startStack } from '../helpers/sidecar.js'
+import { keyHash } from '../../src/session/key.js'
 import { Browser, keyOf, PREFIXED, q, rawRequest, versionOf } from '../helpers/client.js'
 import { metricValue } from '../helpers/metrics.js'
 import type { Sidecar } from '../../src/sidecar.js'
@@ -8,7 +9,7 @@ import type { Sidecar } from '../../src/sidecar.js'
 // The header protocol between sidecar and app (SPEC "Header protocol with the app").
 
 const { m, app, sidecar: start } = await startStack(t)
-const sidecarFor = async (t: Test, overrides: Record<string, Record<string, unknown>> = {}): Promise<Sidecar> => await start(t, overrides)
+const sidecarFor = async (t: Test, overrides: Record<string, Record<string, unknown>> = {}, logs?: LogCapture): Promise<Sidecar> => await start(t, overrides, logs === undefined ? {} : { logs })
 
 /** A browser holding a fresh session with `data`, created by the app through the sidecar. */
 async function withSession (sidecar: Sidecar, data: Record<string, unknown>): Promise<Browser> {
@@ -90,8 +91,9 @@ t.test('prefixed headers in the app\'s response never reach the client', async (
   t.same(created.rawHeaders.filter(([n]) => PREFIXED.test(n)), [], 'with a session update in the same response')
 })
 
-t.test('invalid session updates are refused: 200 stays 200, the body flows, the session is intact, the refusal is counted', async (t) => {
-  const sidecar = await sidecarFor(t, { session: { maxBytes: 256 } })
+t.test('invalid session updates are refused: 200 stays 200, the body flows, the session is intact, the refusal is counted and logged once, naming the session by its hash', async (t) => {
+  const logs = new LogCapture()
+  const sidecar = await sidecarFor(t, { session: { maxBytes: 256 }, log: { level: 'info' } }, logs)
   const browser = await withSession(sidecar, { user: 'ada' })
   const sid = browser.sid as string
   const header = (name: string, value: string): string => `header=${q(`${name}:${value}`)}`
@@ -112,6 +114,7 @@ t.test('invalid session updates are refused: 200 stays 200, the body flows, the 
   for (const [name, query] of cases) {
     await t.test(name, async (t) => {
       const before = await metricValue(sidecar.adminUrl, 'sidecar_refused_updates_total')
+      const logged = logs.lines.length
       const res = await browser.get(sidecar.url, `/update?${query}`)
       t.equal(res.status, 200, 'the response still flows with its status')
       t.same(res.body.session, { user: 'ada' }, 'the app\'s body reaches the client')
@@ -120,6 +123,8 @@ t.test('invalid session updates are refused: 200 stays 200, the body flows, the 
       const next = await browser.get(sidecar.url, '/')
       t.same(next.body.session, { user: 'ada' }, 'the previous session is intact on the next request')
       t.equal(await metricValue(sidecar.adminUrl, 'sidecar_refused_updates_total'), before + 1, 'sidecar_refused_updates_total went up by one')
+      const refusals = logs.entries.slice(logged).filter((e) => e.code === 'SIDECAR_ERR_SESSION_UPDATE_REFUSED')
+      t.same(refusals.map((e) => [e.level, e.session]), [[50, keyHash(keyOf(sid))]], 'one error line, with the session\'s hash')
     })
   }
   t.equal(versionOf(browser.sid), 1, 'no refused update bumped the version')
