@@ -22,6 +22,8 @@ export interface ReaderOptions {
 export interface Found {
   readonly best: StoredCopy | undefined
   readonly results: readonly ReadResult[]
+  /** The address of each result, in the same order. */
+  readonly answered: readonly string[]
   /** How many nodes the read could ask (allowed, well-formed addresses). */
   readonly asked: number
   /** The nodes that failed or had not answered by the deadline, in the last round. */
@@ -95,12 +97,14 @@ export class CopyReader {
       .map((a) => pool.node(a))
       .filter((n): n is MemcachedNode => n !== undefined)
     let results: ReadResult[] = []
+    let answered: string[] = []
     let silent: MemcachedNode[] = []
     let best: StoredCopy | undefined
     const missDeadline = Math.min(deadline, now() + MISS_GRACE_MS)
     for (let wait = STALE_RETRY_FIRST_MS; ; wait *= 2) {
       const answers = await this.#readCopies(nodes, key, wanted, deadline)
       results = [...answers.values()]
+      answered = [...answers.keys()].map((n) => n.address)
       silent = nodes.filter((n) => answers.get(n) === undefined || answers.get(n) === 'error')
       // A copy found by an earlier round counts even when the last round ran out of budget
       // before any node answered: it is served as a stale read, never taken for no session.
@@ -114,7 +118,7 @@ export class CopyReader {
       if (now() + wait >= (best === undefined ? missDeadline : deadline)) break
       await new Promise((resolve) => setTimeout(resolve, wait))
     }
-    return { best, results, asked: nodes.length, silent }
+    return { best, results, answered, asked: nodes.length, silent }
   }
 
   /** Opens a copy read from `address`; one sealed by a retiring secret is resealed there. */

@@ -8,6 +8,7 @@ import { keyHash, mintKey } from './key.js'
 import { CopyReader, newest, type ReadResult } from './reader.js'
 import { withState, type SessionRecord, type StoredCopy } from './record.js'
 import type { CopySeal } from './sealed-copy.js'
+import { answersOf, SessionTrace } from './trace.js'
 import { endOf, SessionWriter, type WriteJob, type WriteKind, type WriteResult } from './writer.js'
 
 // What a cached session costs beyond its data's characters: bench/heap.ts measures 2,434 to
@@ -85,10 +86,12 @@ export class SessionStore {
   readonly #ended: LRUCache<string, true>
   /** Per node back from a possible restart, the sweep under way; `again` when it came back once more meanwhile. */
   readonly #rechecks = new Map<string, { again: boolean }>()
+  readonly #trace: SessionTrace
 
   constructor (options: StoreOptions) {
     this.#options = options
     this.#now = options.now ?? performance.now.bind(performance)
+    this.#trace = new SessionTrace(options.log)
     this.#cache = new LRUCache<string, SessionRecord>({
       maxSize: options.cacheMaxBytes,
       // Strings of ASCII are one byte per character in V8; RECORD_OVERHEAD covers the record
@@ -111,7 +114,11 @@ export class SessionStore {
       ttlMs: options.idleTimeout * 1000,
       maxPendingBytes: options.cacheMaxBytes,
       tombstoneTtl,
-      onSettled: (job, outcome) => { outcome === 'ended' ? this.#end(job.key) : this.#written(job, outcome) }
+      onSettled: (job, outcome) => {
+        if (outcome !== 'ended') return this.#written(job, outcome)
+        this.#trace.line(job.key, 'ended-elsewhere', () => ({ version: job.version }))
+        this.#end(job.key)
+      }
     })
     options.pool.onRecovered((address) => { this.#recheck(address) })
     this.#reader = new CopyReader({
@@ -150,8 +157,10 @@ export class SessionStore {
   async load (cookie: CookieFields, local: SessionRecord | undefined, deadline: number): Promise<Loaded> {
     // Destroyed or regenerated here: nothing to ask memcached.
     if (this.#ended.has(cookie.key)) return { record: undefined, outcome: 'gone' }
-    if (local !== undefined && local.acceptedVersion >= cookie.version) return await this.#revalidate(local, addressesOf(cookie), deadline)
-    return await this.#read(cookie, local, deadline)
+    const checked = local !== undefined && local.acceptedVersion >= cookie.version
+    const loaded = checked ? await this.#revalidate(local, addressesOf(cookie), deadline) : await this.#read(cookie, local, deadline)
+    this.#trace.line(cookie.key, 'loaded', () => ({ by: checked ? 'check' : 'read', cookieVersion: cookie.version, outcome: loaded.outcome, version: loaded.record?.version, nodes: loaded.record === undefined ? undefined : addressesOf(loaded.record) }))
+    return loaded
   }
 
   /**
@@ -199,6 +208,7 @@ export class SessionStore {
     if (current === undefined || !fresh) return { record, written: this.#writer.write(job) }
     // Regeneration keeps the data but not the key: the old key gets a tombstone.
     this.#end(current.key)
+    this.#trace.line(current.key, 'ended', () => ({ version: Math.max(current.version, cookieVersion) + 1, nodes: addressesOf(current), regeneratedAs: keyHash(record.key) }))
     return { record, written: this.#writer.write({ ...job, replaces: { key: current.key, addresses: addressesOf(current), version: Math.max(current.version, cookieVersion) + 1 } }) }
   }
 
@@ -237,7 +247,9 @@ export class SessionStore {
    */
   #endFound (key: string, addresses: readonly string[], tombstone: StoredCopy, answers: readonly ReadResult[]): void {
     this.#end(key)
-    if (answers.length >= addresses.length && !answers.some((r) => r === null || (r !== 'error' && !r.ended))) return
+    const copied = answers.length < addresses.length || answers.some((r) => r === null || (r !== 'error' && !r.ended))
+    this.#trace.line(key, 'tombstone-found', () => ({ version: tombstone.version, copiedTo: copied ? addresses : [] }))
+    if (!copied) return
     const tombstones = [tombstone, ...answers.filter((r): r is StoredCopy => r !== null && r !== 'error' && r.ended)]
     void this.#writer.end(key, addresses, Math.max(...tombstones.map((t) => t.version)), endOf(tombstones.map((t) => t.header)))
   }
@@ -250,7 +262,9 @@ export class SessionStore {
 
   #discard (key: string, addresses: readonly string[], version: number): Promise<void> {
     this.#end(key)
-    return this.#writer.end(key, [...new Set(addresses)], version)
+    const nodes = [...new Set(addresses)]
+    this.#trace.line(key, 'ended', () => ({ version, nodes }))
+    return this.#writer.end(key, nodes, version)
   }
 
   /** A write of this record (a copy, unless `kind` says it is a change). */
@@ -261,6 +275,7 @@ export class SessionStore {
   /** Stores a local copy again where memcached lost it (or holds an older one): a miss is not a destroy. */
   #restore (record: SessionRecord, lost: boolean): void {
     if (lost) this.#options.metrics.restoredCopies.inc()
+    this.#trace.line(record.key, 'restored', () => ({ version: record.version, lost }))
     void this.#writer.write(this.#job(record))
   }
 
@@ -310,10 +325,12 @@ export class SessionStore {
 
   /** Brings the local record up to what memcached now holds, unless a newer local change exists. */
   #written (job: WriteJob, result: WriteResult): void {
+    const { copy, primary, backup } = result
+    this.#trace.line(job.key, 'written', () => ({ kind: job.kind.type, version: copy.version, nodes: addressesOf(result) }))
     const current = this.#cache.peek(job.key)
     // A newer local change is still on its way: it will bring the record up to date.
     if (current === undefined || current.version > job.version) return
-    const { copy, primary, backup } = result
+    if (primary !== current.primary || backup !== current.backup) this.#trace.line(job.key, 'moved', () => ({ from: addressesOf(current), to: addressesOf(result) }))
     if (copy.version === current.version && copy.header === current.header && primary === current.primary && backup === current.backup) return
     // Not a check (checkedAt stays): the primary taking a write says nothing of the other nodes,
     // where another sidecar's logout may have put its tombstone while the primary was frozen.
@@ -339,6 +356,7 @@ export class SessionStore {
     const results = answers.slice(0, own.length)
     // A node missed (the local copy is about to be stored again) or failed (the rest decide).
     const elsewhere = newest(answers)?.ended !== true && results.some(incomplete) ? await this.#elsewhere(local.key, asked, [], deadline) : NOWHERE
+    this.#trace.line(local.key, 'answers', () => ({ by: 'check', localVersion: local.version, nodes: answersOf(asked, answers), elsewhere: answersOf(elsewhere.addresses, elsewhere.answers) }))
     if (this.#ended.has(local.key)) return { record: undefined, outcome: 'gone' }
     // A tombstone on any node asked comes first.
     const end = newest([...answers, ...elsewhere.answers])
@@ -392,6 +410,7 @@ export class SessionStore {
     const elsewhere = best?.ended !== true && (results.some(incomplete) || results.length < found.asked) && (best !== undefined || local !== undefined)
       ? await this.#elsewhere(cookie.key, named, local === undefined ? [] : addressesOf(local), deadline)
       : NOWHERE
+    this.#trace.line(cookie.key, 'answers', () => ({ by: 'read', localVersion: local?.version, nodes: answersOf(found.answered, results), elsewhere: answersOf(elsewhere.addresses, elsewhere.answers) }))
     // Destroyed on this node while the read was under way: do not cache it again.
     if (this.#ended.has(cookie.key)) return { record: undefined, outcome: 'gone' }
     const end = newest(elsewhere.answers)
