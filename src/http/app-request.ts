@@ -14,8 +14,9 @@ export interface AppSession {
 /**
  * The header lines the app receives: the client's own lines in their order and spelling
  * (duplicates kept) after the client's Host, except hop-by-hop headers, client `X-Session*`
- * headers (and look-alikes of them and of the forwarding headers) and the sidecar's cookie;
- * then the forwarding headers and the session headers.
+ * headers (and look-alikes of them and of the forwarding headers), the sidecar's cookie, and
+ * headers claiming the client's address or scheme unless a trusted proxy sent them; then the
+ * forwarding headers and the session headers.
  */
 export class AppRequestHeaders {
   readonly #protocol: HeaderProtocol
@@ -36,6 +37,7 @@ export class AppRequestHeaders {
     const listed = connectionTokens(raw.headers.connection)
     const sent: ClientForwarding = { xForwardedFor: undefined, xForwardedProto: undefined, xForwardedHost: undefined, forwarded: undefined }
     const cookieName = this.#cookies.name
+    const trusted = this.#forwarding.peer(raw.socket as Socket).trusted
     for (let i = 0; i < lines.length; i += 2) {
       const name = lines[i] as string
       const value = lines[i + 1] as string
@@ -54,9 +56,15 @@ export class AppRequestHeaders {
             continue
           }
       }
-      // A look-alike (`X_Forwarded_Host`: CGI-style apps read it as X-Forwarded-Host) is
-      // dropped, never believed: a load balancer replaces only the exact name.
-      if (lower !== 'cookie' && FORWARDING.has(foldHeaderName(lower))) continue
+      if (lower !== 'cookie') {
+        const folded = foldHeaderName(lower)
+        // A look-alike (`X_Forwarded_Host`: CGI-style apps read it as X-Forwarded-Host) is
+        // dropped, never believed: a load balancer replaces only the exact name.
+        if (FORWARDING.has(folded)) continue
+        // The other headers apps take the client's address or scheme from: only a trusted
+        // proxy may send them, in their exact spelling.
+        if (claimsClient(folded) && (!trusted || folded !== lower)) continue
+      }
       out.push(name, value)
     }
     const forwarded = this.#forwarding.values(raw.socket as Socket, host, sent)
@@ -70,6 +78,17 @@ export class AppRequestHeaders {
 }
 
 const FORWARDING = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded'])
+
+/**
+ * Beyond the three the sidecar sets, headers frameworks believe about the client: every other
+ * `X-Forwarded-*` (Port, Prefix, Ssl, Scheme, Server: Werkzeug's ProxyFix, Rack, Symfony,
+ * Laravel), the address headers of nginx and CDNs, and Rack's scheme headers.
+ */
+const CLIENT_CLAIMS = new Set(['x-real-ip', 'x-client-ip', 'true-client-ip', 'x-cluster-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-url-scheme', 'front-end-https'])
+
+function claimsClient (folded: string): boolean {
+  return folded.startsWith('x-forwarded-') || CLIENT_CLAIMS.has(folded)
+}
 
 function joined (previous: string | undefined, value: string): string {
   return previous === undefined ? value : `${previous}, ${value}`

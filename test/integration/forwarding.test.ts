@@ -63,6 +63,39 @@ t.test('listen.trustProxies: [10.0.0.0/8] (loopback not trusted) -> replaced', a
   t.same(await atApp(sidecar, FROM_BALANCER), REPLACED, 'the peer\'s address, http and the Host header, whatever the client claimed')
 })
 
+/** Other headers apps read the client's address or scheme from. */
+const CLAIMS: Array<[string, string]> = [
+  ['X-Forwarded-Port', '443'], ['X-Forwarded-Prefix', '/admin'], ['X-Forwarded-Ssl', 'on'], ['X-Forwarded-Scheme', 'https'],
+  ['X-Forwarded-Server', 'evil'], ['X-Real-IP', '6.6.6.6'], ['X-Client-IP', '6.6.6.6'], ['True-Client-IP', '6.6.6.6'],
+  ['X-Cluster-Client-IP', '6.6.6.6'], ['CF-Connecting-IP', '6.6.6.6'], ['Fastly-Client-IP', '6.6.6.6'], ['X-Url-Scheme', 'https'], ['Front-End-Https', 'on']
+]
+
+/** The claims the app received, by lower-case name. */
+async function claimsAtApp (sidecar: Sidecar, headers: Array<[string, string]>): Promise<Record<string, unknown>> {
+  const res = await rawRequest(`${sidecar.url}/page`, [['Host', HOST], ...headers, ['X-Other', 'kept']])
+  if (res.status !== 200) throw new Error(`answered ${res.status}: ${res.body}`)
+  const seen = app.last?.headers ?? {}
+  if (seen['x-other'] !== 'kept') throw new Error('the request\'s other headers did not reach the app')
+  return Object.fromEntries(Object.entries(seen).filter(([name]) => CLAIMS.some(([claim]) => claim.toLowerCase() === name)))
+}
+
+t.test('an untrusted client\'s other address and scheme claims (X-Forwarded-Port, -Prefix, -Ssl, X-Real-IP, ...) never reach the app', async (t) => {
+  const sidecar = await start(t, { listen: { trustProxies: [] } })
+  t.same(await claimsAtApp(sidecar, CLAIMS), {}, 'none of them')
+  const lookAlikes = CLAIMS.map(([name, value]): [string, string] => [name.replace(/-/g, '_'), value])
+  t.same(await claimsAtApp(sidecar, lookAlikes), {}, 'nor their underscore spellings')
+  const seen = Object.keys(app.last?.headers ?? {}).filter((n) => /real.ip|client.ip|forwarded.(port|prefix|ssl|scheme|server)|url.scheme|front.end/i.test(n))
+  t.same(seen, [], 'under any name')
+})
+
+t.test('a trusted proxy\'s claims reach the app as it sent them; their look-alikes do not', async (t) => {
+  const sidecar = await start(t)
+  t.same(await claimsAtApp(sidecar, CLAIMS), Object.fromEntries(CLAIMS.map(([name, value]) => [name.toLowerCase(), value])), 'every one, unchanged')
+  const seen = await claimsAtApp(sidecar, [['X_Real_IP', '6.6.6.6'], ['X-Real-IP', '203.0.113.9']])
+  t.same(seen, { 'x-real-ip': '203.0.113.9' }, 'the exact name only')
+  t.notOk(Object.keys(app.last?.headers ?? {}).some((n) => n.toLowerCase() === 'x_real_ip'), 'the look-alike is dropped')
+})
+
 t.test('listen.forwarded: true adds RFC 7239 Forwarded, appended to a trusted peer\'s own', async (t) => {
   const sidecar = await start(t, { listen: { forwarded: true } })
   t.equal((await atApp(sidecar, [])).forwarded, `for=127.0.0.1;proto=http;host=${HOST}`, 'added')
