@@ -5,7 +5,7 @@ import { AddressAllowList } from '../memcached/address.js'
 import { DEFAULTS } from './defaults.js'
 import { substitute, withoutEchoes, type Env } from './env.js'
 import { Reader } from './reader.js'
-import { allowProblems, cookiePrefixProblems, readNodes, revalidateProblems, sameSiteProblems, secretProblems, trustProxyProblems, verifyOnlyProblems } from './rules.js'
+import { allowProblems, cookiePrefixProblems, headerPrefixProblems, readNodes, revalidateProblems, sameSiteProblems, secretProblems, trustProxyProblems, verifyOnlyProblems } from './rules.js'
 import { COOKIE_DOMAIN, COOKIE_PATH, deepFreeze, DNS_NAME_PORT, KEY_PREFIX, LOG_LEVELS, REPLICAS, SAME_SITE, TOKEN, WRITE_MODES, type SidecarConfig } from './schema.js'
 
 /** Reads, substitutes, validates and freezes a config file. Throws ConfigError listing every problem. */
@@ -58,6 +58,7 @@ export function buildConfig (raw: unknown, env: Env = process.env): SidecarConfi
   const revalidateMs = reader.integer(cache.revalidateMs, 'cache.revalidateMs', DEFAULTS.cache.revalidateMs.derive({ idleTimeout }), 0, Number.MAX_SAFE_INTEGER)
   problems.push(...revalidateProblems(revalidateMs, idleTimeout))
   const headerPrefix = reader.string(session.headerPrefix, 'session.headerPrefix', DEFAULTS.session.headerPrefix, TOKEN, 'must be an HTTP header name').toLowerCase()
+  problems.push(...headerPrefixProblems(headerPrefix))
   const ignore = reader.regex(session.ignore, 'session.ignore', DEFAULTS.session.ignore)
 
   const sameSite = reader.oneOf(cookie.sameSite, 'session.cookie.sameSite', DEFAULTS.session.cookie.sameSite, SAME_SITE)

@@ -1,4 +1,5 @@
 import { checkTrustRule } from '../http/forwarding.js'
+import { HeaderProtocol } from '../http/protocol.js'
 import { AddressAllowList, parseAddress } from '../memcached/address.js'
 import type { Seconds } from './schema.js'
 
@@ -102,4 +103,28 @@ export function readNodes (texts: readonly string[], allowList: AddressAllowList
   })
   if (texts.length === 0 && discoveryDns === undefined) problems.push('memcached.nodes: required, at least one host:port (sessions are placed there), unless memcached.discovery.dns is set')
   return { nodes, problems }
+}
+
+// Headers clients, apps and proxies exchange (requests and responses), for the check below.
+const STANDARD_HEADERS = [
+  'accept', 'accept-encoding', 'accept-language', 'access-control-allow-origin', 'access-control-request-method',
+  'age', 'authorization', 'baggage', 'cache-control', 'connection', 'content-disposition', 'content-encoding',
+  'content-length', 'content-security-policy', 'content-type', 'cookie', 'date', 'etag', 'expect', 'expires',
+  'forwarded', 'from', 'host', 'if-match', 'if-modified-since', 'if-none-match', 'keep-alive', 'last-modified',
+  'link', 'location', 'origin', 'pragma', 'priority', 'proxy-authorization', 'range', 'referer', 'retry-after',
+  'sec-fetch-mode', 'sec-websocket-key', 'server', 'set-cookie', 'strict-transport-security', 'te', 'traceparent',
+  'trailer', 'transfer-encoding', 'upgrade', 'user-agent', 'vary', 'via', 'www-authenticate', 'x-content-type-options',
+  'x-csrf-token', 'x-forwarded-for', 'x-forwarded-proto', 'x-frame-options', 'x-real-ip', 'x-request-id', 'x-requested-with'
+]
+
+/**
+ * `session.headerPrefix`: every header it begins is removed from requests and responses, so it
+ * must begin no header clients, apps or proxies use (`content` would take Content-Type away).
+ */
+export function headerPrefixProblems (prefix: string): string[] {
+  const protocol = new HeaderProtocol(prefix)
+  const taken = STANDARD_HEADERS.filter((name) => protocol.isPrefixed(name))
+  if (taken.length === 0) return []
+  const named = taken.slice(0, 3).join(', ') + (taken.length > 3 ? ', ...' : '')
+  return [`session.headerPrefix: "${prefix}" begins standard headers (${named}), which would be removed from every request and response; use a name of your own, such as x-session or x-myapp-session`]
 }

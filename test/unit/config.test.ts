@@ -347,6 +347,16 @@ t.test('cookie attributes are checked', async (t) => {
     ['session.cookie.maxAge: must be between 1 and 34560000 (got 0)'])
 })
 
+t.test('session.headerPrefix must begin no standard header: those it begins are removed from every request and response', async (t) => {
+  for (const [prefix, named] of <Array<[string, string]>>[['content', 'content-disposition, content-encoding, content-length, ...'], ['cookie', 'cookie'], ['x', 'x-content-type-options, x-csrf-token, x-forwarded-for, ...'], ['X_Forwarded', 'x-forwarded-for, x-forwarded-proto'], ['sec', 'sec-fetch-mode, sec-websocket-key']]) {
+    t.same(problemsOf(t, () => buildConfig(minimal({ session: { headerPrefix: prefix } }), {})),
+      [`session.headerPrefix: "${prefix.toLowerCase()}" begins standard headers (${named}), which would be removed from every request and response; use a name of your own, such as x-session or x-myapp-session`], prefix)
+  }
+  for (const prefix of ['x-session', 'X-App-Session', 'x-myapp-sess', 'session']) {
+    t.equal(buildConfig(minimal({ session: { headerPrefix: prefix } }), {}).session.headerPrefix, prefix.toLowerCase(), `${prefix} is fine`)
+  }
+})
+
 t.test('the result is deeply frozen', async (t) => {
   const config: SidecarConfig = buildConfig(minimal({ memcached: { nodes: ['a:1', 'b:1'], allow: ['*'] }, cookies: { domain: '.example.com', names: ['cart'] } }), {})
   const objects: Array<[string, unknown]> = [
