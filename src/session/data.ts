@@ -1,3 +1,4 @@
+import { LosslessNumber, parse as parseLossless, stringify as stringifyLossless } from 'lossless-json'
 import { RefusedUpdate } from '../errors.js'
 
 /**
@@ -21,6 +22,39 @@ const BASE64 = /^[A-Za-z0-9_+/-]*={0,2}$/
 
 export const EMPTY_HEADER = Buffer.from('{}').toString('base64url')
 
+// JSON.parse reads every number as a double: 1152921504606846977 (a 64-bit id) comes back as
+// 1152921504606847000, 1.0 as 1, -0 as 0, 1e400 as null. A text that may hold such a number
+// (16 digits or more, an exponent, a fraction ending in 0, -0, a point and six zeros; a false
+// alarm costs only time) is parsed by lossless-json instead, which keeps each number that would
+// not come back as written as its text, and writes it back verbatim. A number ends where JSON
+// allows it to: before whitespace, `,`, `]` or `}`.
+const END = '(?=[\\s,\\]}]|$)'
+const INEXACT = new RegExp(`(?:\\d\\.?){16}\\d*${END}|\\d[eE][+-]?\\d+${END}|\\d\\.\\d*0${END}|-0${END}|\\d\\.0{6}`)
+// How JSON.stringify writes a LosslessNumber: the sign that data holds one.
+const LOSSLESS = '"isLosslessNumber":true'
+// Until a number is first kept as text, no data can hold one: nothing to look for.
+let kept = false
+
+/** A number as JSON.parse reads it when that gives it back as written, else its text kept. */
+function exactNumber (text: string): unknown {
+  const value = Number(text)
+  if (String(value) === text) return value
+  kept = true
+  return new LosslessNumber(text)
+}
+
+/** JSON.parse, keeping every number as written (see INEXACT); duplicate names: the last wins, as with JSON.parse. */
+export function parseExact (text: string): unknown {
+  if (!INEXACT.test(text)) return JSON.parse(text)
+  return parseLossless(text, null, { parseNumber: exactNumber, onDuplicateKey: ({ newValue }) => newValue })
+}
+
+/** JSON.stringify, writing numbers kept by parseExact as they were read. */
+export function stringifyExact (data: unknown): string {
+  const text = JSON.stringify(data)
+  return kept && text.includes(LOSSLESS) ? stringifyLossless(data) as string : text
+}
+
 /** Decodes an app header into a JSON value; `maxBytes` bounds the work before any parsing. */
 export function decodeJson (value: string, header: string, maxBytes: number): unknown {
   // Compact JSON of maxBytes is at most ~4/3 as base64; allow whitespace the app may send.
@@ -28,14 +62,14 @@ export function decodeJson (value: string, header: string, maxBytes: number): un
   if (!BASE64.test(value)) throw new RefusedUpdate('invalid-base64', header)
   const text = Buffer.from(value, 'base64').toString('utf8')
   try {
-    return JSON.parse(text)
+    return parseExact(text)
   } catch {
     throw new RefusedUpdate('invalid-json', header)
   }
 }
 
 export function isObject (value: unknown): value is SessionObject {
-  return value !== null && typeof value === 'object' && !Array.isArray(value)
+  return value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof LosslessNumber)
 }
 
 export function decodeObject (value: string, header: string, maxBytes: number): SessionObject {
@@ -49,17 +83,24 @@ export function decodeObject (value: string, header: string, maxBytes: number): 
  * not a JSON object (written by something else) counts as empty rather than failing the change.
  */
 export function parseStored (header: string): SessionObject {
+  const text = Buffer.from(header, 'base64url').toString('utf8')
+  let parsed: unknown
   try {
-    const parsed: unknown = JSON.parse(Buffer.from(header, 'base64url').toString('utf8'))
-    return isObject(parsed) ? parsed : {}
+    parsed = parseExact(text)
   } catch {
-    return {}
+    // lossless-json recurses: data nested past its stack is still read, numbers as doubles.
+    try {
+      parsed = JSON.parse(text)
+    } catch {
+      return {}
+    }
   }
+  return isObject(parsed) ? parsed : {}
 }
 
 export function encodeObject (data: SessionObject, header: string, maxBytes: number): EncodedData {
   // One UTF-8 encoding serves both the size check and the base64url.
-  const utf8 = Buffer.from(JSON.stringify(data))
+  const utf8 = Buffer.from(stringifyExact(data))
   if (utf8.length > maxBytes) throw new RefusedUpdate('too-large', header)
   return { header: utf8.toString('base64url'), bytes: utf8.length }
 }

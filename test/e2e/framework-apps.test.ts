@@ -134,3 +134,45 @@ t.test('the README\'s app-author examples run as written behind the built sideca
     })
   }
 })
+
+const noFlask = FLASK.missing()
+t.test('a Flask app\'s 64-bit ids and floats come back as it stored them (Python reads JSON numbers exactly; so does the sidecar)', { skip: noFlask === undefined ? false : `Flask is not installed here (.ci/run installs it): ${noFlask}` }, async (t) => {
+  const m = await MemcachedProcess.start()
+  t.teardown(() => m.stop())
+  const { dir, cleanup } = scratch()
+  t.teardown(cleanup)
+  writeFileSync(join(dir, 'app.py'), `import os
+from flask import Flask, session
+from session_sidecar import SidecarSessionInterface
+app = Flask(__name__)
+app.session_interface = SidecarSessionInterface()
+
+@app.post("/set")
+def set_ids():
+    session["user_id"] = 1152921504606846977
+    session["price"] = 1.0
+    return "ok"
+
+@app.post("/add")
+def add():
+    session["order_id"] = 18446744073709551615
+    return "ok"
+
+@app.get("/")
+def show():
+    return repr((session.get("user_id"), session.get("price"), session.get("order_id")))
+
+if __name__ == "__main__":
+    app.run(port=int(os.environ.get("PORT", 3000)))
+`)
+  copyClient('python/session_sidecar.py')(dir)
+  const app = await AppProcess.start('Flask', dir, FLASK.command)
+  t.teardown(() => app.stop())
+  const sidecar = await new SidecarProcess(dir, 'sidecar-numbers', { upstream: app.url, nodes: [m.address] }).start()
+  t.teardown(() => sidecar.kill('SIGKILL'))
+  const jar = new Jar(sidecar.url)
+  t.equal((await jar.send('POST', '/set')).status, 200)
+  t.equal((await jar.send('GET', '/')).text, '(1152921504606846977, 1.0, None)', 'a 64-bit id and a float, as stored (Set)')
+  t.equal((await jar.send('POST', '/add')).status, 200)
+  t.equal((await jar.send('GET', '/')).text, '(1152921504606846977, 1.0, 18446744073709551615)', 'and after a change (Merge)')
+})

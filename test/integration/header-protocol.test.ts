@@ -139,6 +139,20 @@ t.test('invalid session updates are refused: 200 stays 200, the body flows, the 
   t.equal(await metricValue(sidecar.adminUrl, 'sidecar_refused_updates_total'), before + 1)
 })
 
+t.test('numbers reach the app as it wrote them: a 64-bit id, 1.0, -0 and 1e400 are not turned into other numbers, through a Set and a Merge', async (t) => {
+  const sidecar = await sidecarFor(t)
+  const browser = new Browser()
+  const raw = (text: string): string => Buffer.from(text).toString('base64url')
+  await browser.get(sidecar.url, `/login?rawSet=${raw('{"user_id":1152921504606846977,"price":1.0}')}`)
+  await browser.get(sidecar.url, '/')
+  t.equal(Buffer.from(app.last?.headers['x-session'] as string, 'base64url').toString(), '{"user_id":1152921504606846977,"price":1.0}', 'after a Set')
+  await browser.get(sidecar.url, `/cart?header=${q(`X-Session-Merge:${raw('{"big":12345678901234567890,"neg0":-0,"e":1e400}')}`)}`)
+  await browser.get(sidecar.url, '/')
+  t.equal(Buffer.from(app.last?.headers['x-session'] as string, 'base64url').toString(), '{"user_id":1152921504606846977,"price":1.0,"big":12345678901234567890,"neg0":-0,"e":1e400}', 'after a Merge')
+  await sidecar.store.flush(2000)
+  t.equal(await m.copy(keyOf(browser.sid)), `2 ${raw('{"user_id":1152921504606846977,"price":1.0,"big":12345678901234567890,"neg0":-0,"e":1e400}')}`, 'and so does memcached\'s copy')
+})
+
 t.test('a ~60 KB X-Session-Set is refused gracefully; response headers beyond the sidecar\'s limit give 502', async (t) => {
   const sidecar = await sidecarFor(t)
   const browser = await withSession(sidecar, { user: 'ada' })

@@ -1,6 +1,6 @@
 import t from 'tap'
 import {
-  decodeJson, decodeObject, encodeObject, mergePatch, parseStored, isObject, EMPTY_HEADER
+  decodeJson, decodeObject, encodeObject, mergePatch, parseStored, isObject, EMPTY_HEADER, type SessionObject
 } from '../../../src/session/data.js'
 import { RefusedUpdate, type RefusalReason } from '../../../src/errors.js'
 
@@ -187,4 +187,70 @@ t.test('isObject: plain JSON objects only', async (t) => {
   t.notOk(isObject(null))
   t.notOk(isObject('x'))
   t.notOk(isObject(1))
+})
+
+// Numbers as the app wrote them: a 64-bit id must not become another number (an adversarial
+// helper found 1152921504606846977 served back as 1152921504606847000).
+
+/** A random number literal of JSON's grammar, in every form numbers take. */
+function randomNumber (random: () => number): string {
+  const digits = (n: number): string => Array.from({ length: n }, () => String(Math.floor(random() * 10))).join('')
+  const pick = random()
+  const sign = random() < 0.3 ? '-' : ''
+  const int = random() < 0.2 ? '0' : String(1 + Math.floor(random() * 9)) + digits(Math.floor(random() * (pick < 0.5 ? 6 : 25)))
+  const fraction = random() < 0.5 ? '' : '.' + (random() < 0.2 ? '0'.repeat(1 + Math.floor(random() * 8)) : '') + digits(1 + Math.floor(random() * (pick < 0.5 ? 4 : 20)))
+  const exponent = random() < 0.15 ? (random() < 0.5 ? 'e' : 'E') + (['', '+', '-'][Math.floor(random() * 3)] as string) + String(Math.floor(random() * 400)) : ''
+  return sign + int + fraction + exponent
+}
+
+/** A seeded generator (mulberry32): the same cases every run. */
+function seeded (seed: number): () => number {
+  let a = seed
+  return () => {
+    a = (a + 0x6D2B79F5) | 0
+    let x = Math.imul(a ^ (a >>> 15), 1 | a)
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+t.test('numbers come back exactly as the app wrote them: a session of compact JSON is stored byte for byte, whatever its numbers', async (t) => {
+  const random = seeded(12)
+  let inexact = 0
+  for (let i = 0; i < 5000; i++) {
+    const numbers = Array.from({ length: 1 + Math.floor(random() * 4) }, () => randomNumber(random))
+    const text = `{"n":${numbers[0] as string},"list":[${numbers.join(',')}],"when":"2026-12-03T10:00:00.000Z","deep":{"x":${numbers.at(-1) as string}}}`
+    const encoded = encodeObject(decodeObject(Buffer.from(text).toString('base64url'), 'X-Session-Set', 1 << 20), 'X-Session-Set', 1 << 20)
+    if (Buffer.from(encoded.header, 'base64url').toString() !== text) {
+      t.fail(`changed: ${text}`)
+      return
+    }
+    if (numbers.some((n) => String(Number(n)) !== n)) inexact++
+  }
+  t.ok(inexact > 1000, `${inexact} of the 5000 hold a number JSON.parse would change`)
+})
+
+t.test('a merge keeps the exact numbers of the stored data and of the patch', async (t) => {
+  const stored = encodeObject(decodeObject(Buffer.from('{"user_id":1152921504606846977,"price":1.0,"tiny":1e-400}').toString('base64url'), 'X-Session-Set', 4096), 'X-Session-Set', 4096)
+  const patch = decodeJson(Buffer.from('{"big":12345678901234567890,"neg0":-0,"price":2.50,"nested":{"e":1E+2}}').toString('base64url'), 'X-Session-Merge', 4096)
+  const merged = encodeObject(mergePatch(parseStored(stored.header), patch) as SessionObject, 'X-Session-Merge', 4096)
+  t.equal(Buffer.from(merged.header, 'base64url').toString(), '{"user_id":1152921504606846977,"price":2.50,"tiny":1e-400,"big":12345678901234567890,"neg0":-0,"nested":{"e":1E+2}}')
+  const again = mergePatch(parseStored(merged.header), { nested: { f: 1 } })
+  t.equal(Buffer.from(encodeObject(again as SessionObject, 'X-Session-Merge', 4096).header, 'base64url').toString(), '{"user_id":1152921504606846977,"price":2.50,"tiny":1e-400,"big":12345678901234567890,"neg0":-0,"nested":{"e":1E+2,"f":1}}', 'a kept number is a value, not an object a patch merges into')
+})
+
+t.test('on the exact path as on JSON.parse\'s: the last of duplicate names wins, "__proto__" is plain data', async (t) => {
+  for (const n of ['1', '12345678901234567890']) {
+    const parsed = decodeObject(Buffer.from(`{"a":1,"a":${n},"__proto__":{"admin":true}}`).toString('base64url'), 'X-Session-Set', 4096)
+    t.equal(Buffer.from(encodeObject(parsed, 'X-Session-Set', 4096).header, 'base64url').toString(), `{"a":${n},"__proto__":{"admin":true}}`, n)
+    t.equal((parsed as { admin?: unknown }).admin, undefined, 'no prototype set')
+  }
+})
+
+t.test('parseStored: stored data nested past lossless-json\'s stack is still read (its numbers as doubles), not taken for empty', async (t) => {
+  const depth = 50_000
+  const text = `{"n":1.0,"d":${'['.repeat(depth)}${']'.repeat(depth)}}`
+  const parsed = parseStored(Buffer.from(text).toString('base64url'))
+  t.same(Object.keys(parsed), ['n', 'd'], 'every member read')
+  t.equal(parsed.n, 1)
 })
