@@ -48,7 +48,7 @@ export class SessionFlow {
     this.load = new SessionLoader({ codec, cookies, store, ignore: session.ignore, budget, ignored: metrics.requests.labels('ignored'), forged: metrics.forgedCookies }).preHandler
     this.#headers = new AppRequestHeaders(this.protocol, cookies, new Forwarding(listen.trustProxies, listen.forwarded))
     this.#updates = new UpdateApplier({ store, maxBytes: session.maxBytes, sync: memcached.write === 'sync', budget, metrics })
-    this.#setCookie = new SessionSetCookie(codec, cookies)
+    this.#setCookie = new SessionSetCookie(codec, cookies, session.cookie.maxAge)
     this.#outcomes = Object.fromEntries(REQUEST_OUTCOMES.map((outcome) => [outcome, metrics.requests.labels(outcome)])) as Record<RequestOutcome, { inc: () => void }>
   }
 

@@ -16,6 +16,8 @@ export interface SessionRecord {
   acceptedVersion: number
   /** The cookie value last issued or verified for exactly this state: lets a hit skip the HMAC. */
   cookie: string | undefined
+  /** When this sidecar last sent this state's cookie (monotonic ms), with `session.cookie.maxAge`: it is sent again before it expires. */
+  cookieSentAt?: number
 }
 
 /** A copy as memcached holds it, once opened (sealed-copy.ts has the stored form). */
@@ -30,5 +32,5 @@ export interface StoredCopy {
 }
 
 export function withState (r: SessionRecord, patch: Partial<SessionRecord>): SessionRecord {
-  return { ...r, cookie: undefined, ...patch }
+  return { ...r, cookie: undefined, cookieSentAt: undefined, ...patch }
 }

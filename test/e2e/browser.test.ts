@@ -119,6 +119,8 @@ class FormApp {
       res.setHeader('X-Session-Regenerate', '1')
       res.setHeader('location', '/')
       send(303, html('See other', '<a href="/">home</a>'))
+    } else if (route === 'GET /whoami') {
+      send(200, html('Who', greeting)) // changes nothing in the session
     } else if (route === 'GET /upload') {
       send(200, html('Upload', '<form method="post" action="/upload" enctype="multipart/form-data"><input type="file" name="file"> <button type="submit">Upload</button></form>'))
     } else if (route === 'POST /upload') {
@@ -251,4 +253,51 @@ t.test('Chromium logs in through a form, uploads a binary file, and keeps its se
   const all = apps.flatMap((a) => a.seen)
   t.ok(all.every((s) => s.cookie === undefined || !/(^|;\s*)sid=/.test(s.cookie)), 'the app never saw the session cookie')
   t.ok(apps.every((a) => a.seen.length > 0), `both instances served the browser (${apps.map((a) => a.seen.length).join(' / ')} requests)`)
+})
+
+t.test('with session.cookie.maxAge, a user who keeps browsing stays logged in past maxAge: the sidecar sends the unchanged cookie again', { skip, timeout: 60_000 }, async (t) => {
+  const { dir, cleanup } = scratch()
+  let memcached: MemcachedProcess | undefined
+  let app: FormApp | undefined
+  let sidecar: SidecarProcess | undefined
+  let browser: Browser | undefined
+  t.teardown(async () => {
+    await browser?.close()
+    await sidecar?.kill('SIGKILL')
+    await app?.close()
+    await memcached?.stop()
+    cleanup()
+  })
+  memcached = await MemcachedProcess.start()
+  app = await new FormApp().start()
+  const MAX_AGE = 2
+  sidecar = await new SidecarProcess(dir, 'sidecar', { upstream: app.url, nodes: [memcached.address], extra: { session: { cookie: { maxAge: MAX_AGE } } } }).start()
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, timeout: 15_000, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] })
+  const context = await browser.newContext()
+  const page = await context.newPage()
+  page.setDefaultTimeout(10_000)
+  const site = sidecar.url
+  await page.goto(`${site}/login`)
+  await page.locator('input[name="user"]').fill('ada')
+  await Promise.all([page.waitForURL(`${site}/`), page.locator('button[type="submit"]').click()])
+  const sid = async (): Promise<Cookie | undefined> => (await context.cookies(site)).find((c) => c.name === 'sid')
+  const first = await sid()
+  t.ok(first !== undefined && first.expires > 0, 'logged in with a cookie that expires (Max-Age)')
+  // Browsing for twice maxAge, a page every 0.6 s that changes nothing in the session: the
+  // passing time is what is tested, so the waits are real.
+  const started = Date.now()
+  let pages = 0
+  while (Date.now() - started < MAX_AGE * 2000) {
+    await page.waitForTimeout(600)
+    await page.goto(`${site}/whoami`)
+    pages++
+    if (await page.locator('#greeting').textContent() !== 'Hello ada') {
+      t.fail(`logged out ${Date.now() - started} ms after the login, on page ${pages}`)
+      return
+    }
+  }
+  t.pass(`still logged in after ${pages} pages over ${Date.now() - started} ms (maxAge ${MAX_AGE} s)`)
+  const last = await sid()
+  t.equal(last?.value, first?.value, 'the same cookie value')
+  t.ok((last?.expires ?? 0) > (first?.expires ?? 0) + 1, 'its expiry moved forward')
 })

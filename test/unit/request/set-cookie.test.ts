@@ -68,3 +68,24 @@ t.test('unavailable (not loaded, not ended): the cookie stays for the next reque
   state.unavailable = true
   t.equal(decide.for(state), undefined)
 })
+
+t.test('with session.cookie.maxAge the unchanged cookie is sent again once this sidecar has not sent it for maxAge / 2: an active user\'s cookie never expires', async (t) => {
+  const clock = { now: 0 }
+  const rolling = new SessionSetCookie(codec, new SessionCookieHeaders({ ...config, maxAge: 60 }), 60, () => clock.now)
+  const served = record(3)
+  const value = codec.encode(served)
+  const expected = new SessionCookieHeaders({ ...config, maxAge: 60 }).set(value)
+  t.match(expected, /Max-Age=60/)
+  t.equal(rolling.for(request(value, served)), expected, 'the first response here: this sidecar never sent it')
+  clock.now += 29_999
+  t.equal(rolling.for(request(value, served)), undefined, 'within maxAge / 2 of that: not again')
+  clock.now += 1
+  t.equal(rolling.for(request(value, served)), expected, 'at maxAge / 2: sent again, the same value, a new Max-Age')
+  clock.now += 1000
+  t.equal(rolling.for(request(value, served)), undefined, 'and the half-life starts over')
+  const changed = record(4)
+  t.equal(rolling.for(request(value, changed)), new SessionCookieHeaders({ ...config, maxAge: 60 }).set(codec.encode(changed)), 'a change sends its cookie')
+  clock.now += 1000
+  t.equal(rolling.for(request(codec.encode(changed), changed)), undefined, 'which counts as sent')
+  t.equal(decide.for(request(value, served)), undefined, 'without maxAge (a browser-session cookie) never')
+})
