@@ -5,7 +5,7 @@ import { AddressAllowList } from '../memcached/address.js'
 import { DEFAULTS } from './defaults.js'
 import { substitute, withoutEchoes, type Env } from './env.js'
 import { Reader } from './reader.js'
-import { allowProblems, cookiePrefixProblems, headerPrefixProblems, readNodes, revalidateProblems, sameSiteProblems, secretProblems, trustProxyProblems, verifyOnlyProblems } from './rules.js'
+import { allowProblems, cookiePrefixProblems, headerPrefixProblems, portProblems, readNodes, revalidateProblems, sameSiteProblems, secretProblems, trustProxyProblems, upstreamProblems, verifyOnlyProblems } from './rules.js'
 import { COOKIE_DOMAIN, COOKIE_PATH, deepFreeze, DNS_NAME_PORT, KEY_PREFIX, LOG_LEVELS, REPLICAS, SAME_SITE, TOKEN, WRITE_MODES, type SidecarConfig } from './schema.js'
 
 /** Reads, substitutes, validates and freezes a config file. Throws ConfigError listing every problem. */
@@ -148,6 +148,7 @@ export function buildConfig (raw: unknown, env: Env = process.env): SidecarConfi
     },
     log: { level: reader.oneOf(log.level, 'log.level', DEFAULTS.log.level, LOG_LEVELS) }
   }
+  problems.push(...upstreamProblems(config.upstream.url), ...portProblems(config.listen, config.admin))
   if (problems.length > 0) throw new ConfigError(withoutEchoes(problems))
   return deepFreeze(config)
 }

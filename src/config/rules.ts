@@ -73,6 +73,35 @@ export function trustProxyProblems (rules: readonly string[]): string[] {
   })
 }
 
+/**
+ * `upstream.url`: the app's origin. The sidecar sends each request's own target there, so a
+ * path, query or fragment would be ignored (or break every request), and a user:password would
+ * be ignored and printed in the startup line.
+ */
+export function upstreamProblems (url: string): string[] {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    return [] // reported by the reader
+  }
+  const extra = [
+    parsed.username !== '' || parsed.password !== '' ? 'a user or password' : undefined,
+    parsed.pathname !== '/' ? `a path (${parsed.pathname})` : undefined,
+    parsed.search !== '' || url.includes('?') ? 'a query' : undefined,
+    parsed.hash !== '' || url.includes('#') ? 'a fragment' : undefined
+  ].filter((e) => e !== undefined)
+  return extra.length === 0 ? [] : [`upstream.url: must be the app's origin only (scheme, host, port), without ${extra.join(', ')}: requests keep their own path and query`]
+}
+
+/** `admin.port` and `listen.port`: two listeners cannot share a port on the same address. */
+export function portProblems (listen: { readonly host: string, readonly port: number }, admin: { readonly host: string, readonly port: number }): string[] {
+  if (listen.port === 0 || listen.port !== admin.port) return []
+  const wildcard = (host: string): boolean => host === '' || host === '0.0.0.0' || host === '::'
+  if (listen.host !== admin.host && !wildcard(listen.host) && !wildcard(admin.host)) return []
+  return [`admin.port: must differ from listen.port (both ${listen.port})`]
+}
+
 /** `memcached.allow`: each a CIDR, an IP or a host glob. */
 export function allowProblems (rules: readonly string[]): string[] {
   return rules.flatMap((rule, i) => {

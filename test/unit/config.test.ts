@@ -357,6 +357,24 @@ t.test('session.headerPrefix must begin no standard header: those it begins are 
   }
 })
 
+t.test('upstream.url is the app\'s origin only: a path, query, fragment or user:password is refused, not ignored or logged', async (t) => {
+  const problem = (url: string): readonly string[] => problemsOf(t, () => buildConfig(minimal({ upstream: { url } }), {}))
+  t.same(problem('http://user:pw@127.0.0.1:3000'), ['upstream.url: must be the app\'s origin only (scheme, host, port), without a user or password: requests keep their own path and query'])
+  t.same(problem('http://127.0.0.1:3000/app'), ['upstream.url: must be the app\'s origin only (scheme, host, port), without a path (/app): requests keep their own path and query'])
+  t.same(problem('http://127.0.0.1:3000/?x=1'), ['upstream.url: must be the app\'s origin only (scheme, host, port), without a query: requests keep their own path and query'])
+  t.same(problem('http://127.0.0.1:3000/#top'), ['upstream.url: must be the app\'s origin only (scheme, host, port), without a fragment: requests keep their own path and query'])
+  for (const url of ['http://127.0.0.1:3000', 'http://127.0.0.1:3000/', 'https://app.internal', 'http://[::1]:8080']) {
+    t.equal(buildConfig(minimal({ upstream: { url } }), {}).upstream.url, url, `${url} is fine`)
+  }
+})
+
+t.test('admin.port must differ from listen.port on the same address', async (t) => {
+  t.same(problemsOf(t, () => buildConfig(minimal({ listen: { port: 8080 }, admin: { port: 8080 } }), {})), ['admin.port: must differ from listen.port (both 8080)'])
+  t.same(problemsOf(t, () => buildConfig(minimal({ listen: { host: '0.0.0.0', port: 8080 }, admin: { host: '127.0.0.1', port: 8080 } }), {})), ['admin.port: must differ from listen.port (both 8080)'], 'a wildcard address overlaps any other')
+  t.equal(buildConfig(minimal({ listen: { host: '10.0.0.5', port: 8080 }, admin: { host: '127.0.0.1', port: 8080 } }), {}).admin.port, 8080, 'two specific addresses may share a port')
+  t.equal(buildConfig(minimal({ listen: { port: 0 }, admin: { port: 0 } }), {}).admin.port, 0, 'port 0 (any free port) twice is fine')
+})
+
 t.test('the result is deeply frozen', async (t) => {
   const config: SidecarConfig = buildConfig(minimal({ memcached: { nodes: ['a:1', 'b:1'], allow: ['*'] }, cookies: { domain: '.example.com', names: ['cart'] } }), {})
   const objects: Array<[string, unknown]> = [
