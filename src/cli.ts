@@ -72,18 +72,28 @@ async function main (argv: string[]): Promise<number> {
   if (values.check === true) return await check(values.config, config)
   const file = values.config
   const log = createLogger(config.log.level)
+  // Installed before the start, which waits for memcached: a reload asked for meanwhile
+  // (systemd's ExecReload, a config watcher) runs once started instead of killing the process
+  // (SIGHUP's default action).
+  let reload = (): void => { reloadAsked = true }
+  let reloadAsked = false
+  process.on('SIGHUP', () => { reload() })
+  log.info({ config: file }, 'starting')
   const sidecar = await startSidecar(config, log)
-  process.on('SIGHUP', () => {
+  reload = () => {
     try {
       const next = loadConfig(file)
       const { nodes, replicas, allow } = next.memcached
       sidecar.setNodes(nodes, { replicas, allow })
-      log.info({ nodes, replicas }, 'SIGHUP: config re-read, memcached.nodes applied with the replicas and allow list that go with them (other changes take effect on restart)')
+      // Names only, never values (secrets): what the operator changed that this process ignores.
+      const notApplied = changedKeys(config, next).filter((key) => !RELOADED.includes(key))
+      log.info({ nodes, replicas, notApplied }, 'SIGHUP: config re-read, memcached.nodes applied with the replicas and allow list that go with them (the keys in notApplied take effect on restart)')
     } catch (err) {
       const problems = err instanceof ConfigError ? err.problems : [(err as Error).message]
       log.error({ problems }, 'SIGHUP: config not reloaded, it is invalid; running on as before')
     }
-  })
+  }
+  if (reloadAsked) reload()
   return await new Promise((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {
       log.info({ signal }, 'draining')
@@ -95,6 +105,17 @@ async function main (argv: string[]): Promise<number> {
     process.once('SIGTERM', stop)
     process.once('SIGINT', stop)
   })
+}
+
+/** What SIGHUP applies; every other key takes effect on restart. */
+const RELOADED = ['memcached.nodes', 'memcached.replicas', 'memcached.allow']
+
+/** The dotted keys whose values differ between two configs (leaves and lists compared whole). */
+function changedKeys (a: unknown, b: unknown, path = ''): string[] {
+  const isSection = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof RegExp)
+  if (!isSection(a) || !isSection(b)) return String(a) === String(b) && JSON.stringify(a) === JSON.stringify(b) ? [] : [path]
+  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])]
+  return keys.flatMap((key) => changedKeys(a[key], b[key], path === '' ? key : `${path}.${key}`))
 }
 
 /** --check: the config is valid and every memcached name resolves. */

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { MemcachedProcess } from '../helpers/memcached.js'
@@ -111,4 +111,39 @@ t.test('SIGHUP from one memcached node to two re-derives replicas: new sessions 
     return nodesOf(after).length > 1
   }, 5000, 'a new session with two nodes')
   t.same(new Set(nodesOf(after)), new Set([m1.address, m2.address]), 'two nodes: a new session has a primary and a backup, without a restart')
+})
+
+t.test('a SIGHUP while the sidecar is still starting (waiting for a paused memcached) waits for the start instead of killing it; the reload names the keys it did not apply', async (t) => {
+  const m = await MemcachedProcess.start()
+  t.teardown(async () => { if (m.pid !== undefined) process.kill(m.pid, 'SIGCONT'); await m.stop() })
+  const { dir, cleanup } = scratch()
+  t.teardown(cleanup)
+  const file = join(dir, 'starting.yaml')
+  const yaml = (secret: string): string => `listen: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: 0 }
+upstream: { url: "http://127.0.0.1:9" }
+session: { secrets: ["${secret}"], cookie: { secure: false } }
+memcached: { nodes: ["${m.address}"], timeoutMs: 1500 }
+`
+  writeFileSync(file, yaml('s'.repeat(24)))
+  // Paused: the start's probe of it waits memcached.timeoutMs.
+  process.kill(m.pid as number, 'SIGSTOP')
+  const child = spawn(process.execPath, [CLI, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  await until(() => output.includes('"msg":"starting"'), 10_000, 'the start to begin')
+  t.notOk(output.includes('session-sidecar listening'), 'not listening yet')
+  writeFileSync(file, yaml('t'.repeat(24)))
+  child.kill('SIGHUP')
+  await until(() => output.includes('SIGHUP: config re-read') || child.exitCode !== null || child.signalCode !== null, 15_000, 'the reload once started, or the process gone')
+  t.equal(child.signalCode, null, 'the process was not killed by the SIGHUP')
+  t.match(output, /session-sidecar listening[\s\S]*SIGHUP: config re-read/, 'it started, then reloaded')
+  const reloaded = output.split('\n').find((l) => l.includes('SIGHUP: config re-read')) ?? ''
+  t.same(JSON.parse(reloaded).notApplied, ['session.secrets'], 'naming the changed key it did not apply, never its value')
+  t.notOk(output.includes('t'.repeat(24)), 'the secret is not logged')
+  child.kill('SIGTERM')
+  t.equal(await exited, 0, 'and it drains and exits 0 on SIGTERM')
 })
