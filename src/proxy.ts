@@ -59,6 +59,10 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
     // and reaches the app verbatim (the hop sends raw.originalUrl).
     rewriteUrl: (req) => (routable(req.url ?? '/') ? req.url ?? '/' : '/')
   })
+  // Node keeps the first 2,000 header lines and silently drops the rest (a Content-Length or
+  // Authorization among them included): every line within the header size limit (431 past it)
+  // reaches the app, as it would without the sidecar.
+  app.server.maxHeadersCount = 0
   app.decorateRequest('session', null)
   // Every method is "bodyless" to fastify, so no content-type parser, body limit or 415 ever
   // applies: the upstream hop streams the body of any method from the socket, untouched.

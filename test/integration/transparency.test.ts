@@ -155,6 +155,12 @@ const cases: Case[] = [
     expect: transparent()
   },
 
+  {
+    name: 'POST with 1,100 header lines (under the 16 KiB limit), Authorization and Content-Length last',
+    send: [raw(['POST /many-headers HTTP/1.1', `Host: ${HOST}`, ...Array.from({ length: 1100 }, (_, i) => `X-H${i}: v`), 'Authorization: Bearer t0k3n', 'Content-Type: text/plain', `Content-Length: ${len(TEXT)}`], TEXT)],
+    expect: transparent()
+  },
+
   // --- body types
   {
     name: 'POST application/x-www-form-urlencoded',
@@ -415,6 +421,8 @@ class RecordingApp {
   async start (): Promise<this> {
     const server = createServer((req, res) => this.#handle(req, res))
     server.keepAliveTimeout = 60_000
+    // Every header line, however many: the baseline must see all the client sent.
+    server.maxHeadersCount = 0
     this.#server = server
     this.port = await listenOnLoopback(server)
     return this
