@@ -11,7 +11,8 @@ import { stripResponseHopByHop } from './http/hop-by-hop.js'
 import type { HeaderProtocol } from './http/protocol.js'
 import { clientErrorHandler, serverOptions, watchBodyIdle } from './http/timeouts.js'
 import { CLIENT_REQUEST, trailersOf, UpstreamHop, type HookReply, type HookRequest } from './http/upstream.js'
-import { failedBeforeResponse, upstreamErrorReply, upstreamErrorsOnce } from './http/upstream-errors.js'
+import { failedBeforeResponse, upstreamErrorReply, upstreamErrorsOnce, upstreamFailure } from './http/upstream-errors.js'
+import type { AppReachability } from './http/app-reachability.js'
 import type { Metrics } from './metrics.js'
 import type { NodePool } from './memcached/pool.js'
 import { SessionFlow } from './request/flow.js'
@@ -23,13 +24,15 @@ export interface ProxyDeps {
   readonly store: SessionStore
   readonly pool: NodePool
   readonly metrics: Metrics
+  /** Told what each request to the app found: whether the app accepts connections (/readyz). */
+  readonly app: AppReachability
 }
 
 /**
  * The client-facing fastify app: one catch-all @fastify/http-proxy route to the app over the
  * undici hop, with the request's session flow (request/flow.ts) hooked in at each step.
  */
-export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDeps): Promise<FastifyInstance> {
+export async function buildProxy ({ config, log, store, pool, metrics, app: reachability }: ProxyDeps): Promise<FastifyInstance> {
   const { upstream, listen } = config
   const flow = new SessionFlow({ config, store, pool, metrics })
   const appCookieDomain = config.cookies.domain === undefined ? undefined : new AppCookieDomain(config.cookies.domain, config.cookies.names)
@@ -118,6 +121,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
   }
 
   const onResponse = (request: HookRequest, reply: HookReply, res: { stream: NodeJS.ReadableStream }): void => {
+    reachability.answered()
     forwardTrailers(request, reply, res.stream, flow.protocol)
     flow.respond(request, reply, res.stream)
   }
@@ -164,6 +168,7 @@ export async function buildProxy ({ config, log, store, pool, metrics }: ProxyDe
       // headers); the hop alone resends one, narrowly: see UpstreamHop.request.
       retryDelay: () => null,
       onError: (reply, context) => {
+        reachability.failed(upstreamFailure(context.error).errorCode)
         flow.failed(reply.request)
         upstreamError(reply, context)
       }

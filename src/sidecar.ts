@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { buildAdmin } from './admin.js'
+import { AppReachability } from './http/app-reachability.js'
 import type { SidecarConfig } from './config/index.js'
 import { codes } from './errors.js'
 import { DnsDiscovery, type Resolver } from './memcached/discovery.js'
@@ -87,8 +88,9 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
   await pool.connect()
 
   let ready = false
-  const proxy = await buildProxy({ config, log, store, pool, metrics })
-  const admin = buildAdmin({ log, metrics, store, isReady: () => ready })
+  const app = new AppReachability(config.upstream.url, log)
+  const proxy = await buildProxy({ config, log, store, pool, metrics, app })
+  const admin = buildAdmin({ log, metrics, store, isReady: () => ready, appUp: () => app.up })
   const adminUrl = await admin.listen({ host: config.admin.host, port: config.admin.port })
   const url = await proxy.listen({ host: config.listen.host, port: config.listen.port })
   ready = true
@@ -129,6 +131,7 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
     const left = await store.flush(Math.max(0, deadline - performance.now()))
     if (left > 0) log.error({ code: codes.SHUTDOWN_PENDING_WRITES, pending: left }, 'shutdown timed out with session writes still pending')
     await admin.close()
+    app.close()
     store.close()
     pool.close()
     log.info({ writesFlushed: Math.max(0, pending - left), writesLeft: left, durationMs: Math.round(performance.now() - started) }, 'stopped')
