@@ -26,13 +26,15 @@ export interface ProxyDeps {
   readonly metrics: Metrics
   /** Told what each request to the app found: whether the app accepts connections (/readyz). */
   readonly app: AppReachability
+  /** False from SIGTERM on (/readyz 503): responses then close their connection. */
+  readonly isReady: () => boolean
 }
 
 /**
  * The client-facing fastify app: one catch-all @fastify/http-proxy route to the app over the
  * undici hop, with the request's session flow (request/flow.ts) hooked in at each step.
  */
-export async function buildProxy ({ config, log, store, pool, metrics, app: reachability }: ProxyDeps): Promise<FastifyInstance> {
+export async function buildProxy ({ config, log, store, pool, metrics, app: reachability, isReady }: ProxyDeps): Promise<FastifyInstance> {
   const { upstream, listen } = config
   const flow = new SessionFlow({ config, store, pool, metrics })
   const appCookieDomain = config.cookies.domain === undefined ? undefined : new AppCookieDomain(config.cookies.domain, config.cookies.names)
@@ -117,6 +119,10 @@ export async function buildProxy ({ config, log, store, pool, metrics, app: reac
     if (appCookieDomain !== undefined && lines['set-cookie'] !== undefined) {
       lines['set-cookie'] = appCookieDomain.rewrite(lines['set-cookie'])
     }
+    // Draining (shutdown.delayMs): served as usual, but the client's next request comes on a
+    // new connection, which the load balancer sends elsewhere, rather than on this one, which
+    // the listener's close would cut.
+    if (!isReady()) lines.connection = 'close'
     return headers
   }
 

@@ -89,7 +89,7 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
 
   let ready = false
   const app = new AppReachability(config.upstream.url, log)
-  const proxy = await buildProxy({ config, log, store, pool, metrics, app })
+  const proxy = await buildProxy({ config, log, store, pool, metrics, app, isReady: () => ready })
   const admin = buildAdmin({ log, metrics, store, isReady: () => ready, appUp: () => app.up })
   const adminUrl = await admin.listen({ host: config.admin.host, port: config.admin.port })
   const url = await proxy.listen({ host: config.listen.host, port: config.listen.port })

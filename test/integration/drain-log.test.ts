@@ -1,4 +1,5 @@
 import t from 'tap'
+import { Agent } from 'undici'
 import { Browser, keyOf, q } from '../helpers/client.js'
 import { until } from '../../harness/index.js'
 import { LogCapture, startStack } from '../helpers/sidecar.js'
@@ -53,3 +54,23 @@ t.test('a drain that runs out of shutdown.timeoutMs ends with `stopped`: none fl
   t.equal(stoppedLines(logs).length, 1, 'once')
   t.ok(Number(logs.entries.at(-1)?.durationMs) >= 300, 'after shutdown.timeoutMs')
 })
+
+t.test('during shutdown.delayMs every request is served as usual, with Connection: close, so the client\'s next one takes a new connection (which the load balancer sends elsewhere)', async (t) => {
+  const { sidecar: start } = await startStack(t)
+  const sidecar = await start(t, { shutdown: { delayMs: 1500 } })
+  const agent = new Agent({ keepAliveTimeout: 10_000 })
+  t.teardown(() => agent.close())
+  const before = await agentRequest(agent, sidecar.url)
+  t.equal(before.headers.connection, 'keep-alive', 'ready: the connection is kept')
+  const closing = sidecar.close()
+  const during = await agentRequest(agent, sidecar.url)
+  t.equal(during.statusCode, 200, 'draining: still served')
+  t.equal(during.headers.connection, 'close', 'with Connection: close')
+  await closing
+})
+
+async function agentRequest (agent: Agent, url: string): Promise<{ statusCode: number, headers: Record<string, string | string[] | undefined> }> {
+  const res = await agent.request({ origin: url, path: '/', method: 'GET' })
+  await res.body.dump()
+  return { statusCode: res.statusCode, headers: res.headers }
+}
