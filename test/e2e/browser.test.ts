@@ -270,7 +270,8 @@ t.test('with session.cookie.maxAge, a user who keeps browsing stays logged in pa
   })
   memcached = await MemcachedProcess.start()
   app = await new FormApp().start()
-  const MAX_AGE = 2
+  // 4 s: a page every 0.6 s stays well under maxAge / 2 (2 s) apart even on a loaded machine.
+  const MAX_AGE = 4
   sidecar = await new SidecarProcess(dir, 'sidecar', { upstream: app.url, nodes: [memcached.address], extra: { session: { cookie: { maxAge: MAX_AGE } } } }).start()
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, timeout: 15_000, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] })
   const context = await browser.newContext()
