@@ -25,7 +25,9 @@ export const codes = {
   /** A copy read from memcached did not open (forged, another secret, moved, damaged): treated as missing. */
   STORED_COPY_REJECTED: 'SIDECAR_ERR_STORED_COPY_REJECTED',
   /** Shutdown ran out of time with memcached writes still pending. */
-  SHUTDOWN_PENDING_WRITES: 'SIDECAR_ERR_SHUTDOWN_PENDING_WRITES'
+  SHUTDOWN_PENDING_WRITES: 'SIDECAR_ERR_SHUTDOWN_PENDING_WRITES',
+  /** Shutdown ran out of time with requests in flight: their connections were closed. */
+  SHUTDOWN_REQUESTS_CUT: 'SIDECAR_ERR_SHUTDOWN_REQUESTS_CUT'
 } as const
 
 /** The config file is missing, unreadable or invalid. `problems` holds one line per problem. */

@@ -30,8 +30,9 @@ export interface Sidecar {
    * Graceful stop: readiness goes 503 at once while requests are still served as usual for
    * shutdown.delayMs; then the listener stops accepting, in-flight requests finish, queued
    * memcached writes are flushed (within shutdown.timeoutMs); the last log line, `stopped`,
-   * says how many were flushed and left and how long the stop took. Resolves with the number
-   * of writes still pending when shutdown.timeoutMs ran out.
+   * says how many were flushed and left, how many requests were cut, and how long the stop
+   * took. Resolves with what shutdown.timeoutMs left undone: the writes still pending plus the
+   * requests still in flight when their connections were closed (0 for a clean drain).
    */
   close: () => Promise<number>
 }
@@ -96,6 +97,13 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
   ready = true
   log.info({ url, adminUrl, upstream: config.upstream.url, nodes: config.memcached.nodes, write: config.memcached.write }, 'session-sidecar listening')
 
+  // Requests in flight, for a drain that runs out of time to say how many it cut.
+  let inFlight = 0
+  proxy.server.on('request', (_req, res) => {
+    inFlight++
+    res.once('close', () => { inFlight-- })
+  })
+
   let closing: Promise<number> | undefined
   const close = async (): Promise<number> => {
     ready = false
@@ -115,10 +123,12 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
     // and cut the rest when the budget runs out.
     const idle = setInterval(() => proxy.server.closeIdleConnections(), 50)
     let cut: NodeJS.Timeout | undefined
+    let requestsCut = 0
     await Promise.race([
       proxy.close(),
       new Promise<void>((resolve) => {
         cut = setTimeout(() => {
+          requestsCut = inFlight
           proxy.server.closeAllConnections()
           resolve()
         }, Math.max(0, deadline - performance.now()))
@@ -126,6 +136,7 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
     ])
     clearInterval(idle)
     clearTimeout(cut)
+    if (requestsCut > 0) log.error({ code: codes.SHUTDOWN_REQUESTS_CUT, requests: requestsCut }, 'shutdown ran out of shutdown.timeoutMs with requests in flight: their connections were closed')
     // Every request has finished: the writes pending now are the drain's to flush.
     const pending = store.pendingWrites
     const left = await store.flush(Math.max(0, deadline - performance.now()))
@@ -134,8 +145,8 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
     app.close()
     store.close()
     pool.close()
-    log.info({ writesFlushed: Math.max(0, pending - left), writesLeft: left, durationMs: Math.round(performance.now() - started) }, 'stopped')
-    return left
+    log.info({ writesFlushed: Math.max(0, pending - left), writesLeft: left, requestsCut, durationMs: Math.round(performance.now() - started) }, 'stopped')
+    return left + requestsCut
   }
   return {
     proxy,

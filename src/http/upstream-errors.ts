@@ -37,9 +37,9 @@ export function upstreamFailure (error: Error & { statusCode?: number }): Upstre
 export function upstreamErrorReply (generated: Generated): (reply: HookReply, context: { error: Error }) => void {
   return (reply, { error }) => {
     if (reply.sent || reply.raw.headersSent) return
-    // The client left (mid-upload, say) and its request to the app was cut with it: no
-    // upstream failure, and nobody to answer.
-    if (reply.raw.destroyed) {
+    // The client left (mid-upload, say), or a drain out of time closed its connection, and
+    // its request to the app was cut with it: no upstream failure, and nobody to answer.
+    if (reply.raw.destroyed || reply.raw.socket?.destroyed !== false) {
       reply.log.debug({ errorCode: (error.cause as { code?: string } | undefined)?.code }, 'client gone before the app answered')
       return
     }

@@ -55,6 +55,19 @@ t.test('a drain that runs out of shutdown.timeoutMs ends with `stopped`: none fl
   t.ok(Number(logs.entries.at(-1)?.durationMs) >= 300, 'after shutdown.timeoutMs')
 })
 
+t.test('a request longer than shutdown.timeoutMs is cut, and the drain says so: an error line, requestsCut in `stopped`, not a clean exit', async (t) => {
+  const { app, sidecar: start } = await startStack(t)
+  const logs = new LogCapture()
+  const sidecar = await start(t, { log: { level: 'info' }, shutdown: { timeoutMs: 300 } }, { logs })
+  const seen = app.seen.length
+  const slow = fetch(`${sidecar.url}/slow?delay=3000`).then((r) => r.status, (err: Error) => err.name)
+  await until(() => app.seen.length > seen, 5000, 'the slow request at the app')
+  t.equal(await sidecar.close(), 1, 'close: one thing left undone')
+  t.not(await slow, 200, 'the client did not get its answer')
+  t.match(logs.entries.find((e) => e.code === 'SIDECAR_ERR_SHUTDOWN_REQUESTS_CUT'), { level: 50, requests: 1 }, 'one error line with its code')
+  t.match(logs.entries.at(-1), { msg: 'stopped', writesLeft: 0, requestsCut: 1 }, 'and `stopped` counts it')
+})
+
 t.test('during shutdown.delayMs every request is served as usual, with Connection: close, so the client\'s next one takes a new connection (which the load balancer sends elsewhere)', async (t) => {
   const { sidecar: start } = await startStack(t)
   const sidecar = await start(t, { shutdown: { delayMs: 1500 } })
