@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs'
-import { parseArgs } from 'node:util'
+import { isDeepStrictEqual, parseArgs } from 'node:util'
 import { lookup } from 'node:dns/promises'
 import { loadConfig, type SidecarConfig } from './config/index.js'
 import { DnsDiscovery } from './memcached/discovery.js'
@@ -113,7 +113,7 @@ const RELOADED = ['memcached.nodes', 'memcached.replicas', 'memcached.allow']
 /** The dotted keys whose values differ between two configs (leaves and lists compared whole). */
 function changedKeys (a: unknown, b: unknown, path = ''): string[] {
   const isSection = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof RegExp)
-  if (!isSection(a) || !isSection(b)) return String(a) === String(b) && JSON.stringify(a) === JSON.stringify(b) ? [] : [path]
+  if (!isSection(a) || !isSection(b)) return isDeepStrictEqual(a, b) ? [] : [path]
   const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])]
   return keys.flatMap((key) => changedKeys(a[key], b[key], path === '' ? key : `${path}.${key}`))
 }

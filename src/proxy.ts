@@ -11,7 +11,7 @@ import { stripResponseHopByHop } from './http/hop-by-hop.js'
 import type { HeaderProtocol } from './http/protocol.js'
 import { clientErrorHandler, serverOptions, watchBodyIdle } from './http/timeouts.js'
 import { CLIENT_REQUEST, trailersOf, UpstreamHop, type HookReply, type HookRequest } from './http/upstream.js'
-import { failedBeforeResponse, upstreamErrorReply, upstreamErrorsOnce, upstreamFailure } from './http/upstream-errors.js'
+import { failedBeforeResponse, upstreamErrorReply, upstreamErrorsOnce } from './http/upstream-errors.js'
 import type { AppReachability } from './http/app-reachability.js'
 import type { Metrics } from './metrics.js'
 import type { NodePool } from './memcached/pool.js'
@@ -132,7 +132,7 @@ export async function buildProxy ({ config, log, store, pool, metrics, app: reac
     flow.respond(request, reply, res.stream)
   }
 
-  const upstreamError = upstreamErrorReply(generated)
+  const upstreamError = upstreamErrorReply(generated, (failure) => { reachability.failed(failure.errorCode) })
 
   // @fastify/http-proxy reads wsClientOptions.rewriteRequestHeaders (index.js) but its types leave it out.
   const wsClientOptions: NonNullable<HttpProxyOptions['wsClientOptions']> & { rewriteRequestHeaders: typeof rewriteWsHeaders } = { rewriteRequestHeaders: rewriteWsHeaders }
@@ -174,7 +174,6 @@ export async function buildProxy ({ config, log, store, pool, metrics, app: reac
       // headers); the hop alone resends one, narrowly: see UpstreamHop.request.
       retryDelay: () => null,
       onError: (reply, context) => {
-        reachability.failed(upstreamFailure(context.error).errorCode)
         flow.failed(reply.request)
         upstreamError(reply, context)
       }

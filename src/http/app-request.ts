@@ -37,7 +37,7 @@ export class AppRequestHeaders {
     const listed = connectionTokens(raw.headers.connection)
     const sent: ClientForwarding = { xForwardedFor: undefined, xForwardedProto: undefined, xForwardedHost: undefined, forwarded: undefined }
     const cookieName = this.#cookies.name
-    const trusted = this.#forwarding.peer(raw.socket as Socket).trusted
+    const peer = this.#forwarding.peer(raw.socket as Socket)
     for (let i = 0; i < lines.length; i += 2) {
       const name = lines[i] as string
       const value = lines[i + 1] as string
@@ -63,11 +63,11 @@ export class AppRequestHeaders {
         if (FORWARDING.has(folded)) continue
         // The other headers apps take the client's address or scheme from: only a trusted
         // proxy may send them, in their exact spelling.
-        if (claimsClient(folded) && (!trusted || folded !== lower)) continue
+        if (claimsClient(folded) && (!peer.trusted || folded !== lower)) continue
       }
       out.push(name, value)
     }
-    const forwarded = this.#forwarding.values(raw.socket as Socket, host, sent)
+    const forwarded = this.#forwarding.values(raw.socket as Socket, peer, host, sent)
     out.push('X-Forwarded-For', forwarded.for, 'X-Forwarded-Proto', forwarded.proto)
     if (forwarded.host !== undefined) out.push('X-Forwarded-Host', forwarded.host)
     if (forwarded.forwarded !== undefined) out.push('Forwarded', forwarded.forwarded)

@@ -24,7 +24,8 @@ export interface ClientForwarding {
   forwarded: string | undefined
 }
 
-interface Peer { readonly address: string, readonly trusted: boolean }
+/** The connection's peer: its address, and whether its own forwarding headers are believed. */
+export interface Peer { readonly address: string, readonly trusted: boolean }
 const PEER = Symbol('session-sidecar.peer')
 
 /**
@@ -56,8 +57,7 @@ export class Forwarding {
     return peer
   }
 
-  values (socket: Socket, host: string | undefined, sent: ClientForwarding): ForwardedValues {
-    const peer = this.peer(socket)
+  values (socket: Socket, peer: Peer, host: string | undefined, sent: ClientForwarding): ForwardedValues {
     const keep = peer.trusted
     const proto = (socket as Socket & { encrypted?: boolean }).encrypted === true ? 'https' : 'http'
     return {

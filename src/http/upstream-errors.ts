@@ -31,10 +31,10 @@ export function upstreamFailure (error: Error & { statusCode?: number }): Upstre
 
 /**
  * reply-from's onError: answers a request the app did not answer (502 or 504, a short plain
- * body), logs it once at warn with its code and counts it. Nothing when the response is under
- * way or the client has gone.
+ * body), logs it once at warn with its code, counts it, and tells `observed` (the app's
+ * reachability). Nothing when the response is under way or the client has gone.
  */
-export function upstreamErrorReply (generated: Generated): (reply: HookReply, context: { error: Error }) => void {
+export function upstreamErrorReply (generated: Generated, observed: (failure: UpstreamFailure) => void = () => {}): (reply: HookReply, context: { error: Error }) => void {
   return (reply, { error }) => {
     if (reply.sent || reply.raw.headersSent) return
     // The client left (mid-upload, say), or a drain out of time closed its connection, and
@@ -44,7 +44,9 @@ export function upstreamErrorReply (generated: Generated): (reply: HookReply, co
       return
     }
     // One line per failure (reply-from's own, with the stack, is at debug: upstreamErrorsOnce).
-    const { status, code, reason, errorCode, cause } = upstreamFailure(error)
+    const failure = upstreamFailure(error)
+    observed(failure)
+    const { status, code, reason, errorCode, cause } = failure
     reply.log.warn({ code, status, errorCode, cause }, 'upstream failed')
     generated(status, reason)
     reply.code(status).type('text/plain; charset=utf-8').send(upstreamErrorBodies[status])
