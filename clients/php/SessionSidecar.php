@@ -185,7 +185,29 @@ final class SessionSidecar
 
     private static function json(mixed $value): string
     {
-        return json_encode($value, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PRESERVE_ZERO_FRACTION | JSON_THROW_ON_ERROR);
+        try {
+            return json_encode($value, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PRESERVE_ZERO_FRACTION | JSON_THROW_ON_ERROR);
+        } catch (JsonException $e) {
+            $where = self::notUtf8($GLOBALS['_SESSION'] ?? null, '$_SESSION');
+            if ($where === null) throw $e;
+            // Bytes (random_bytes(), a hash's raw output) have no JSON form: say which member,
+            // instead of json_encode's "Malformed UTF-8 characters" with no name.
+            throw new UnexpectedValueException("SessionSidecar: $where is not UTF-8 text (raw bytes, such as random_bytes() returns?): a session is JSON, which cannot hold it; store bin2hex() or base64_encode() of it. The session was not changed.");
+        }
+    }
+
+    /** The first string (or member name) in a value that is not valid UTF-8, as a PHP path. */
+    private static function notUtf8(mixed $value, string $path): ?string
+    {
+        if (is_string($value)) return preg_match('//u', $value) === 1 ? null : $path;
+        if (!is_array($value) && !is_object($value)) return null;
+        foreach ((array) $value as $k => $v) {
+            $name = is_int($k) ? "$path" . "[$k]" : $path . '[' . var_export($k, true) . ']';
+            if (is_string($k) && preg_match('//u', $k) !== 1) return "a member name in $path";
+            $found = self::notUtf8($v, $name);
+            if ($found !== null) return $found;
+        }
+        return null;
     }
 
     private static function b64(stdClass $value): string

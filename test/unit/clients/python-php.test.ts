@@ -73,3 +73,17 @@ t.test('clients/php/SessionSidecar.php', { skip: phpMissing === undefined ? fals
   HEADER_CASES.forEach(([name, , , , headers], i) => t.strictSame(got[i], PHP_READS[name] ?? headers, name))
   t.equal(JSON.stringify(got[HEADER_CASES.findIndex(([name]) => name.startsWith('an emptied session'))]), '{"x-session-set":{},"x-session-regenerate":"1"}', 'an empty session is sent as {}, never []')
 })
+
+t.test('the PHP helper names a $_SESSION member that holds bytes JSON cannot carry', { skip: phpMissing === undefined ? false : `no php: ${phpMissing}` }, async (t) => {
+  const script = `
+require $argv[1] . '/SessionSidecar.php';
+$_SERVER['HTTP_X_SESSION'] = 'e30';
+SessionSidecar::start();
+$_SESSION['user'] = ['name' => 'ann', 'csrf' => "\\xff\\xfe" . 'abc'];
+SessionSidecar::headers();
+`
+  const r = spawnSync('php', ['-d', 'display_errors=stderr', '-r', script, join(ROOT, 'clients', 'php')], { encoding: 'utf8', timeout: 30_000 })
+  t.not(r.status, 0, 'the script fails: no session header is sent that would change the data')
+  t.match(r.stderr, /Uncaught UnexpectedValueException: SessionSidecar: \$_SESSION\['user'\]\['csrf'\] is not UTF-8 text/, 'the first error line names the member')
+  t.match(r.stderr, /bin2hex\(\) or base64_encode\(\)/, 'and says what to store instead')
+})
