@@ -122,17 +122,32 @@ function changedKeys (a: unknown, b: unknown, path = ''): string[] {
 async function check (file: string, config: SidecarConfig): Promise<number> {
   const problems: string[] = []
   const lines: string[] = []
+  // Which configured node reaches each address: two names for one memcached (localhost and
+  // 127.0.0.1) would put a session's copy and its backup on the same process.
+  const reachedBy = new Map<string, number>()
   for (const [i, node] of config.memcached.nodes.entries()) {
     const address = parseAddress(node)
-    if (address === undefined || address.family !== 0) {
+    if (address === undefined) continue
+    let hosts = [address.host]
+    if (address.family === 0) {
+      try {
+        hosts = (await lookup(address.host, { all: true })).map((f) => f.address)
+        lines.push(`  ${node} -> ${hosts.join(', ')}`)
+      } catch (err) {
+        problems.push(`memcached.nodes[${i}]: "${node}" does not resolve (${(err as NodeJS.ErrnoException).code ?? String(err)})`)
+        continue
+      }
+    } else {
       lines.push(`  ${node}`)
-      continue
     }
-    try {
-      const found = await lookup(address.host, { all: true })
-      lines.push(`  ${node} -> ${found.map((f) => f.address).join(', ')}`)
-    } catch (err) {
-      problems.push(`memcached.nodes[${i}]: "${node}" does not resolve (${(err as NodeJS.ErrnoException).code ?? String(err)})`)
+    for (const host of hosts) {
+      const endpoint = `${host.includes(':') ? `[${host}]` : host}:${address.port}`
+      const other = reachedBy.get(endpoint)
+      if (other !== undefined && other !== i) {
+        problems.push(`memcached.nodes[${i}]: "${node}" reaches ${endpoint}, as memcached.nodes[${other}] "${config.memcached.nodes[other] ?? ''}" does: one memcached listed twice would hold a session's copy and its backup`)
+        break
+      }
+      reachedBy.set(endpoint, i)
     }
   }
   const { dns } = config.memcached.discovery

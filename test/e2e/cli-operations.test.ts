@@ -34,6 +34,21 @@ t.test('--check: a node that does not resolve fails the check with its key path'
   t.match(r.stderr, /memcached\.nodes\[0\]: "no-such-host\.invalid:11211" does not resolve \(ENOTFOUND|EAI_AGAIN\)/)
 })
 
+t.test('--check: two names for one memcached (localhost and 127.0.0.1) fail the check, naming both', async (t) => {
+  const { dir, cleanup } = scratch()
+  t.teardown(cleanup)
+  const write = (name: string, nodes: string[]): string => {
+    const file = join(dir, name)
+    writeFileSync(file, `session: { secrets: ["0123456789abcdef0123"] }\nmemcached: { nodes: ${JSON.stringify(nodes)}, allow: ["127.0.0.0/8", "localhost"] }\n`)
+    return file
+  }
+  const twice = spawnSync(process.execPath, [CLI, '--check', '--config', write('twice.yaml', ['localhost:11211', '127.0.0.1:11211'])], { env: { PATH: process.env.PATH }, encoding: 'utf8' })
+  t.equal(twice.status, 2)
+  t.match(twice.stderr, /memcached\.nodes\[1\]: "127\.0\.0\.1:11211" reaches 127\.0\.0\.1:11211, as memcached\.nodes\[0\] "localhost:11211" does/)
+  const ports = spawnSync(process.execPath, [CLI, '--check', '--config', write('ports.yaml', ['localhost:11211', '127.0.0.1:11212'])], { env: { PATH: process.env.PATH }, encoding: 'utf8' })
+  t.equal(ports.status, 0, 'one host on two ports is two memcached processes')
+})
+
 t.test('--check: an invalid config prints every problem and serves nothing', async (t) => {
   const { dir, cleanup } = scratch()
   t.teardown(cleanup)
