@@ -152,6 +152,7 @@ async function main (): Promise<number> {
     children,
     dir: scratch,
     upstream: app.url,
+    upstreamPid: app.pid,
     memcached: memcached.slice(0, 2),
     nodes: memcached.slice(0, 2).map((m) => m.address),
     users: CONNECTIONS,

@@ -1,5 +1,6 @@
 import type { MemcachedProcess } from '../../test/helpers/memcached.js'
 import { memcachedOps, run, type LoadOptions, type LoadResult } from './load.js'
+import { cpuMeter } from './process-cpu.js'
 import type { ScenarioResult } from './report.js'
 import type { BenchContext, Running, Scenario } from './scenario.js'
 
@@ -13,6 +14,10 @@ export interface Measured extends LoadResult {
   /** memcached get+set+touch+delete commands (all nodes counted) during the measured part. */
   readonly memcachedOps: number
   readonly memcachedOpsPerRequest: number
+  /** CPU (user + system) of the row's own processes (`Running.pids`) per request sent, µs; NaN when not known. */
+  readonly cpuUsPerRequest: number
+  /** That CPU over the measured seconds: near 1 per process, it was the bottleneck. */
+  readonly cpuBusy: number
 }
 
 /** A scenario's row: its servers started, measured (`measureRunning`) and stopped. */
@@ -43,14 +48,23 @@ export async function measureRunning (running: Running, nodes: readonly Memcache
 /** One load (`run`) with the memcached counters of `nodes` read around it, and what it left behind settled. */
 export async function counted (running: Running, nodes: readonly MemcachedProcess[], load: LoadOptions, progress: (text: string) => void): Promise<Measured> {
   const opsBefore = await memcachedOps(nodes)
+  const pids = running.pids ?? []
+  const cpu = cpuMeter(pids.every((p) => p !== undefined) ? pids as number[] : [])
   const result = await run(load)
   // Requests cut off at the end still finish on the server, and responses can leave async
   // writes behind: all of it belongs to this run.
   await new Promise((resolve) => setTimeout(resolve, 200))
   await running.settle()
   const ops = await memcachedOps(nodes) - opsBefore
+  const cpuSeconds = cpu() ?? NaN
   const problems = result.non2xx + result.errors + result.timeouts
   progress(` ${result.reqPerSec.toLocaleString('en-US')} req/s, p99 ${result.p99Ms} ms${problems > 0 ? `, ${problems} non-2xx/errors` : ''}\n`)
   if (result.requests === 0) throw new Error('no request completed')
-  return { ...result, memcachedOps: ops, memcachedOpsPerRequest: Math.round((ops / result.requestsSent) * 1000) / 1000 }
+  return {
+    ...result,
+    memcachedOps: ops,
+    memcachedOpsPerRequest: Math.round((ops / result.requestsSent) * 1000) / 1000,
+    cpuUsPerRequest: Math.round(cpuSeconds * 1e6 / result.requestsSent),
+    cpuBusy: Math.round(cpuSeconds / result.seconds * 100) / 100
+  }
 }

@@ -12,6 +12,10 @@ export interface ScenarioResult extends LoadResult {
   /** memcached get+set+touch+delete commands (all nodes) per request. */
   readonly memcachedOpsPerRequest: number
   readonly memcachedOps: number
+  /** CPU of the row's own processes per request, µs (NaN where /proc does not tell). */
+  readonly cpuUsPerRequest: number
+  /** That CPU over the measured seconds (1.00: one CPU busy all the time). */
+  readonly cpuBusy: number
 }
 
 export interface ScenarioFailure {
@@ -70,9 +74,9 @@ export function table (header: readonly string[], rows: ReadonlyArray<readonly s
 
 export function loadTable (results: ReadonlyArray<ScenarioResult | ScenarioFailure>): string {
   const rounds = results.some((r) => !('error' in r) && r.roundsReqPerSec.length > 1)
-  return table(['', 'scenario', 'req/s', ...(rounds ? ['rounds min-max'] : []), 'p50 ms', 'p99 ms', 'x (b)', 'memcached ops/req', 'non-2xx+errors'], results.map((r) => 'error' in r
-    ? [r.ref, r.title, 'FAILED', ...(rounds ? [''] : []), '', '', '', '', r.error.slice(0, 60)]
-    : [r.ref, r.title, num(r.reqPerSec), ...(rounds ? [`${num(Math.min(...r.roundsReqPerSec))}-${num(Math.max(...r.roundsReqPerSec))}`] : []), num(r.p50Ms, 2), num(r.p99Ms, 2), num(r.ratioToBare, 2), num(r.memcachedOpsPerRequest, 3), num(r.non2xx + r.errors + r.timeouts)]))
+  return table(['', 'scenario', 'req/s', ...(rounds ? ['rounds min-max'] : []), 'p50 ms', 'p99 ms', 'x (b)', 'CPU µs/req', 'CPU busy', 'memcached ops/req', 'non-2xx+errors'], results.map((r) => 'error' in r
+    ? [r.ref, r.title, 'FAILED', ...(rounds ? [''] : []), '', '', '', '', '', '', r.error.slice(0, 60)]
+    : [r.ref, r.title, num(r.reqPerSec), ...(rounds ? [`${num(Math.min(...r.roundsReqPerSec))}-${num(Math.max(...r.roundsReqPerSec))}`] : []), num(r.p50Ms, 2), num(r.p99Ms, 2), num(r.ratioToBare, 2), num(r.cpuUsPerRequest), num(r.cpuBusy, 2), num(r.memcachedOpsPerRequest, 3), num(r.non2xx + r.errors + r.timeouts)]))
 }
 
 export function heapTable (results: readonly HeapResult[]): string {

@@ -12,6 +12,7 @@ export interface BenchContext {
   readonly dir: string
   /** The shared app (bench/servers/upstream.ts). */
   readonly upstream: string
+  readonly upstreamPid: number | undefined
   readonly memcached: readonly MemcachedProcess[]
   readonly nodes: readonly string[]
   /** Users the session workloads play: one per connection. */
@@ -27,6 +28,11 @@ export interface Running {
   readonly cookies?: CookiePool
   /** Or a cookie for every request, from many sessions (the cached-sessions and miss-load dimensions). */
   readonly cookieFor?: () => string
+  /**
+   * The processes the row measures (the proxy; the sidecars and their balancer; the app in
+   * (a) and (g)): their CPU per request is reported beside req/s.
+   */
+  readonly pids?: ReadonlyArray<number | undefined>
   /** Resolves once work a response left behind (async writes) is done: counters are complete. */
   settle: () => Promise<void>
   stop: () => Promise<void>
@@ -75,6 +81,7 @@ export async function oneSidecar (ctx: BenchContext, options: OneSidecarOptions)
     return {
       url: sidecar.url + options.path,
       cookies,
+      pids: [sidecar.pid],
       settle: async () => { await sidecar.flushed() },
       stop: async () => { await sidecar.stop() }
     }
@@ -88,6 +95,6 @@ export async function oneSidecar (ctx: BenchContext, options: OneSidecarOptions)
 export function proxyScript (script: 'bare-proxy' | 'minimal-proxy'): (ctx: BenchContext) => Promise<Running> {
   return async (ctx) => {
     const proxy = await startScript(ctx.children, script, [ctx.upstream], ctx.nodeFlags)
-    return { url: `${proxy.url}/`, settle: async () => {}, stop: proxy.stop }
+    return { url: `${proxy.url}/`, pids: [proxy.pid], settle: async () => {}, stop: proxy.stop }
   }
 }

@@ -10,7 +10,7 @@ export default {
   start: async (ctx) => {
     const app = await startScript(ctx.children, 'express-session', [ctx.nodes.join(',')])
     try {
-      return { url: `${app.url}/`, cookies: new CookiePool(await login(app.url, ctx.users)), settle: async () => {}, stop: app.stop }
+      return { url: `${app.url}/`, cookies: new CookiePool(await login(app.url, ctx.users)), pids: [app.pid], settle: async () => {}, stop: app.stop }
     } catch (err) {
       await app.stop()
       throw err

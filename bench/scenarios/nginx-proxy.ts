@@ -9,6 +9,6 @@ export default {
   peer: true,
   start: async (ctx) => {
     const proxy = await startNginx(ctx.children, ctx.dir, ctx.upstream)
-    return { url: `${proxy.url}/`, settle: async () => {}, stop: proxy.stop }
+    return { url: `${proxy.url}/`, pids: [proxy.pid], settle: async () => {}, stop: proxy.stop }
   }
 } satisfies Scenario

@@ -24,6 +24,7 @@ export default {
       return {
         url: `${balancer.url}/`,
         cookies,
+        pids: [...sidecars.map((s) => s.pid), balancer.pid],
         settle: async () => { await Promise.all(sidecars.map(async (s) => { await s.flushed() })) },
         stop: async () => {
           await balancer.stop()

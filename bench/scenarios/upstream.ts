@@ -5,5 +5,5 @@ export default {
   id: 'upstream',
   ref: '(a)',
   title: 'upstream app directly (node:http)',
-  start: async (ctx) => ({ url: `${ctx.upstream}/`, settle: async () => {}, stop: async () => {} })
+  start: async (ctx) => ({ url: `${ctx.upstream}/`, pids: [ctx.upstreamPid], settle: async () => {}, stop: async () => {} })
 } satisfies Scenario

@@ -15,7 +15,7 @@ const SCENARIOS = [
   'upstream', 'bare-proxy', 'sidecar-no-session', 'sidecar-hit', 'sidecar-merge-async',
   'sidecar-merge-sync', 'round-robin-hit', 'express-session-hit', 'express-session-change'
 ]
-const NUMERIC = ['requests', 'requestsSent', 'seconds', 'reqPerSec', 'p50Ms', 'p99Ms', 'non2xx', 'errors', 'timeouts', 'ratioToBare', 'memcachedOps', 'memcachedOpsPerRequest']
+const NUMERIC = ['requests', 'requestsSent', 'seconds', 'reqPerSec', 'p50Ms', 'p99Ms', 'non2xx', 'errors', 'timeouts', 'ratioToBare', 'memcachedOps', 'memcachedOpsPerRequest', 'cpuUsPerRequest', 'cpuBusy']
 
 // No coverage from the benchmark's processes: bench/ is a tool, not the product, and its
 // files would count against the coverage floor. (tap's processinfo reads this variable in
@@ -54,6 +54,7 @@ t.test('npm run bench -- --smoke finishes, exits 0 and writes every scenario as 
   for (const s of json.scenarios) {
     const bad = NUMERIC.filter((k) => typeof s[k] !== 'number' || !Number.isFinite(s[k]))
     t.same(bad, [], `${String(s.id)}: numeric ${NUMERIC.join(', ')}`)
+    t.ok((s.cpuUsPerRequest as number) > 0, `${String(s.id)}: its own processes' CPU per request is measured (${String(s.cpuUsPerRequest)} µs)`)
   }
   t.equal(json.heap.length, 1, 'one heap measurement in smoke mode')
   for (const h of json.heap) {
