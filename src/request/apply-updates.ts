@@ -65,16 +65,24 @@ export class UpdateApplier {
       if (!updates.regenerate) return undefined
       change = { set: undefined, merge: undefined, regenerate: true }
     }
+    // A login while the session could not be loaded: the key the cookie names ends with it.
+    const unloaded = record === undefined && state.unavailable ? state.cookie : undefined
     let applied
     try {
-      applied = store.apply(record, state.cookie?.version ?? 0, change)
+      applied = store.apply(record, state.cookie?.version ?? 0, change, unloaded)
     } catch (err) {
       if (!(err instanceof RefusedUpdate)) throw err
       metrics.refusedUpdates.labels(err.reason).inc()
       request.log.error({ code: codes.SESSION_UPDATE_REFUSED, header: err.header, reason: err.reason, session: record === undefined ? undefined : keyHash(record.key) }, 'session update refused; previous session kept')
       return undefined
     }
-    if (applied === undefined) return undefined
+    if (applied === undefined) {
+      // A login with no data while the session could not be loaded leaves no session: the one
+      // the cookie names ends, as a logout, rather than outliving the login.
+      if (unloaded === undefined || !change.regenerate) return undefined
+      state.ended = true
+      return withTimeout(store.destroyByCookie(unloaded), budget.left(state))
+    }
     if (record === undefined) state.outcome = 'new'
     state.record = applied.record
     if (!this.#options.sync || applied.written === undefined) return undefined

@@ -167,8 +167,10 @@ export class SessionStore {
    * Turns an app change into the next version of the session; throws RefusedUpdate.
    * `captured` is the record the request was served with; a concurrent request on this node
    * may have changed (or destroyed) the session since, and the change applies to that.
+   * `unloaded`: the cookie of a session memcached could not produce in time, which a
+   * regeneration (a login) ends as it ends a loaded one.
    */
-  apply (captured: SessionRecord | undefined, cookieVersion: number, change: Change): Applied | undefined {
+  apply (captured: SessionRecord | undefined, cookieVersion: number, change: Change, unloaded?: CookieFields): Applied | undefined {
     const { maxBytes } = this.#options
     let current = captured
     if (captured !== undefined) {
@@ -205,11 +207,15 @@ export class SessionStore {
     this.#cache.set(record.key, record)
     const fresh = record.key !== current?.key
     const job: WriteJob = { ...this.#job(record, kind, fresh), base, baseHeader: base === 0 ? undefined : current?.header }
-    if (current === undefined || !fresh) return { record, written: this.#writer.write(job) }
-    // Regeneration keeps the data but not the key: the old key gets a tombstone.
-    this.#end(current.key)
-    this.#trace.line(current.key, 'ended', () => ({ version: Math.max(current.version, cookieVersion) + 1, nodes: addressesOf(current), regeneratedAs: keyHash(record.key) }))
-    return { record, written: this.#writer.write({ ...job, replaces: { key: current.key, addresses: addressesOf(current), version: Math.max(current.version, cookieVersion) + 1 } }) }
+    // Regeneration keeps the data but not the key: the old key gets a tombstone. Without a
+    // session loaded, the key the cookie names is the old one: a login while memcached did not
+    // answer must still end it (fixation, a shared browser's previous user).
+    const old = current ?? (change.regenerate && unloaded !== undefined && unloaded.key !== record.key ? unloaded : undefined)
+    if (old === undefined || !fresh) return { record, written: this.#writer.write(job) }
+    const version = Math.max(old.version, cookieVersion) + 1
+    this.#end(old.key)
+    this.#trace.line(old.key, 'ended', () => ({ version, nodes: addressesOf(old), regeneratedAs: keyHash(record.key) }))
+    return { record, written: this.#writer.write({ ...job, replaces: { key: old.key, addresses: addressesOf(old), version } }) }
   }
 
   /**

@@ -113,6 +113,53 @@ t.test('a local copy older than the cookie is not served when memcached cannot a
   t.pass('once memcached answers, B serves version 2')
 })
 
+t.test('a login while the session could not be loaded ends the key the cookie names, on every sidecar', async (t) => {
+  // Found by an adversarial helper: a login (Regenerate + Set) on a sidecar that could not load
+  // the session minted a new key and left the old one live for good: a shared browser's
+  // previous user, or a fixated key, stayed logged in.
+  const { nodes, app, sidecar } = await fleet(t)
+  const a = await sidecar()
+  const b = await sidecar()
+  const user = new Browser()
+  await user.get(a.url, `/login?set=${q({ user: 'olduser' })}`)
+  await a.store.flush(2000)
+  const old = user.sid as string
+  for (const m of nodes) await pause(m)
+  const login = await user.get(b.url, `/login?regenerate=1&set=${q({ user: 'newuser' })}`)
+  for (const m of nodes) resume(m)
+  t.equal(app.last?.headers['x-session-unavailable'], '1', 'the login\'s request could not load the session')
+  t.equal(login.status, 200)
+  t.not(keyOf(user.sid), keyOf(old), 'the login has a new key')
+  await b.store.flush(5000)
+  for (const m of nodes) t.match(await m.copy(keyOf(old)), /^\d+ ended$/, `${m.address} holds the old key's tombstone`)
+  for (const [name, s] of [['A, which cached it', a], ['B, which logged in', b]] as const) {
+    const replay = new Browser()
+    replay.cookies.set('sid', old)
+    await until(async () => (await replay.get(s.url, '/')).body.session === undefined, 5000, `${name} to stop serving the old key`)
+    t.pass(`${name} no longer serves the old key`)
+  }
+  t.same((await user.get(a.url, '/')).body.session, { user: 'newuser' }, 'the new key is the session, on the other sidecar too')
+})
+
+t.test('a login with no data while the session could not be loaded ends it, as a logout', async (t) => {
+  const { nodes, sidecar } = await fleet(t)
+  const a = await sidecar()
+  const user = new Browser()
+  await user.get(a.url, `/login?set=${q({ user: 'olduser' })}`)
+  await a.store.flush(2000)
+  const old = user.sid as string
+  const b = await sidecar()
+  for (const m of nodes) await pause(m)
+  await user.get(b.url, '/login?regenerate=1')
+  for (const m of nodes) resume(m)
+  t.equal(user.sid, undefined, 'the cookie is cleared: there is no session left')
+  await b.store.flush(5000)
+  const replay = new Browser()
+  replay.cookies.set('sid', old)
+  await until(async () => (await replay.get(a.url, '/')).body.session === undefined, 5000, 'A to stop serving the old key')
+  t.pass('the sidecar that cached it stops serving it')
+})
+
 t.test('a stale live copy on the primary does not serve a session whose backup holds a tombstone', async (t) => {
   const { nodes, sidecar } = await fleet(t)
   const a = await sidecar()
