@@ -39,14 +39,19 @@ async function endedWhileCached (t: Test): Promise<Fleet & { a: Sidecar, holder:
   const f = await fleet(t, 2)
   const a = await f.sidecar()
   const holder = await f.sidecar()
-  const user = new Browser()
-  await user.get(a.url, `/login?set=${q({ user: 'ada' })}`)
-  await a.store.flush(2000)
-  const old = user.sid as string
+  const { user, old } = await loggedIn(a, { user: 'ada' })
   t.same((await user.get(holder.url, '/')).body.session, { user: 'ada' }, 'a sidecar caches the session')
   await user.get(a.url, '/logout?destroy=1')
   await a.store.flush(2000)
   return { ...f, a, holder, old }
+}
+
+/** A user logged in on `s`, the login stored: `old` is its cookie. */
+async function loggedIn (s: Sidecar, data: Record<string, unknown>): Promise<{ user: Browser, old: string }> {
+  const user = new Browser()
+  await user.get(s.url, `/login?set=${q(data)}`)
+  await s.store.flush(2000)
+  return { user, old: user.sid as string }
 }
 
 /** Stops a node and returns once the kernel reports it stopped (a signal is delivered asynchronously). */
@@ -120,10 +125,7 @@ t.test('a login while the session could not be loaded ends the key the cookie na
   const { nodes, app, sidecar } = await fleet(t)
   const a = await sidecar()
   const b = await sidecar()
-  const user = new Browser()
-  await user.get(a.url, `/login?set=${q({ user: 'olduser' })}`)
-  await a.store.flush(2000)
-  const old = user.sid as string
+  const { user, old } = await loggedIn(a, { user: 'olduser' })
   for (const m of nodes) await pause(m)
   const login = await user.get(b.url, `/login?regenerate=1&set=${q({ user: 'newuser' })}`)
   for (const m of nodes) resume(m)
@@ -144,10 +146,7 @@ t.test('a login while the session could not be loaded ends the key the cookie na
 t.test('a login with no data while the session could not be loaded ends it, as a logout', async (t) => {
   const { nodes, sidecar } = await fleet(t)
   const a = await sidecar()
-  const user = new Browser()
-  await user.get(a.url, `/login?set=${q({ user: 'olduser' })}`)
-  await a.store.flush(2000)
-  const old = user.sid as string
+  const { user, old } = await loggedIn(a, { user: 'olduser' })
   const b = await sidecar()
   for (const m of nodes) await pause(m)
   await user.get(b.url, '/login?regenerate=1')
@@ -163,10 +162,7 @@ t.test('a login with no data while the session could not be loaded ends it, as a
 t.test('a stale live copy on the primary does not serve a session whose backup holds a tombstone', async (t) => {
   const { nodes, sidecar } = await fleet(t)
   const a = await sidecar()
-  const user = new Browser()
-  await user.get(a.url, `/login?set=${q({ user: 'ada' })}`)
-  await a.store.flush(2000)
-  const old = user.sid as string
+  const { user, old } = await loggedIn(a, { user: 'ada' })
   const key = keyOf(old)
   const [primary] = addressesIn(old)
   await user.get(a.url, '/logout?destroy=1')
@@ -211,10 +207,7 @@ t.test('a node back from a restart, empty, gets the tombstones written to it aga
   const m = nodes[0] as MemcachedProcess
   const a = await sidecar()
   const b = await sidecar()
-  const user = new Browser()
-  await user.get(a.url, `/login?set=${q({ user: 'ada' })}`)
-  await a.store.flush(2000)
-  const old = user.sid as string
+  const { user, old } = await loggedIn(a, { user: 'ada' })
   t.same((await user.get(b.url, '/')).body.session, { user: 'ada' }, 'B holds the session')
   await user.get(a.url, '/logout?destroy=1')
   t.match(await m.copy(keyOf(old)), /^\d+ ended$/, 'the tombstone is stored')
@@ -403,10 +396,7 @@ t.test('a sidecar that moved a session off a paused node, after the cookie namin
   const { nodes, sidecar } = await fleet(t, 3)
   const holder = await sidecar()
   const ender = await sidecar()
-  const user = new Browser()
-  await user.get(holder.url, `/login?set=${q({ user: 'ada' })}`)
-  await holder.store.flush(2000)
-  const old = user.sid as string
+  const { user, old } = await loggedIn(holder, { user: 'ada' })
   const key = keyOf(old)
   const [primary, backup] = addressesIn(old).map((address) => nodes.find((m) => m.address === address) as MemcachedProcess) as [MemcachedProcess, MemcachedProcess]
   const third = nodes.find((m) => m !== primary && m !== backup) as MemcachedProcess
