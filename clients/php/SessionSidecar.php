@@ -85,6 +85,9 @@ final class SessionSidecar
         $session = $GLOBALS['_SESSION'] ?? null;
         if (self::$destroyed || !is_array($session)) return ["$p-Destroy" => '1'];
         $data = self::typed($session, self::$original);
+        // The session is always an object: a list at the top (`$_SESSION[0] = ...` on an empty
+        // session) keeps its indexes as member names.
+        if (!$data instanceof stdClass) $data = (object) $data;
         $patch = self::$regenerated && self::$unavailable ? null : self::diff(self::$original, $data);
         $headers = [];
         if ($patch === null) $headers["$p-Set"] = self::b64($data);

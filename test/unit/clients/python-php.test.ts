@@ -87,3 +87,21 @@ SessionSidecar::headers();
   t.match(r.stderr, /Uncaught UnexpectedValueException: SessionSidecar: \$_SESSION\['user'\]\['csrf'\] is not UTF-8 text/, 'the first error line names the member')
   t.match(r.stderr, /bin2hex\(\) or base64_encode\(\)/, 'and says what to store instead')
 })
+
+t.test('the PHP helper sends a $_SESSION that became a list as an object, its indexes as member names', { skip: phpMissing === undefined ? false : `no php: ${phpMissing}` }, async (t) => {
+  const script = `
+require $argv[1] . '/SessionSidecar.php';
+foreach (['e30' => fn () => $_SESSION[0] = 'first', 'eyJ1IjoxfQ' => fn () => $_SESSION = ['a', 'b']] as $from => $change) {
+  $_SERVER['HTTP_X_SESSION'] = $from;
+  SessionSidecar::start();
+  $change();
+  $headers = SessionSidecar::headers();
+  echo json_encode(array_map(fn ($v) => json_decode(base64_decode(strtr($v, '-_', '+/'))), $headers)), "\\n";
+}
+`
+  const r = spawnSync('php', ['-d', 'display_errors=stderr', '-r', script, join(ROOT, 'clients', 'php')], { encoding: 'utf8', timeout: 30_000 })
+  t.equal(r.status, 0, r.stderr)
+  const [first, replaced] = r.stdout.trim().split('\n').map((line) => JSON.parse(line) as unknown)
+  t.same(first, { 'X-Session-Merge': { 0: 'first' } }, '$_SESSION[0] = ... on an empty session is the member "0"')
+  t.same(replaced, { 'X-Session-Merge': { u: null, 0: 'a', 1: 'b' } }, 'a session replaced by a list: the old member removed, the indexes added')
+})
