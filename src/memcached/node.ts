@@ -50,6 +50,9 @@ export class MemcachedNode {
   #connectionLost = false
   #connectionsLost = 0
   #failingSince: number | undefined
+  /** Refusing stores (see `refused`): writes and placement avoid the node until then. */
+  #refusedUntil = 0
+  #refusals = 0
   #probe: NodeJS.Timeout | undefined
   #closed = false
   /** Backoff windows and idle time; command latencies are always measured on performance.now. */
@@ -98,6 +101,35 @@ export class MemcachedNode {
   /** True while the node is inside its backoff window after a failure. */
   get down (): boolean {
     return this.#downUntil > this.#now()
+  }
+
+  /** True while the node is inside its backoff window after it refused stores; it may still answer reads. */
+  get refusing (): boolean {
+    return this.#refusedUntil > this.#now()
+  }
+
+  /** Whether writes and new placements should go here: not down, not refusing. */
+  get takesWrites (): boolean {
+    return !this.down && !this.refusing
+  }
+
+  /**
+   * The node answers but will not store: a write gave up after repeated CAS conflicts (a node
+   * that refuses every store, or contention no writer wins). Writes and placements avoid it
+   * for a backoff window that reads answered meanwhile do not end (they would, were this a
+   * failure: the node answers them); a store it takes does. Returns the error to throw.
+   */
+  refused (command: Command, reason: string): NodeUnavailable {
+    const err = new NodeUnavailable(this.address, command, reason)
+    const now = this.#now()
+    if (this.#refusedUntil > now) return err
+    const backoff = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(this.#refusals, 16))
+    this.#refusals++
+    this.#refusedUntil = now + backoff
+    const fields = { node: this.address, code: err.code, command, backoffMs: backoff }
+    if (this.#refusals === 1) this.#options.log.warn(fields, `${err.message}: writes go to the next live nodes meanwhile`)
+    else this.#options.log.debug(fields, err.message)
+    return err
   }
 
   async gets (key: string): Promise<StoredValue | undefined> {
@@ -168,7 +200,13 @@ export class MemcachedNode {
 
   async #store (command: Command, options: { readonly mode: 'add' | 'set', readonly ttl: number, readonly cas?: string }, key: string, value: string): Promise<string | undefined> {
     const outcome: MetaStore = await this.#run(command, async () => await this.#connection.store(key, value, options))
-    return outcome.stored ? outcome.cas : undefined
+    if (!outcome.stored) return undefined
+    if (this.#refusals > 0) {
+      this.#options.log.info({ node: this.address }, 'memcached node stores again')
+      this.#refusals = 0
+      this.#refusedUntil = 0
+    }
+    return outcome.cas
   }
 
   async #run<T> (command: Command, send: () => Promise<T>, use = true): Promise<T> {

@@ -121,10 +121,10 @@ export class NodePool {
     return { added, removed, refused }
   }
 
-  /** True when the address may be contacted and its node is not in a backoff window. */
+  /** True when the address may be contacted and its node is not in a backoff window (down, or refusing stores). */
   isLive (text: string): boolean {
     const node = this.node(text)
-    return node !== undefined && !node.down
+    return node !== undefined && node.takesWrites
   }
 
   /**

@@ -418,7 +418,7 @@ export class SessionWriter {
   /** Adds a new key's copy to its backup; false when the node fails or already holds the key. */
   async #addEarly (address: string, mkey: string, copy: StoredCopy): Promise<boolean> {
     const node = this.#options.pool.node(address)
-    if (node === undefined || node.down) return false
+    if (node === undefined || !node.takesWrites) return false
     try {
       const cas = await node.add(mkey, this.#seal(mkey, copy))
       if (cas !== undefined) this.#know(node, mkey, cas, copy)
@@ -499,7 +499,9 @@ export class SessionWriter {
       replaced?.(current)
       return current
     }
-    throw new NodeUnavailable(node.address, 'cas', 'gave up after repeated conflicts')
+    // A node that keeps refusing (it answers every store NS or EX) would hold every write of
+    // the sessions placed there: it is avoided for a while, and this write moves on.
+    throw node.refused('cas', 'gave up after repeated conflicts')
   }
 
   /**
@@ -537,7 +539,7 @@ export class SessionWriter {
     const mkey = this.#options.keyPrefix + key
     const job: WriteJob = { key, version, header: data, kind: { type: 'end' }, primary: address, backup: undefined, base: 0, fresh: false }
     try {
-      if (node.down) throw new NodeUnavailable(address, 'cas', 'node is marked down')
+      if (!node.takesWrites) throw new NodeUnavailable(address, 'cas', 'node is marked down')
       // One gets: the write reports what it replaced (a tombstone already there stands).
       let before: StoredCopy | undefined
       await this.#writeCopy(node, mkey, job, undefined, (copy) => { before = copy })
@@ -555,7 +557,7 @@ export class SessionWriter {
 
   async #resealCopy (key: string, address: string): Promise<void> {
     const node = this.#options.pool.node(address)
-    if (node === undefined || node.down) return
+    if (node === undefined || !node.takesWrites) return
     const { seal, keyPrefix } = this.#options
     const mkey = keyPrefix + key
     try {
@@ -576,7 +578,7 @@ export class SessionWriter {
     if (node === undefined) return
     const mkey = this.#options.keyPrefix + key
     try {
-      if (node.down) throw new NodeUnavailable(address, 'delete', 'node is marked down')
+      if (!node.takesWrites) throw new NodeUnavailable(address, 'delete', 'node is marked down')
       if (upTo !== Infinity) {
         const seal = this.#options.seal
         const stored = await node.gets(mkey)

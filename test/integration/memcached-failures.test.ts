@@ -4,7 +4,7 @@ import { TestApp, b64 } from '../helpers/upstream.js'
 import { startStack, startTestSidecar, testConfig } from '../helpers/sidecar.js'
 import { Browser, keyOf } from '../helpers/client.js'
 import { until } from '../../harness/index.js'
-import { SilentServer } from '../helpers/tcp.js'
+import { SilentServer, StoreRefusingProxy } from '../helpers/tcp.js'
 
 async function metric (adminUrl: string, name: string): Promise<number> {
   const text = await (await fetch(`${adminUrl}/metrics`)).text()
@@ -163,4 +163,46 @@ t.test('a session memcached cannot produce in time is not replaced: the app is t
   const plain = await new Browser().get(b.url, '/', { 'X-Session-Unavailable': '1' })
   t.equal(plain.status, 200)
   t.equal(app.last?.headers['x-session-unavailable'], undefined, 'a client cannot send it (prefixed headers are stripped)')
+})
+
+t.test('a primary that answers but refuses every store is avoided: the change moves to the next node and every sidecar serves it', async (t) => {
+  // Found by an adversarial helper: a node answering every `ms` EX (or NS) with reads intact
+  // held each write of its sessions; with write: sync the response was answered, the change
+  // reached no node, and another sidecar served the older copy.
+  for (const refusal of ['EX', 'NS'] as const) {
+    t.test(`every store answered ${refusal}`, async (t) => {
+      const behind = await MemcachedProcess.start()
+      const other = await MemcachedProcess.start()
+      const liar = await new StoreRefusingProxy(Number(behind.address.split(':')[1])).start()
+      t.teardown(async () => { await liar.close(); await behind.stop(); await other.stop() })
+      const app = await new TestApp().start()
+      t.teardown(() => app.close())
+      const config = testConfig(app.url, [liar.address, other.address], { memcached: { write: 'sync' }, cache: { revalidateMs: 300 } })
+      const a = await startTestSidecar(config)
+      t.teardown(() => a.close())
+      const b = await startTestSidecar(config)
+      t.teardown(() => b.close())
+      // A session whose primary is the proxied node.
+      const browser = new Browser()
+      for (let i = 0; i < 50 && browser.sid?.split('~')[2] !== liar.address; i++) {
+        browser.cookies.clear()
+        await browser.get(a.url, `/login?set=${encodeURIComponent(JSON.stringify({ list: ['base'] }))}`)
+      }
+      t.equal(browser.sid?.split('~')[2], liar.address, 'a session placed on the node that will refuse')
+      await a.store.flush(2000)
+      t.same((await browser.get(b.url, '/')).body.session, { list: ['base'] }, 'B caches it')
+
+      liar.refuse = refusal
+      const changed = await browser.get(a.url, `/?merge=${encodeURIComponent(JSON.stringify({ list: ['base', 'x1'] }))}`)
+      t.equal(changed.status, 200)
+      t.ok(liar.refused > 0, 'the node refused the store')
+      t.equal(browser.sid?.split('~')[2], other.address, 'the cookie names the next node as the primary: the change moved there')
+      t.match(await other.copy(keyOf(browser.sid)), /^\d+ /, 'which holds it')
+      t.same((await browser.get(b.url, '/')).body.session, { list: ['base', 'x1'] }, 'B serves the change, not its older copy')
+      t.equal(await metric(b.adminUrl, 'sidecar_stale_reads_total'), 0, 'no stale read')
+      const next = await browser.get(a.url, `/?merge=${encodeURIComponent(JSON.stringify({ list: ['base', 'x1', 'x2'] }))}`)
+      t.equal(next.status, 200)
+      t.same((await browser.get(b.url, '/')).body.session, { list: ['base', 'x1', 'x2'] }, 'the next change too')
+    })
+  }
 })
