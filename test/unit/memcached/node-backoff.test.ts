@@ -1,7 +1,7 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createServer } from 'node:net'
 import { pino } from 'pino'
-import { parseAddress } from '../../../src/memcached/address.js'
+import { parseAddress, type Address } from '../../../src/memcached/address.js'
 import { MemcachedNode } from '../../../src/memcached/node.js'
 import { LogCapture } from '../../helpers/sidecar.js'
 import { EmbeddedMemcached } from '../../../demo/embedded-memcached.js'
@@ -17,6 +17,16 @@ async function refusedPort (): Promise<number> {
   const address = server.address()
   await new Promise((resolve) => server.close(resolve))
   return typeof address === 'object' && address !== null ? address.port : 0
+}
+
+/** An in-process memcached on a free port, closed at the test's end. */
+async function embedded (t: Test): Promise<{ memcached: EmbeddedMemcached, port: number, address: Address }> {
+  const memcached = new EmbeddedMemcached()
+  const port = await memcached.listen()
+  t.teardown(() => memcached.close())
+  const address = parseAddress(`127.0.0.1:${port}`)
+  if (address === undefined) throw new Error('address')
+  return { memcached, port, address }
 }
 
 t.test('a burst of failing commands is one outage: one warn line, the shortest backoff, not the cap', async (t) => {
@@ -54,11 +64,7 @@ t.test('on a fake clock: the window ends on time, each failed probe after it dou
 })
 
 t.test('a node whose connection ended keeps probing at the backoff\'s pace until memcached is back: its restart is noticed with no request sent to it', async (t) => {
-  const memcached = new EmbeddedMemcached()
-  const port = await memcached.listen()
-  t.teardown(() => memcached.close())
-  const address = parseAddress(`127.0.0.1:${port}`)
-  if (address === undefined) throw new Error('address')
+  const { memcached, port, address } = await embedded(t)
   let recovered = 0
   const node = new MemcachedNode(address, { timeoutMs: 500, ttl: 60, log: pino({ level: 'silent' }), ops: { observe () {}, forget () {} }, onRecovered: () => { recovered++ } })
   t.teardown(() => node.close())
@@ -73,11 +79,7 @@ t.test('a node whose connection ended keeps probing at the backoff\'s pace until
 })
 
 t.test('a node that answers but refuses stores is avoided by writes for a backoff window that reads do not end, and trusted again once it stores', async (t) => {
-  const memcached = new EmbeddedMemcached()
-  const port = await memcached.listen()
-  t.teardown(() => memcached.close())
-  const address = parseAddress(`127.0.0.1:${port}`)
-  if (address === undefined) throw new Error('address')
+  const { address } = await embedded(t)
   const logs = new LogCapture()
   const clock = { now: 1000 }
   const node = new MemcachedNode(address, { timeoutMs: 500, ttl: 60, log: pino({ level: 'debug' }, logs), ops: { observe () {}, forget () {} }, now: () => clock.now })
