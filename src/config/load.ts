@@ -20,9 +20,20 @@ export function loadConfig (file: string, env: Env = process.env): SidecarConfig
   try {
     raw = parseYaml(text)
   } catch (err) {
-    throw new ConfigError([`${file}: invalid YAML (${(err as Error).message.split('\n')[0]})`], { cause: err })
+    throw new ConfigError([`${file}: invalid YAML (${(err as Error).message.split('\n')[0]})${unquotedVariable(text, err)}`], { cause: err })
   }
   return buildConfig(raw ?? {}, env)
+}
+
+/**
+ * Variables are substituted after parsing, so YAML sees `${VAR:-default}` itself: inside a
+ * flow collection (`{ }`, `[ ]`) its braces are YAML's. When the error's line holds one
+ * unquoted, say how to write it.
+ */
+function unquotedVariable (text: string, err: unknown): string {
+  const line = (err as { linePos?: Array<{ line: number }> }).linePos?.[0]?.line
+  const source = line === undefined ? undefined : text.split('\n')[line - 1]
+  return source !== undefined && /(^|[^"'])\$\{/.test(source) ? '; a ${VAR} inside { } or [ ] must be quoted: "${VAR:-default}"' : ''
 }
 
 const known = (section: object): string[] => Object.keys(section)

@@ -459,6 +459,15 @@ t.test('loadConfig: invalid YAML is one problem naming the file', async (t) => {
   t.notMatch(problems[0], /\n/, 'one line')
 })
 
+t.test('loadConfig: an unquoted ${VAR} in a flow map is invalid YAML that says to quote it; quoted, it is substituted', async (t) => {
+  const bad = yamlFile(t, 'cache: { revalidateMs: ${REVAL:-30000} }\n')
+  const [problem] = problemsOf(t, () => loadConfig(bad, {}))
+  t.match(problem, /invalid YAML \(.+\); a \$\{VAR\} inside \{ \} or \[ \] must be quoted: "\$\{VAR:-default\}"$/)
+  const quoted = yamlFile(t, 'session: { secrets: ["0123456789abcdef0123"] }\nmemcached: { nodes: ["127.0.0.1:11211"] }\ncache: { revalidateMs: "${REVAL:-30000}" }\n')
+  t.equal(loadConfig(quoted, { REVAL: '4000' }).cache.revalidateMs, 4000, 'a quoted variable is a number once substituted')
+  t.notMatch(problemsOf(t, () => loadConfig(yamlFile(t, 'listen: [unclosed\n'), {}))[0], /must be quoted/, 'no hint where no variable is')
+})
+
 t.test('loadConfig: duplicate keys are invalid YAML', async (t) => {
   const file = yamlFile(t, 'listen:\n  port: 1\n  port: 2\n')
   t.same(problemsOf(t, () => loadConfig(file, {})), [`${file}: invalid YAML (Map keys must be unique at line 3, column 3:)`])
