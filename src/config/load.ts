@@ -33,6 +33,7 @@ export function loadConfig (file: string, env: Env = process.env): SidecarConfig
 function unquotedVariable (text: string, err: unknown): string {
   const line = (err as { linePos?: Array<{ line: number }> }).linePos?.[0]?.line
   const source = line === undefined ? undefined : text.split('\n')[line - 1]
+  // eslint-disable-next-line no-template-curly-in-string -- the text shows the syntax itself
   return source !== undefined && /(^|[^"'])\$\{/.test(source) ? '; a ${VAR} inside { } or [ ] must be quoted: "${VAR:-default}"' : ''
 }
 
