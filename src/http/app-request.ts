@@ -68,11 +68,16 @@ export class AppRequestHeaders {
       out.push(name, value)
     }
     const forwarded = this.#forwarding.values(raw.socket as Socket, peer, host, sent)
-    out.push('X-Forwarded-For', forwarded.for, 'X-Forwarded-Proto', forwarded.proto)
-    if (forwarded.host !== undefined) out.push('X-Forwarded-Host', forwarded.host)
-    if (forwarded.forwarded !== undefined) out.push('Forwarded', forwarded.forwarded)
-    if (session !== undefined) out.push(this.#protocol.idHeader, session.key, this.#protocol.dataHeader, session.header)
-    else if (unavailable) out.push(this.#protocol.unavailableHeader, '1')
+    const own = ['X-Forwarded-For', forwarded.for, 'X-Forwarded-Proto', forwarded.proto]
+    if (forwarded.host !== undefined) own.push('X-Forwarded-Host', forwarded.host)
+    if (forwarded.forwarded !== undefined) own.push('Forwarded', forwarded.forwarded)
+    if (session !== undefined) own.push(this.#protocol.idHeader, session.key, this.#protocol.dataHeader, session.header)
+    else if (unavailable) own.push(this.#protocol.unavailableHeader, '1')
+    // Right after Host, before the client's: an app that keeps only its first N header lines
+    // (Node drops those past 2,000 entries) loses the client's extra lines, never the
+    // forwarding or session headers (without X-Forwarded-For, it would take the request for
+    // one from the sidecar's own address).
+    out.splice(host === undefined ? 0 : 2, 0, ...own)
     return out
   }
 }

@@ -125,6 +125,20 @@ t.test('a client naming forwarding headers in Connection cannot make the sidecar
   }
 })
 
+t.test('an app that keeps only its first header lines (Node: 2,000 entries) still gets the forwarding and session headers: they come right after Host', async (t) => {
+  const sidecar = await start(t)
+  const login = await rawRequest(`${sidecar.url}/login?set=${q({ user: 'ada' })}`)
+  const cookie = (login.rawHeaders.find(([name]) => name.toLowerCase() === 'set-cookie')?.[1] ?? '').split(';')[0] as string
+  const many = Array.from({ length: 1100 }, (_, i): [string, string] => [`X-H${i}`, 'v'])
+  const res = await rawRequest(`${sidecar.url}/page`, [['Host', HOST], ...many, ['Cookie', cookie]])
+  t.equal(res.status, 200)
+  const seen = app.last?.headers ?? {}
+  t.equal(seen['x-forwarded-for'], '127.0.0.1', 'X-Forwarded-For is among the lines the app kept')
+  t.equal(seen['x-forwarded-host'], HOST)
+  t.equal(app.last?.session?.user, 'ada', 'and so is the session')
+  t.equal(seen['x-h1099'], undefined, 'while the client\'s last lines are past the app\'s limit')
+})
+
 t.test('cookies.domain goes on the app\'s cookies, never on a __Host- one', async (t) => {
   const sidecar = await start(t, { cookies: { domain: '.example.com' } })
   const appCookies = ['__Host-csrf=c1; Path=/; Secure; HttpOnly', 'theme=dark; Path=/', 'lang=en; Domain=app.internal; Path=/']
