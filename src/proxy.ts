@@ -4,6 +4,7 @@ import type { Dispatcher } from 'undici'
 import { METHODS, type IncomingHttpHeaders, type ServerResponse } from 'node:http'
 import type { IncomingHttpHeaders as Http2IncomingHttpHeaders } from 'node:http2'
 import type { Logger } from 'pino'
+import type { Socket } from 'node:net'
 import type { SidecarConfig } from './config/index.js'
 import { acceptHost, acceptTarget, routable } from './http/client-request.js'
 import { AppCookieDomain } from './http/cookies.js'
@@ -17,6 +18,10 @@ import type { Metrics } from './metrics.js'
 import type { NodePool } from './memcached/pool.js'
 import { SessionFlow } from './request/flow.js'
 import type { SessionStore } from './session/store.js'
+
+/** The last response begun on a client connection: a request pipelined behind it waits for it. */
+const PREVIOUS_RESPONSE = Symbol('previous response on this connection')
+type PipelinedSocket = Socket & { [PREVIOUS_RESPONSE]?: ServerResponse }
 
 export interface ProxyDeps {
   readonly config: SidecarConfig
@@ -99,8 +104,18 @@ export async function buildProxy ({ config, log, store, pool, metrics, app: reac
       reply.code(501).header('connection', 'close').type('text/plain; charset=utf-8').send('Not Implemented\n')
       return
     }
-    watchBodyIdle(request, reply, listen.bodyIdleTimeoutMs, generated)
-    done()
+    // Pipelined requests (sent before the previous response): Node hands each over at once,
+    // where an app server alone runs one connection's requests in turn; a later one must see
+    // the session an earlier one changed, and a POST must not overtake the one before it.
+    const socket = request.raw.socket as PipelinedSocket
+    const previous = socket[PREVIOUS_RESPONSE]
+    socket[PREVIOUS_RESPONSE] = reply.raw
+    const go = (): void => {
+      watchBodyIdle(request, reply, listen.bodyIdleTimeoutMs, generated)
+      done()
+    }
+    if (previous === undefined || previous.writableFinished || previous.destroyed) go()
+    else previous.once('close', go)
   })
   app.addHook('onClose', async () => { await hop.close() })
   app.setErrorHandler(failedBeforeResponse(generated))

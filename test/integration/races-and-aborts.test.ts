@@ -5,6 +5,7 @@ import { TestApp, b64 } from '../helpers/upstream.js'
 import { LogCapture, startTestSidecar, testConfig } from '../helpers/sidecar.js'
 import { Browser, keyOf } from '../helpers/client.js'
 import { until } from '../../harness/index.js'
+import { RawConnection } from '../helpers/raw-socket.js'
 
 async function setup (t: any, overrides: Record<string, Record<string, unknown>> = {}) {
   const m = await MemcachedProcess.start()
@@ -121,4 +122,26 @@ t.test('an expired cookie is answered quickly, with few reads', async (t) => {
   const reads = (await m.stats()).cmd_get - before
   t.ok(reads <= 6, `a missing session is given up after a short grace (${reads} reads)`)
   t.equal(browser.sid, undefined, 'and its cookie is cleared')
+})
+
+t.test('pipelined requests reach the app one after the other: a POST never overtakes the one before it, and the second sees the session the first changed', async (t) => {
+  // Found by an adversarial helper: Node hands over pipelined requests at once, and the sidecar
+  // sent both to the app on two connections; the second ran before the first had answered.
+  const { app, sidecar } = await setup(t)
+  const browser = new Browser()
+  await browser.get(sidecar.url, '/login?set={"user":"ada"}')
+  const cookie = `sid=${browser.sid as string}`
+  const conn = await RawConnection.open(sidecar.url)
+  t.teardown(() => conn.destroy())
+  const before = app.seen.length
+  await conn.write(
+    `POST /slow?delay=300&merge=${encodeURIComponent('{"slow":1}')} HTTP/1.1\r\nHost: a\r\nCookie: ${cookie}\r\nContent-Length: 0\r\n\r\n` +
+    `POST /next HTTP/1.1\r\nHost: a\r\nCookie: ${cookie}\r\nContent-Length: 0\r\n\r\n`)
+  await until(() => app.seen.length > before, 2000, 'the first request to reach the app')
+  await new Promise((resolve) => setTimeout(resolve, 150))
+  t.equal(app.seen.length, before + 1, 'the second has not reached the app while the first is being answered')
+  await conn.until((text) => (text.match(/HTTP\/1\.1 200/g) ?? []).length === 2, 5000, 'both responses')
+  const second = app.seen[before + 1]
+  t.equal(second?.url, '/next', 'then the second arrives')
+  t.same(second?.session, { user: 'ada', slow: 1 }, 'with the session the first changed')
 })
