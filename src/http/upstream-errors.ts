@@ -69,11 +69,12 @@ export function failedBeforeResponse (generated: Generated): (err: FastifyError,
 
 /**
  * The app answered, but with something undici cannot relay: headers over the limit, bytes that
- * do not parse as HTTP (HPE_*), or an answer undici refuses ("bad response": an unsolicited
- * 100 Continue, a response before any request).
+ * do not parse as HTTP (HPE_*), a body its framing contradicts (two Content-Lengths, or one with
+ * Transfer-Encoding), or an answer undici refuses ("bad response": an unsolicited 100 Continue,
+ * a response before any request).
  */
 function badResponse (errorCode: string | undefined, message: string): boolean {
-  return errorCode === 'UND_ERR_HEADERS_OVERFLOW' || errorCode?.startsWith('HPE_') === true || (errorCode === 'UND_ERR_SOCKET' && message === 'bad response')
+  return errorCode === 'UND_ERR_HEADERS_OVERFLOW' || errorCode === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || errorCode?.startsWith('HPE_') === true || (errorCode === 'UND_ERR_SOCKET' && message === 'bad response')
 }
 
 // reply-from logs each failed request to the app at warn, with the error's stack, before it

@@ -47,6 +47,13 @@ class App {
         res.end('ok\n')
         return
       }
+      // Framing that contradicts itself, written raw (node:http would not send it).
+      const framing = { '/two-lengths': 'Content-Length: 2\r\nContent-Length: 3', '/length-and-chunked': 'Content-Length: 5\r\nTransfer-Encoding: chunked' }[target.pathname]
+      if (framing !== undefined) {
+        req.resume()
+        req.socket.end(`HTTP/1.1 200 OK\r\n${framing}\r\n\r\n3\r\nabc\r\n0\r\n\r\n`)
+        return
+      }
       if (target.pathname === '/continue') {
         req.resume()
         res.writeContinue()
@@ -102,7 +109,7 @@ t.test('502 when the upstream refuses connections', async (t) => {
 t.test('502 (upstream-bad-response) when the app\'s response cannot be relayed', async (t) => {
   const app = await new App().start(t)
   const sidecar = await start(t, {}, { upstreamUrl: app.url })
-  for (const path of ['/huge-headers', '/continue']) {
+  for (const path of ['/huge-headers', '/continue', '/two-lengths', '/length-and-chunked']) {
     let res: RawResponse | undefined
     await countedOnce(t, sidecar, 502, 'upstream-bad-response', async () => { res = await rawRequest(`${sidecar.url}${path}`) })
     t.equal(res?.status, 502, `${path}: the client gets 502`)
