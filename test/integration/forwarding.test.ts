@@ -2,6 +2,7 @@ import t from 'tap'
 import { startStack } from '../helpers/sidecar.js'
 import { parseSetCookieLine, q, rawRequest } from '../helpers/client.js'
 import type { Sidecar } from '../../src/sidecar.js'
+import { RawConnection, statusOf } from '../helpers/raw-socket.js'
 
 // SPEC "Transparency": the app sees the client's Host; X-Forwarded-For is appended and
 // X-Forwarded-Proto/-Host set, a client's own forwarding headers trusted only from
@@ -149,4 +150,15 @@ t.test('cookies.domain goes on the app\'s cookies, never on a __Host- one', asyn
   t.equal(byName.get('__Host-csrf'), appCookies[0], 'the __Host- cookie is passed on byte for byte, with no Domain')
   t.same(parseSetCookieLine(byName.get('theme') ?? '').attributes, { domain: '.example.com', path: '/' }, 'another app cookie gets the Domain')
   t.same(parseSetCookieLine(byName.get('lang') ?? '').attributes, { domain: '.example.com', path: '/' }, 'and one with a Domain of its own has it replaced')
+})
+
+t.test('an HTTP/1.0 request with no Host reaches the app with the app\'s own host:port as Host', async (t) => {
+  const sidecar = await start(t)
+  const conn = await RawConnection.open(sidecar.url)
+  t.teardown(() => conn.destroy())
+  await conn.write('GET /old-client HTTP/1.0\r\n\r\n')
+  await conn.untilClosed(5000)
+  t.equal(statusOf(conn.received), 200)
+  t.equal(app.last?.url, '/old-client')
+  t.equal(app.last?.headers.host, new URL(app.url).host, 'undici sends the upstream\'s address')
 })
