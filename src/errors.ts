@@ -27,7 +27,9 @@ export const codes = {
   /** Shutdown ran out of time with memcached writes still pending. */
   SHUTDOWN_PENDING_WRITES: 'SIDECAR_ERR_SHUTDOWN_PENDING_WRITES',
   /** Shutdown ran out of time with requests in flight: their connections were closed. */
-  SHUTDOWN_REQUESTS_CUT: 'SIDECAR_ERR_SHUTDOWN_REQUESTS_CUT'
+  SHUTDOWN_REQUESTS_CUT: 'SIDECAR_ERR_SHUTDOWN_REQUESTS_CUT',
+  /** The app set a cookie named as the sidecar's session cookie: removed from the response. */
+  APP_SET_SESSION_COOKIE: 'SIDECAR_ERR_APP_SET_SESSION_COOKIE'
 } as const
 
 /** The config file is missing, unreadable or invalid. `problems` holds one line per problem. */

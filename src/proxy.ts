@@ -7,11 +7,12 @@ import type { Logger } from 'pino'
 import type { Socket } from 'node:net'
 import type { SidecarConfig } from './config/index.js'
 import { acceptHost, acceptTarget, routable } from './http/client-request.js'
-import { AppCookieDomain } from './http/cookies.js'
+import { AppCookieDomain, OwnCookieGuard } from './http/cookies.js'
 import { stripResponseHopByHop } from './http/hop-by-hop.js'
 import type { HeaderProtocol } from './http/protocol.js'
 import { clientErrorHandler, serverOptions, watchBodyIdle } from './http/timeouts.js'
 import { CLIENT_REQUEST, trailersOf, UpstreamHop, type HookReply, type HookRequest } from './http/upstream.js'
+import { codes } from './errors.js'
 import { failedBeforeResponse, upstreamErrorReply, upstreamErrorsOnce } from './http/upstream-errors.js'
 import type { AppReachability } from './http/app-reachability.js'
 import type { Metrics } from './metrics.js'
@@ -43,6 +44,9 @@ export async function buildProxy ({ config, log, store, pool, metrics, app: reac
   const { upstream, listen } = config
   const flow = new SessionFlow({ config, store, pool, metrics })
   const appCookieDomain = config.cookies.domain === undefined ? undefined : new AppCookieDomain(config.cookies.domain, config.cookies.names)
+  const ownCookie = new OwnCookieGuard(config.session.cookie.name)
+  // An app that sets the session cookie's name does it on every response: one line a minute.
+  let ownCookieWarnedAt = -Infinity
   const generated = metrics.generated
   const hop = new UpstreamHop({
     url: upstream.url,
@@ -131,6 +135,10 @@ export async function buildProxy ({ config, log, store, pool, metrics, app: reac
     // The upstream's connection headers describe its connection to us, not the client's.
     stripResponseHopByHop(lines)
     flow.fromApp(lines, request)
+    if (lines['set-cookie'] !== undefined && ownCookie.strip(lines) > 0 && performance.now() - ownCookieWarnedAt > 60_000) {
+      ownCookieWarnedAt = performance.now()
+      log.warn({ code: codes.APP_SET_SESSION_COOKIE, cookie: ownCookie.name }, 'the app set a cookie named as the session cookie; removed (it would replace the session cookie and log the user out): rename the app\'s cookie or session.cookie.name (logged at most once a minute)')
+    }
     if (appCookieDomain !== undefined && lines['set-cookie'] !== undefined) {
       lines['set-cookie'] = appCookieDomain.rewrite(lines['set-cookie'])
     }

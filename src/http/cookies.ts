@@ -84,6 +84,37 @@ export class SessionCookieHeaders {
 }
 
 /**
+ * The session cookie is the sidecar's: a Set-Cookie of that name from the app (its framework's
+ * own session, `session` or `connect.sid`, under the same name) would replace it in the browser
+ * and log the user out. Such lines are removed; `strip` says how many.
+ */
+export class OwnCookieGuard {
+  constructor (readonly name: string) {}
+
+  /** Removes the app's Set-Cookie lines for the session cookie from `lines`; returns how many. */
+  strip (lines: NodeJS.Dict<string | string[]>): number {
+    const header = lines['set-cookie']
+    if (header === undefined) return 0
+    const all = Array.isArray(header) ? header : [header]
+    const kept = all.filter((line) => !this.#own(line))
+    if (kept.length === all.length) return 0
+    if (kept.length === 0) delete lines['set-cookie']
+    else lines['set-cookie'] = kept
+    return all.length - kept.length
+  }
+
+  #own (line: string): boolean {
+    // Cheap first: most lines name another cookie.
+    if (!line.includes(this.name)) return false
+    try {
+      return parseSetCookie(line, verbatim).name === this.name
+    } catch {
+      return false
+    }
+  }
+}
+
+/**
  * `cookies.domain`: gives the app's own cookies the fleet's Domain (never to `__Host-` ones). Only the Domain attribute
  * changes; the rest of each Set-Cookie stays byte for byte. (Re-serialising with the cookie
  * library would drop attributes it does not know and throws on values outside RFC 6265, which

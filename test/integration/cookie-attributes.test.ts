@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto'
 import t, { type Test } from 'tap'
 import { b64 } from '../helpers/upstream.js'
-import { startStack } from '../helpers/sidecar.js'
+import { LogCapture, startStack } from '../helpers/sidecar.js'
 import { Browser, keyOf, parseSetCookieLine, q, rawRequest } from '../helpers/client.js'
 import type { Sidecar } from '../../src/sidecar.js'
 import { CopySeal } from '../../src/session/sealed-copy.js'
@@ -71,6 +71,22 @@ t.test('without cookies.domain the app\'s own Set-Cookie headers pass untouched,
   const setCookies = res.rawHeaders.filter(([n]) => n.toLowerCase() === 'set-cookie').map(([, v]) => v)
   t.same(setCookies.filter((c) => !c.startsWith('sid=')), own, 'byte for byte')
   t.equal(setCookies.filter((c) => c.startsWith('sid=')).length, 1, 'plus the session cookie')
+})
+
+t.test('an app\'s Set-Cookie named as the session cookie is removed (once a minute logged): it would replace the session cookie and log the user out', async (t) => {
+  const logs = new LogCapture()
+  const sidecar = await start(t, { log: { level: 'warn' } }, { logs })
+  const browser = new Browser()
+  await browser.get(sidecar.url, `/login?set=${q({ user: 'ada' })}`)
+  for (let i = 0; i < 2; i++) {
+    await browser.get(sidecar.url, `/?cookie=${q('sid=fromapp; Path=/')}&cookie=${q('sidebar=open; Path=/')}`)
+    t.same(browser.lastSetCookie, ['sidebar=open; Path=/'], 'the app\'s other cookies pass, a cookie whose name only begins alike included')
+    t.same((await browser.get(sidecar.url, '/')).body.session, { user: 'ada' }, 'the user is still logged in')
+  }
+  const lines = logs.entries.filter((e) => e.code === 'SIDECAR_ERR_APP_SET_SESSION_COOKIE')
+  t.equal(lines.length, 1, 'one warning for both responses')
+  t.equal(lines[0]?.cookie, 'sid', 'naming the cookie, never its value')
+  t.notMatch(JSON.stringify(logs.entries), /fromapp/, 'the app\'s value is not logged')
 })
 
 t.test('cookies.domain sets or replaces the Domain of all the app\'s cookies', async (t) => {

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { buildConfig, type CookieConfig } from '../../../src/config/index.js'
-import { AppCookieDomain, SessionCookieHeaders } from '../../../src/http/cookies.js'
+import { AppCookieDomain, OwnCookieGuard, SessionCookieHeaders } from '../../../src/http/cookies.js'
 
 const VALUE = '1~Zm9vYmFyYmF6cXV4MTIzNA~10.0.0.5:11211~1~k5AB7x64qSnJYiDtDE_6TQ'
 
@@ -207,4 +207,18 @@ t.test('AppCookieDomain: arrays of Set-Cookie headers, one by one, in order', as
 t.test('AppCookieDomain: a header with no name=value is left alone', async (t) => {
   const domain = new AppCookieDomain('.example.com', [])
   t.equal(domain.rewrite('garbage'), 'garbage')
+})
+
+t.test('OwnCookieGuard removes the app\'s Set-Cookie lines of the session cookie\'s name, exactly that name', async (t) => {
+  const guard = new OwnCookieGuard('sid')
+  const one: NodeJS.Dict<string | string[]> = { 'set-cookie': 'sid=x; Path=/' }
+  t.equal(guard.strip(one), 1)
+  t.notOk('set-cookie' in one, 'a lone line goes with its header')
+  const many: NodeJS.Dict<string | string[]> = { 'set-cookie': ['theme=dark', 'sid=; Max-Age=0', 'SID=upper', 'sidebar=1', 'x=sid'] }
+  t.equal(guard.strip(many), 1)
+  t.same(many['set-cookie'], ['theme=dark', 'SID=upper', 'sidebar=1', 'x=sid'], 'names are case-sensitive; values and prefixes do not count')
+  const none: NodeJS.Dict<string | string[]> = { 'set-cookie': 'theme=dark' }
+  t.equal(guard.strip(none), 0)
+  t.equal(none['set-cookie'], 'theme=dark', 'untouched')
+  t.equal(guard.strip({}), 0)
 })
