@@ -10,6 +10,11 @@ t.test('write: sync, nginx sticky by cookie: kill -9 the node holding the sessio
   const topo = await startTopology({ memcached: 3, apps: 2, lb: 'nginx', sidecar: { write: 'sync' } })
   t.teardown(() => topo.close())
   const browser = new Browser()
+  // deploy/nginx/nginx.conf leaves body sizes to the app: nginx's default would refuse a
+  // 2 MiB upload with 413 (found by an adversarial helper running the shipped config).
+  const upload = await fetch(`${topo.lb.url}/upload`, { method: 'POST', body: Buffer.alloc(2 * 1024 * 1024, 7) })
+  await upload.arrayBuffer()
+  t.equal(upload.status, 200, 'a 2 MiB upload reaches the app through nginx')
   let failures = 0
   for (let i = 0; i < 20; i++) {
     const res = await browser.get(topo.lb.url, i % 2 === 0 ? `/cart?push=cart:item${i}` : '/visit?incr=visits')

@@ -222,6 +222,7 @@ t.test('deploy/nginx/nginx.conf: sticky by the session key, fails over, keeps co
   const directives = cfg.replace(/^\s*#.*\n/gm, '')
   t.match(directives, /upstream sidecars \{\s*hash \$session_key consistent;[\s\S]*keepalive \d+;\s*\}/, 'hash on the key, then keepalive (it must follow hash)')
   t.match(cfg, /^\s*proxy_next_upstream error timeout http_502;$/m)
+  t.match(cfg, /^\s*client_max_body_size 0;$/m, 'body sizes left to the app')
   t.match(cfg, /^\s*proxy_http_version 1\.1;$/m, 'keepalive needs HTTP/1.1')
   t.match(cfg, /^\s*proxy_set_header Connection "";$/m, 'and no Connection: close')
   // $host drops the port: behind `8080:80` the app would see `localhost`, not the `localhost:8080` the client sent.
