@@ -52,6 +52,21 @@ t.test('a logout whose client hung up before the app answered still destroys the
   t.pass('the destroy was applied although the client was gone')
 })
 
+t.test('a change whose client hung up before the app answered is applied', async (t) => {
+  const { m, app, sidecar } = await setup(t)
+  const browser = new Browser()
+  await browser.get(sidecar.url, '/?set={"user":"ada"}')
+  const key = keyOf(browser.sid)
+  await sidecar.store.flush(2000)
+  const req = request(`${sidecar.url}/?merge=${encodeURIComponent('{"cart":1}')}&delay=200`, { headers: { cookie: `sid=${browser.sid as string}` } })
+  req.on('error', () => {})
+  req.end()
+  await until(() => app.seen.some((s) => s.url.includes('cart')), 2000, 'the change to reach the app')
+  req.destroy()
+  await until(async () => (await m.copy(key))?.startsWith(`2 ${b64({ user: 'ada', cart: 1 })}`) === true, 3000, 'the change to be stored')
+  t.pass('memcached holds the change, though the client never got its response')
+})
+
 t.test('two concurrent changes of one session on one node both count, even with memcached down', async (t) => {
   const { m, sidecar } = await setup(t)
   const browser = new Browser()
