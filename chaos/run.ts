@@ -55,6 +55,7 @@ const { values: flags } = parseArgs({
     overlap: { type: 'boolean', default: false },
     'async-window-ms': { type: 'string' },
     'no-scale-out': { type: 'boolean', default: false },
+    'log-level': { type: 'string', default: 'warn' },
     out: { type: 'string' }
   }
 })
@@ -68,6 +69,7 @@ const options = {
   users: integer('users', flags.users, 16, 1, 200),
   asyncWindowMs: integer('async-window-ms', flags['async-window-ms'], 50, 0, 60_000),
   scaleOut: !flags['no-scale-out'],
+  logLevel: flags['log-level'],
   progress: (line: string) => process.stdout.write(`  ${line}\n`)
 } as const
 const out = flags.out === undefined

@@ -13,6 +13,8 @@ export interface ClusterOptions {
   readonly spare: { readonly memcached: number, readonly sidecars: number }
   readonly write: 'async' | 'sync'
   readonly revalidateMs: number
+  /** The sidecars' log.level: debug keeps the session trace of every read and write in the report. */
+  readonly logLevel?: string
 }
 
 export interface MemcachedSlot {
@@ -93,7 +95,7 @@ export class ChaosCluster {
   }
 
   async #start (): Promise<void> {
-    const { memcached, sidecars, spare, write, revalidateMs } = this.#options
+    const { memcached, sidecars, spare, write, revalidateMs, logLevel } = this.#options
     for (let i = 0; i < memcached + spare.memcached; i++) {
       const port = await this.#ports.take()
       this.memcached.push({ slot: i, name: `memcached-${i}`, address: `127.0.0.1:${port}`, port, process: undefined, frozen: false })
@@ -103,7 +105,7 @@ export class ChaosCluster {
     for (let i = 0; i < sidecars + spare.sidecars; i++) {
       const app = await new TestApp().start()
       const name = `sidecar-${i}`
-      const proc = new SidecarProcess(this.#scratch.dir, name, { upstream: app.url, nodes: i < sidecars ? base : all, write, revalidateMs })
+      const proc = new SidecarProcess(this.#scratch.dir, name, { upstream: app.url, nodes: i < sidecars ? base : all, write, revalidateMs, logLevel })
       proc.port = await this.#ports.take()
       proc.adminPort = await this.#ports.take()
       this.sidecars.push({ slot: i, name, process: proc, app, started: false })

@@ -23,6 +23,8 @@ export interface ChaosOptions {
   readonly thinkMs?: readonly [number, number]
   /** One line per fault as it runs, and per phase. */
   readonly progress?: (line: string) => void
+  /** The sidecars' log.level (default warn): debug puts the session trace in the report's logs. */
+  readonly logLevel?: string
 }
 
 export interface ChaosResult {
@@ -74,7 +76,7 @@ export async function runChaos (options: ChaosOptions): Promise<ChaosResult> {
   })
   const progress = options.progress ?? (() => undefined)
   const spare = options.scaleOut ? SPARE : { memcached: 0, sidecars: 0 }
-  const cluster = await ChaosCluster.start({ ...BASE, spare, write: options.write, revalidateMs: R })
+  const cluster = await ChaosCluster.start({ ...BASE, spare, write: options.write, revalidateMs: R, logLevel: options.logLevel })
   const timers: NodeJS.Timeout[] = []
   try {
     const recorder = new Recorder()

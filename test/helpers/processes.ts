@@ -69,6 +69,8 @@ export interface SidecarOptions {
   nodes: string[]
   write?: 'async' | 'sync'
   revalidateMs?: number
+  /** log.level (default warn); debug writes the session trace (chaos --log-level). */
+  logLevel?: string
   extra?: Record<string, Record<string, unknown>>
 }
 
@@ -100,7 +102,7 @@ export class SidecarProcess extends Managed {
   }
 
   async #launch (): Promise<this> {
-    const { upstream, nodes, write = 'async', revalidateMs = 30000, extra = {} } = this.options
+    const { upstream, nodes, write = 'async', revalidateMs = 30000, logLevel = 'warn', extra = {} } = this.options
     const file = join(this.dir, `${this.name}.yaml`)
     writeFileSync(file, sidecarYaml({
       port: this.port,
@@ -115,7 +117,7 @@ export class SidecarProcess extends Managed {
       timeoutMs: 1000,
       // No wait for load balancers before draining unless a test asks (extra.shutdown.delayMs).
       shutdown: { delayMs: 0, timeoutMs: 5000 },
-      logLevel: 'warn',
+      logLevel,
       extra: { ...extra, cache: { revalidateMs, ...extra.cache } }
     }))
     await this.launchAndWait(`sidecar ${this.name}`, process.execPath, [CLI, '--config', file],
