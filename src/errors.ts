@@ -56,7 +56,7 @@ export class NodeUnavailable extends Error {
 }
 
 /** Why an update was refused; logged and counted by reason. */
-export type RefusalReason = 'invalid-base64' | 'invalid-json' | 'not-an-object' | 'too-large' | 'too-deep' | 'session-unavailable'
+export type RefusalReason = 'invalid-base64' | 'invalid-json' | 'not-an-object' | 'too-large' | 'too-deep' | 'duplicate' | 'session-unavailable'
 
 /** A session header from the app that cannot be applied; the previous session stays. */
 export class RefusedUpdate extends Error {

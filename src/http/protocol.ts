@@ -4,6 +4,8 @@ export interface AppUpdates {
   merge: string | undefined
   destroy: boolean
   regenerate: boolean
+  /** A Set or Merge the app sent more than once (any spelling): which one, to refuse it by name. */
+  duplicated?: string
 }
 
 /**
@@ -65,10 +67,22 @@ export class HeaderProtocol {
       if (text === undefined) continue
       const normal = foldHeaderName(lower)
       updates ??= { set: undefined, merge: undefined, destroy: false, regenerate: false }
-      if (normal === this.#set) updates.set = text.trim()
-      else if (normal === this.#merge) updates.merge = text.trim()
-      else if (normal === this.#destroy) updates.destroy = isOn(text)
-      else if (normal === this.#regenerate) updates.regenerate = isOn(text)
+      // Two Sets or two Merges (two lines, or two spellings): which one the app meant is not
+      // for the sidecar to guess; joined, they would read as invalid base64.
+      const twice = Array.isArray(value) && value.length > 1
+      if (normal === this.#set) {
+        if (twice || updates.set !== undefined) updates.duplicated = 'X-Session-Set'
+        updates.set = text.trim()
+      } else if (normal === this.#merge) {
+        if (twice || updates.merge !== undefined) updates.duplicated = 'X-Session-Merge'
+        updates.merge = text.trim()
+      } else if (normal === this.#destroy) {
+        // A flag sent twice (the app's framework and the app, say) is still that flag: a
+        // logout must not be lost to "1,1" not reading as on.
+        updates.destroy ||= (Array.isArray(value) ? value : [text]).some(isOn)
+      } else if (normal === this.#regenerate) {
+        updates.regenerate ||= (Array.isArray(value) ? value : [text]).some(isOn)
+      }
     }
     return updates
   }

@@ -104,6 +104,7 @@ export class UpdateApplier {
 
 /** The app's headers as one change: Set, then Merge (applied to the Set when both came), Regenerate. */
 function decodeChange (updates: AppUpdates, maxBytes: number): Change {
+  if (updates.duplicated !== undefined) throw new RefusedUpdate('duplicate', updates.duplicated)
   let set: SessionObject | undefined
   let merge: SessionObject | undefined
   if (updates.set !== undefined) set = decodeObject(updates.set, 'X-Session-Set', maxBytes)

@@ -5,6 +5,7 @@ import { keyHash } from '../../src/session/key.js'
 import { Browser, keyOf, PREFIXED, q, rawRequest, versionOf } from '../helpers/client.js'
 import { metricValue } from '../helpers/metrics.js'
 import type { Sidecar } from '../../src/sidecar.js'
+import { serveApp } from '../helpers/raw-socket.js'
 
 // The header protocol between sidecar and app (SPEC "Header protocol with the app").
 
@@ -108,6 +109,7 @@ t.test('invalid session updates are refused: 200 stays 200, the body flows, the 
     ['X-Session-Merge with invalid base64', header('X-Session-Merge', '@@@ not base64 @@@')],
     ['X-Session-Merge with invalid JSON', header('X-Session-Merge', notJson)],
     ['X-Session-Merge with a JSON array', header('X-Session-Merge', b64(['user', 'eve']))],
+    ['X-Session-Merge sent twice (two spellings)', `${header('X-Session-Merge', b64({ user: 'eve' }))}&${header('X_Session_Merge', b64({ role: 'admin' }))}`],
     ['X-Session-Merge with a JSON string', header('X-Session-Merge', b64('eve'))],
     ['X-Session-Merge making the data exceed session.maxBytes', `merge=${q({ blob: 'x'.repeat(300) })}`]
   ]
@@ -267,4 +269,25 @@ t.test('a Set or Merge with identical data does not bump the version', async (t)
 
   await browser.get(sidecar.url, `/?set=${q({ user: 'bob' })}`)
   t.equal(versionOf(browser.sid), 2, 'a real change does bump it')
+})
+
+t.test('session headers the app sends as two lines: a flag twice is that flag (a logout is not lost), a Merge twice is refused as a duplicate', async (t) => {
+  const { url } = await serveApp(t, (req, res) => {
+    if (req.url === '/login') res.setHeader('X-Session-Set', b64({ user: 'ada' }))
+    if (req.url === '/merge-twice') res.setHeader('X-Session-Merge', [b64({ role: 'admin' }), b64({ role: 'user' })])
+    if (req.url === '/logout-twice') res.setHeader('X-Session-Destroy', ['1', '1'])
+    res.end('ok')
+  })
+  const sidecar = await start(t, {}, { upstreamUrl: url })
+  const browser = new Browser()
+  await browser.get(sidecar.url, '/login')
+  const sid = browser.sid as string
+  const refused = await metricValue(sidecar.adminUrl, 'sidecar_refused_updates_total', { reason: 'duplicate' })
+  await browser.get(sidecar.url, '/merge-twice')
+  t.equal(browser.sid, sid, 'the duplicated Merge changed nothing')
+  t.equal(await metricValue(sidecar.adminUrl, 'sidecar_refused_updates_total', { reason: 'duplicate' }), refused + 1, 'counted as a duplicate')
+  await browser.get(sidecar.url, '/logout-twice')
+  t.equal(browser.sid, undefined, 'the logout sent twice cleared the cookie')
+  await sidecar.store.flush(2000)
+  t.match(await m.copy(keyOf(sid)), /^\d+ ended$/, 'and the session ended')
 })

@@ -102,9 +102,10 @@ t.test('takeUpdates: prefixed headers that are not updates carry no update', asy
   t.same(headers, {}, 'still stripped')
 })
 
-t.test('takeUpdates: a repeated header is joined with commas', async (t) => {
+t.test('takeUpdates: a repeated header is joined with commas, and marked duplicated', async (t) => {
   const p = new HeaderProtocol('x-session')
-  t.same(p.takeUpdates({ 'x-session-set': ['e30', 'eyJhIjoxfQ'] }), { ...NO_UPDATE, set: 'e30,eyJhIjoxfQ' })
+  t.same(p.takeUpdates({ 'x-session-set': ['e30', 'eyJhIjoxfQ'] }), { ...NO_UPDATE, set: 'e30,eyJhIjoxfQ', duplicated: 'X-Session-Set' })
+  t.same(p.takeUpdates({ 'x-session-destroy': ['1', '1'] }), { ...NO_UPDATE, destroy: true }, 'a repeated flag is that flag')
 })
 
 t.test('a custom prefix: only its own headers are protocol headers', async (t) => {
@@ -115,4 +116,12 @@ t.test('a custom prefix: only its own headers are protocol headers', async (t) =
   const response: Record<string, string | string[] | undefined> = { 'X-App-Session-Set': 'e30', 'x-session-set': 'not ours' }
   t.same(p.takeUpdates(response), { ...NO_UPDATE, set: 'e30' })
   t.same(response, { 'x-session-set': 'not ours' })
+})
+
+t.test('takeUpdates: a Set or Merge sent twice (two lines, or two spellings) is marked duplicated, by name', async (t) => {
+  const p = new HeaderProtocol('x-session')
+  t.equal(p.takeUpdates({ 'x-session-merge': ['eyJhIjoxfQ', 'eyJiIjoyfQ'] })?.duplicated, 'X-Session-Merge', 'two lines of one name')
+  t.equal(p.takeUpdates({ 'x-session-set': 'e30', X_Session_Set: 'eyJhIjoxfQ' })?.duplicated, 'X-Session-Set', 'two spellings')
+  t.equal(p.takeUpdates({ 'x-session-set': 'e30', 'x-session-merge': 'eyJhIjoxfQ' })?.duplicated, undefined, 'a Set and a Merge are not duplicates')
+  t.equal(p.takeUpdates({ 'x-session-merge': ['eyJhIjoxfQ'] })?.duplicated, undefined, 'one line in a list is one')
 })
