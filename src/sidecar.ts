@@ -99,9 +99,11 @@ export async function startSidecar (config: SidecarConfig, log: Logger, options:
 
   // Requests in flight, for a drain that runs out of time to say how many it cut.
   let inFlight = 0
+  const finished = (): void => { inFlight-- }
+  // 'close' comes once per response: one shared listener, no closure per request.
   proxy.server.on('request', (_req, res) => {
     inFlight++
-    res.once('close', () => { inFlight-- })
+    res.on('close', finished)
   })
 
   let closing: Promise<number> | undefined

@@ -105,12 +105,7 @@ export class OwnCookieGuard {
 
   #own (line: string): boolean {
     // Cheap first: most lines name another cookie.
-    if (!line.includes(this.name)) return false
-    try {
-      return parseSetCookie(line, verbatim).name === this.name
-    } catch {
-      return false
-    }
+    return line.includes(this.name) && setCookieName(line) === this.name
   }
 }
 
@@ -134,13 +129,8 @@ export class AppCookieDomain {
   }
 
   #one (header: string): string {
-    let name: string
-    try {
-      name = parseSetCookie(header, verbatim).name
-    } catch {
-      return header
-    }
-    if (name === '' || (this.#names !== undefined && !this.#names.has(name))) return header
+    const name = setCookieName(header)
+    if (name === undefined || name === '' || (this.#names !== undefined && !this.#names.has(name))) return header
     // A __Host- cookie with a Domain is dropped by browsers (RFC 6265bis section 4.1.3.2).
     if (name.toLowerCase().startsWith('__host-')) return header
     const parts = header.split(';')
@@ -151,5 +141,14 @@ export class AppCookieDomain {
       if (!/^\s*domain\s*=/i.test(part) && part.trim() !== '') out += ';' + part
     }
     return out
+  }
+}
+
+/** The cookie name of an app's Set-Cookie line, or undefined when the line does not parse. */
+function setCookieName (line: string): string | undefined {
+  try {
+    return parseSetCookie(line, verbatim).name
+  } catch {
+    return undefined
   }
 }

@@ -63,8 +63,8 @@ export class HeaderProtocol {
       if (!this.isPrefixed(lower)) continue
       const value = headers[name]
       delete headers[name]
+      if (value === undefined) continue
       const text = Array.isArray(value) ? value.join(',') : value
-      if (text === undefined) continue
       const normal = foldHeaderName(lower)
       updates ??= { set: undefined, merge: undefined, destroy: false, regenerate: false }
       // Two Sets or two Merges (two lines, or two spellings): which one the app meant is not
@@ -77,11 +77,9 @@ export class HeaderProtocol {
         if (twice || updates.merge !== undefined) updates.duplicated = 'X-Session-Merge'
         updates.merge = text.trim()
       } else if (normal === this.#destroy) {
-        // A flag sent twice (the app's framework and the app, say) is still that flag: a
-        // logout must not be lost to "1,1" not reading as on.
-        updates.destroy ||= (Array.isArray(value) ? value : [text]).some(isOn)
+        updates.destroy ||= isOn(value)
       } else if (normal === this.#regenerate) {
-        updates.regenerate ||= (Array.isArray(value) ? value : [text]).some(isOn)
+        updates.regenerate ||= isOn(value)
       }
     }
     return updates
@@ -104,7 +102,12 @@ export function foldHeaderName (lower: string): string {
   return lower
 }
 
-function isOn (value: string): boolean {
+/**
+ * A flag's value, on or off. Sent on two lines (the app's framework and the app, say), it is on
+ * when either is: a logout must not be lost to "1,1" not reading as on.
+ */
+function isOn (value: string | string[]): boolean {
+  if (Array.isArray(value)) return value.some(isOn)
   const v = value.trim().toLowerCase()
   return v === '1' || v === 'true' || v === 'yes'
 }

@@ -32,6 +32,9 @@ const BACKOFF_MIN_MS = 500
 // Short and capped: a node back from a restart is noticed within seconds by the next command.
 const BACKOFF_MAX_MS = 2_000
 
+/** The backoff window after `steps` earlier ones in a row: 0.5 s, doubling, capped at 2 s. */
+const backoffAfter = (steps: number): number => Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(steps, 16))
+
 /**
  * One memcached server: one pipelined connection speaking the meta protocol (every store
  * returns the item's new CAS, so a later change can skip its read), a hard deadline on every
@@ -123,7 +126,7 @@ export class MemcachedNode {
     const err = new NodeUnavailable(this.address, command, reason)
     const now = this.#now()
     if (this.#refusedUntil > now) return err
-    const backoff = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(this.#refusals, 16))
+    const backoff = backoffAfter(this.#refusals)
     this.#refusals++
     this.#refusedUntil = now + backoff
     const fields = { node: this.address, code: err.code, command, backoffMs: backoff }
@@ -254,7 +257,7 @@ export class MemcachedNode {
     const now = this.#now()
     this.#failingSince ??= now
     if (this.#downUntil > now) return
-    const backoff = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(this.#failures, 16))
+    const backoff = backoffAfter(this.#failures)
     this.#failures++
     this.#downUntil = now + backoff
     const fields = { node: this.address, code: err.code, command: err.command, backoffMs: backoff }
