@@ -6,6 +6,7 @@ import { LogCapture, startTestSidecar, testConfig } from '../helpers/sidecar.js'
 import { Browser, keyOf } from '../helpers/client.js'
 import { until } from '../../harness/index.js'
 import { RawConnection } from '../helpers/raw-socket.js'
+import type { Sidecar } from '../../src/sidecar.js'
 
 async function setup (t: any, overrides: Record<string, Record<string, unknown>> = {}) {
   const m = await MemcachedProcess.start()
@@ -36,33 +37,35 @@ t.test('a slow response that changes a session destroyed meanwhile does not brin
   t.equal((await replay.get(sidecar.url, '/')).body.session, undefined, 'the stolen cookie gets nothing')
 })
 
-t.test('a logout whose client hung up before the app answered still destroys the session', async (t) => {
-  const { m, app, sidecar } = await setup(t)
+/** Ada's session, stored: her browser and the session's key. */
+async function stored (sidecar: Sidecar): Promise<{ browser: Browser, key: string }> {
   const browser = new Browser()
   await browser.get(sidecar.url, '/?set={"user":"ada"}')
-  const key = keyOf(browser.sid)
   await sidecar.store.flush(2000)
-  await new Promise<void>((resolve) => {
-    const req = request(`${sidecar.url}/logout?destroy=1&delay=200`, { headers: { cookie: `sid=${browser.sid as string}` } })
-    req.on('error', () => resolve())
-    req.end()
-    until(() => app.seen.some((s) => s.url.startsWith('/logout')), 2000, 'the logout to reach the app').then(() => { req.destroy(); resolve() }, () => resolve())
-  })
+  return { browser, key: keyOf(browser.sid) }
+}
+
+/** Sends `path` with `browser`'s cookie and hangs up once the request has reached the app. */
+async function hangUpAtApp (sidecar: Sidecar, app: TestApp, browser: Browser, path: string): Promise<void> {
+  const req = request(`${sidecar.url}${path}`, { headers: { cookie: `sid=${browser.sid as string}` } })
+  req.on('error', () => {})
+  req.end()
+  await until(() => app.seen.some((s) => s.url === path), 2000, `${path} to reach the app`)
+  req.destroy()
+}
+
+t.test('a logout whose client hung up before the app answered still destroys the session', async (t) => {
+  const { m, app, sidecar } = await setup(t)
+  const { browser, key } = await stored(sidecar)
+  await hangUpAtApp(sidecar, app, browser, '/logout?destroy=1&delay=200')
   await until(async () => /^\d+ ended$/.test(await m.copy(key) ?? ''), 3000, 'the tombstone to be stored')
   t.pass('the destroy was applied although the client was gone')
 })
 
 t.test('a change whose client hung up before the app answered is applied', async (t) => {
   const { m, app, sidecar } = await setup(t)
-  const browser = new Browser()
-  await browser.get(sidecar.url, '/?set={"user":"ada"}')
-  const key = keyOf(browser.sid)
-  await sidecar.store.flush(2000)
-  const req = request(`${sidecar.url}/?merge=${encodeURIComponent('{"cart":1}')}&delay=200`, { headers: { cookie: `sid=${browser.sid as string}` } })
-  req.on('error', () => {})
-  req.end()
-  await until(() => app.seen.some((s) => s.url.includes('cart')), 2000, 'the change to reach the app')
-  req.destroy()
+  const { browser, key } = await stored(sidecar)
+  await hangUpAtApp(sidecar, app, browser, `/?merge=${encodeURIComponent('{"cart":1}')}&delay=200`)
   await until(async () => (await m.copy(key))?.startsWith(`2 ${b64({ user: 'ada', cart: 1 })}`) === true, 3000, 'the change to be stored')
   t.pass('memcached holds the change, though the client never got its response')
 })
